@@ -1,0 +1,99 @@
+/**
+ * Delivery status notifications (RFC 3464, RFC 3462 multipart/report). Pure: builds the bytes of
+ * a bounce message; the queue sends it from the null sender so that it can never bounce itself.
+ */
+
+export interface DsnRecipient {
+  address: string;
+  orcpt?: string | null;
+  action: 'failed' | 'delayed';
+  status: string;
+  diagnostic: string;
+  remoteMta?: string;
+}
+
+export interface DsnInput {
+  reportingMta: string;
+  to: string;
+  originalMid: number;
+  arrivalDate: Date;
+  now: Date;
+  envid?: string | null;
+  recipients: DsnRecipient[];
+  original: Buffer;
+  maxCopy: number;
+  /** RET=HDRS asks for headers only. */
+  headersOnly?: boolean;
+  boundarySeed: string;
+}
+
+function headersOf(msg: Buffer): Buffer {
+  const crlf = msg.indexOf('\r\n\r\n');
+  const lf = msg.indexOf('\n\n');
+  const end = crlf !== -1 && (lf === -1 || crlf < lf) ? crlf + 2 : lf !== -1 ? lf + 1 : msg.length;
+  return msg.subarray(0, end);
+}
+
+export function buildDsn(i: DsnInput): Buffer {
+  const boundary = `=_postern_${i.boundarySeed}`;
+  const failed = i.recipients.some((r) => r.action === 'failed');
+  const whole = !i.headersOnly && i.original.length <= i.maxCopy;
+  const subject = failed ? 'Undelivered Mail Returned to Sender' : 'Delivery Status Notification (Delay)';
+  const human = i.recipients
+    .map((r) => `<${r.address}>: ${r.action === 'failed' ? 'delivery failed' : 'delivery delayed'}: ${r.diagnostic}`)
+    .join('\r\n');
+  const perRecipient = i.recipients
+    .map((r) =>
+      [
+        r.orcpt ? `Original-Recipient: ${r.orcpt}` : null,
+        `Final-Recipient: rfc822; ${r.address}`,
+        `Action: ${r.action}`,
+        `Status: ${r.status}`,
+        r.remoteMta ? `Remote-MTA: dns; ${r.remoteMta}` : null,
+        `Diagnostic-Code: smtp; ${r.diagnostic.replace(/[\r\n]+/g, ' ')}`,
+      ]
+        .filter((l) => l !== null)
+        .join('\r\n'),
+    )
+    .join('\r\n\r\n');
+  const head = [
+    `From: Mail Delivery System <MAILER-DAEMON@${i.reportingMta}>`,
+    `To: <${i.to}>`,
+    `Subject: ${subject}`,
+    `Date: ${i.now.toUTCString().replace('GMT', '+0000')}`,
+    `Message-ID: <dsn.${i.originalMid}.${i.boundarySeed}@${i.reportingMta}>`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    `This is the mail system at ${i.reportingMta}.`,
+    '',
+    failed
+      ? 'Your message could not be delivered to one or more recipients.'
+      : 'Your message has not yet been delivered to one or more recipients; delivery will be retried.',
+    '',
+    human,
+    '',
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    '',
+    `Reporting-MTA: dns; ${i.reportingMta}`,
+    i.envid ? `Original-Envelope-Id: ${i.envid}` : null,
+    `X-Postern-Queue-ID: ${i.originalMid}`,
+    `Arrival-Date: ${i.arrivalDate.toUTCString().replace('GMT', '+0000')}`,
+    '',
+    perRecipient,
+    '',
+    `--${boundary}`,
+    `Content-Type: ${whole ? 'message/rfc822' : 'text/rfc822-headers'}`,
+    '',
+  ]
+    .filter((l) => l !== null)
+    .join('\r\n');
+  const copy = whole ? i.original : headersOf(i.original);
+  const tail = `\r\n--${boundary}--\r\n`;
+  return Buffer.concat([Buffer.from(head + '\r\n'), copy, Buffer.from(copy.subarray(-2).toString() === '\r\n' ? '' : '\r\n'), Buffer.from(tail)]);
+}

@@ -1,0 +1,20 @@
+/**
+ * Opening the SQLite files of the data directory. WAL mode so that a running gateway and the
+ * CLI can use the same files at once; synchronous FULL so that a commit is on stable storage
+ * when it returns (the queue's 250-after-fsync rule depends on it).
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Db = Database.Database;
+
+export function openDb(dataDir: string, file: string): Db {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = new Database(join(dataDir, file));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  return db;
+}

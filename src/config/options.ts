@@ -1,0 +1,127 @@
+/**
+ * Options of `postern start`: built-in defaults, then a JSON config file, then command-line
+ * flags, each overriding the one before. Every option is checked here so that a bad value
+ * stops start-up with a message naming it, before anything listens.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { hostname as osHostname } from 'node:os';
+import { ValidationError } from '../controls/validate.js';
+import { RFC5321_TIMEOUTS, type SmtpTimeouts } from '../smtp/client.js';
+import { LOOPBACK_NETWORKS } from '../smtp/networks.js';
+
+export interface GatewayOptions {
+  dataDir: string;
+  listen: { host: string; port: number };
+  dnsServers: string[];
+  smtpPort: number;
+  hostname: string;
+  allowedNetworks: string[];
+  maxMessageSize: number;
+  maxRecipients: number;
+  /** Seconds; RFC 5321 values by default. */
+  timeouts: SmtpTimeouts;
+  /** How often the running gateway looks for configuration changes (ms). */
+  reloadMs: number;
+  pollMs: number;
+}
+
+/** Keys accepted in the config file (JSON). */
+export interface ConfigFile {
+  dataDir?: string;
+  listen?: string;
+  dnsServers?: string[];
+  smtpPort?: number;
+  hostname?: string;
+  allowedNetworks?: string[];
+  maxMessageSize?: number;
+  maxRecipients?: number;
+  timeouts?: Partial<Record<keyof SmtpTimeouts, number>>;
+}
+
+export const DEFAULT_OPTIONS: GatewayOptions = {
+  dataDir: './postern-data',
+  listen: { host: '127.0.0.1', port: 2525 },
+  dnsServers: [],
+  smtpPort: 25,
+  hostname: osHostname(),
+  allowedNetworks: LOOPBACK_NETWORKS,
+  maxMessageSize: 50 * 1024 * 1024,
+  maxRecipients: 1000,
+  timeouts: { ...RFC5321_TIMEOUTS },
+  reloadMs: 500,
+  pollMs: 1000,
+};
+
+export function parseHostPort(field: string, value: string, defaultPort?: number, allowAnyPort = false): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(value) ?? /^([^:]+)(?::(\d+))?$/.exec(value) ?? /^([0-9a-fA-F:]+)$/.exec(value);
+  const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
+  if (!m || !m[1] || port === undefined || !Number.isInteger(port) || port < (allowAnyPort ? 0 : 1) || port > 65535) {
+    throw new ValidationError(field, value, 'HOST:PORT with a port from 1 to 65535 (IPv6 as [ADDR]:PORT)');
+  }
+  return { host: m[1], port };
+}
+
+/** A route host: `host`, `host:port`, `[v6]:port`, a bare IPv6 address, or an IPv4 address. */
+export function parseRouteHost(text: string): { host: string; port?: number } {
+  const t = text.trim();
+  if (net.isIP(t)) return { host: t };
+  const hp = t.startsWith('[') || t.includes(':') ? parseHostPort('route host', t) : { host: t, port: undefined };
+  const host = hp.host.toLowerCase();
+  if (!net.isIP(host) && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/.test(host)) {
+    throw new ValidationError('route host', text, 'HOST[:PORT] with a host name or address');
+  }
+  return hp.port === undefined ? { host } : { host, port: hp.port };
+}
+
+function port(field: string, v: unknown): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) return v;
+  if (typeof v === 'string' && /^\d+$/.test(v)) return port(field, Number(v));
+  throw new ValidationError(field, v, 'a port number from 1 to 65535');
+}
+
+export function readConfigFile(path: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+    return parsed as ConfigFile;
+  } catch (e) {
+    throw new Error(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
+  const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts']);
+  for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
+  for (const src of [file, flags]) {
+    if (src.dataDir !== undefined) o.dataDir = src.dataDir;
+    if (src.listen !== undefined) o.listen = parseHostPort('listen', src.listen, undefined, true);
+    if (src.dnsServers !== undefined && src.dnsServers.length > 0) {
+      o.dnsServers = src.dnsServers.map((s) => {
+        const hp = parseHostPort('dns-server', s, 53);
+        return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+      });
+    }
+    if (src.smtpPort !== undefined) o.smtpPort = port('smtp-port', src.smtpPort);
+    if (src.hostname !== undefined) {
+      if (!/^[A-Za-z0-9.-]{1,253}$/.test(src.hostname)) throw new ValidationError('hostname', src.hostname, 'a DNS host name');
+      o.hostname = src.hostname;
+    }
+    if (src.allowedNetworks !== undefined) o.allowedNetworks = src.allowedNetworks;
+    if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
+    if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;
+    for (const [k, v] of Object.entries(src.timeouts ?? {})) {
+      if (!(k in o.timeouts)) throw new ValidationError('timeouts key', k, Object.keys(o.timeouts).join(', '));
+      if (typeof v !== 'number' || !(v > 0)) throw new ValidationError(`timeouts.${k}`, v, 'a positive number of seconds');
+      o.timeouts[k as keyof SmtpTimeouts] = v * 1000;
+    }
+  }
+  return o;
+}

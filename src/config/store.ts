@@ -1,0 +1,270 @@
+/**
+ * The configuration store: destination table, SMTP routes, trusted authorities and global
+ * settings, in `<data-dir>/config.db`. Every CLI command and the running gateway go through
+ * this one module, so they can never disagree on what is stored. Each change is one
+ * transaction; a rejected change leaves everything as it was.
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import { parseDestinationName } from '../controls/names.js';
+import { DestinationTable } from '../controls/table.js';
+import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
+import { checkSettings, ValidationError } from '../controls/validate.js';
+import { normaliseDomain } from '../tls/names.js';
+import { openDb, type Db } from './db.js';
+
+export interface RouteHost {
+  host: string;
+  port?: number;
+}
+
+export interface Authority {
+  id: number;
+  subject: string;
+  fingerprint: string;
+  notAfter: string;
+  pem: string;
+}
+
+export interface GlobalSettings {
+  /** How long a host whose TLS handshake failed after 220 gets clear text under Preferred (hours; 0 = off). */
+  brokenTlsMemoryHours: number;
+  /** Alert when a required TLS connection fails (SPEC §9). */
+  requiredTlsAlert: boolean;
+  /** Whether the system's root store is trusted besides the custom authorities. */
+  useSystemAuthorities: boolean;
+}
+
+export const INITIAL_GLOBALS: GlobalSettings = {
+  brokenTlsMemoryHours: 24,
+  requiredTlsAlert: false,
+  useSystemAuthorities: true,
+};
+
+/** Everything delivery needs from configuration, read at one moment. */
+export interface ConfigSnapshot {
+  table: DestinationTable;
+  routes: Map<string, RouteHost[]>;
+  authorities: Authority[];
+  globals: GlobalSettings;
+}
+
+export class ConfigError extends Error {}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS destinations (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS routes (domain TEXT PRIMARY KEY, hosts TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authorities (id INTEGER PRIMARY KEY, fingerprint TEXT UNIQUE NOT NULL,
+  subject TEXT NOT NULL, not_after TEXT NOT NULL, pem TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS globals (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+export class ConfigStore {
+  private constructor(private readonly db: Db) {}
+
+  static open(dataDir: string): ConfigStore {
+    const db = openDb(dataDir, 'config.db');
+    db.exec(SCHEMA);
+    db.prepare('INSERT OR IGNORE INTO destinations (name, settings) VALUES (?, ?)').run(
+      DEFAULT_ENTRY_NAME,
+      JSON.stringify(INITIAL_DEFAULTS),
+    );
+    return new ConfigStore(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Changes whenever another connection commits; the running gateway polls it to reload. */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  // ---- destination table -------------------------------------------------------------
+
+  defaults(): Settings {
+    const row = this.db.prepare('SELECT settings FROM destinations WHERE name = ?').get(DEFAULT_ENTRY_NAME) as
+      | { settings: string }
+      | undefined;
+    return { ...INITIAL_DEFAULTS, ...(row ? (JSON.parse(row.settings) as Partial<Settings>) : {}) };
+  }
+
+  table(): DestinationTable {
+    const rows = this.db.prepare('SELECT name, settings FROM destinations WHERE name <> ?').all(DEFAULT_ENTRY_NAME) as {
+      name: string;
+      settings: string;
+    }[];
+    return new DestinationTable(
+      this.defaults(),
+      rows.map((r) => ({ name: r.name, settings: JSON.parse(r.settings) as PartialSettings })),
+    );
+  }
+
+  /** NEW: creates an entry; fails if it exists. Returns the normalised name. */
+  newEntry(name: string, settings: PartialSettings): string {
+    const n = parseDestinationName(name);
+    const clean = checkSettings(settings);
+    const tx = this.db.transaction(() => {
+      if (this.db.prepare('SELECT 1 FROM destinations WHERE name = ?').get(n)) {
+        throw new ConfigError(`an entry for ${n} already exists; use edit`);
+      }
+      this.db.prepare('INSERT INTO destinations (name, settings) VALUES (?, ?)').run(n, JSON.stringify(clean));
+    });
+    tx();
+    return n;
+  }
+
+  /**
+   * EDIT: changes the given settings of an existing entry. A key whose value is `'default'` in
+   * `reset` goes back to Default.
+   */
+  editEntry(name: string, settings: PartialSettings, reset: (keyof Settings)[] = []): string {
+    const n = parseDestinationName(name);
+    const clean = checkSettings(settings);
+    const tx = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT settings FROM destinations WHERE name = ?').get(n) as { settings: string } | undefined;
+      if (!row) throw new ConfigError(`no entry for ${n}; use new`);
+      const merged = { ...(JSON.parse(row.settings) as PartialSettings), ...clean };
+      for (const k of reset) delete merged[k];
+      this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), n);
+    });
+    tx();
+    return n;
+  }
+
+  /** DEFAULT: changes settings of the (Default) entry, which always holds every setting. */
+  editDefaults(settings: PartialSettings): Settings {
+    const clean = checkSettings(settings);
+    if (clean.recipientLimit === undefined && 'recipientLimit' in settings) clean.recipientLimit = null;
+    const merged: Settings = { ...this.defaults(), ...clean };
+    this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), DEFAULT_ENTRY_NAME);
+    return merged;
+  }
+
+  deleteEntry(name: string): string {
+    if (name.trim() === DEFAULT_ENTRY_NAME) throw new ConfigError('the (Default) entry cannot be deleted');
+    const n = parseDestinationName(name);
+    const r = this.db.prepare('DELETE FROM destinations WHERE name = ?').run(n);
+    if (r.changes === 0) throw new ConfigError(`no entry for ${n}`);
+    return n;
+  }
+
+  /** CLEAR: removes every entry but (Default). */
+  clearEntries(): number {
+    return this.db.prepare('DELETE FROM destinations WHERE name <> ?').run(DEFAULT_ENTRY_NAME).changes;
+  }
+
+  /** Replaces the whole table (IMPORT) in one transaction. */
+  replaceTable(defaults: Settings, entries: Entry[]): void {
+    const tx = this.db.transaction(() => {
+      this.db.prepare('DELETE FROM destinations').run();
+      const ins = this.db.prepare('INSERT INTO destinations (name, settings) VALUES (?, ?)');
+      ins.run(DEFAULT_ENTRY_NAME, JSON.stringify(defaults));
+      for (const e of entries) ins.run(e.name, JSON.stringify(e.settings));
+    });
+    tx();
+  }
+
+  // ---- SMTP routes ---------------------------------------------------------------------
+
+  routes(): Map<string, RouteHost[]> {
+    const rows = this.db.prepare('SELECT domain, hosts FROM routes ORDER BY domain').all() as { domain: string; hosts: string }[];
+    return new Map(rows.map((r) => [r.domain, JSON.parse(r.hosts) as RouteHost[]]));
+  }
+
+  putRoute(domain: string, hosts: RouteHost[]): string {
+    const d = normaliseDomain(domain);
+    if (d === null || d === '') throw new ValidationError('route domain', domain, 'a domain name');
+    if (hosts.length === 0) throw new ValidationError('route hosts', '', 'one or more HOST[:PORT]');
+    this.db.prepare('INSERT OR REPLACE INTO routes (domain, hosts) VALUES (?, ?)').run(d, JSON.stringify(hosts));
+    return d;
+  }
+
+  deleteRoute(domain: string): string {
+    const d = normaliseDomain(domain) ?? domain;
+    if (this.db.prepare('DELETE FROM routes WHERE domain = ?').run(d).changes === 0) throw new ConfigError(`no route for ${d}`);
+    return d;
+  }
+
+  // ---- trusted authorities -------------------------------------------------------------
+
+  authorities(): Authority[] {
+    const rows = this.db.prepare('SELECT id, fingerprint, subject, not_after, pem FROM authorities ORDER BY id').all() as {
+      id: number;
+      fingerprint: string;
+      subject: string;
+      not_after: string;
+      pem: string;
+    }[];
+    return rows.map((r) => ({ id: r.id, fingerprint: r.fingerprint, subject: r.subject, notAfter: r.not_after, pem: r.pem }));
+  }
+
+  /** Adds every certificate of a PEM bundle; returns those added (already present ones are skipped). */
+  addAuthorities(pemText: string): Authority[] {
+    const blocks = pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+    if (!blocks) throw new ValidationError('authority file', '(contents)', 'one or more PEM certificates');
+    const certs = blocks.map((pem, i) => {
+      try {
+        return { pem, x: new X509Certificate(pem) };
+      } catch (e) {
+        throw new ValidationError(`authority certificate #${i + 1}`, '(PEM block)', `a parsable X.509 certificate (${(e as Error).message})`);
+      }
+    });
+    const added: Authority[] = [];
+    const tx = this.db.transaction(() => {
+      for (const { pem, x } of certs) {
+        const fingerprint = createHash('sha256').update(x.raw).digest('hex');
+        const r = this.db
+          .prepare('INSERT OR IGNORE INTO authorities (fingerprint, subject, not_after, pem) VALUES (?, ?, ?, ?)')
+          .run(fingerprint, x.subject.replace(/\n/g, ', '), x.validTo, pem);
+        if (r.changes > 0) {
+          added.push({ id: Number(r.lastInsertRowid), fingerprint, subject: x.subject.replace(/\n/g, ', '), notAfter: x.validTo, pem });
+        }
+      }
+    });
+    tx();
+    return added;
+  }
+
+  /** Removes an authority by id or by (a unique prefix of) its SHA-256 fingerprint. */
+  removeAuthority(idOrFingerprint: string): Authority {
+    const all = this.authorities();
+    const key = idOrFingerprint.toLowerCase().replace(/:/g, '');
+    const found = all.filter((a) => String(a.id) === key || (key.length >= 8 && a.fingerprint.startsWith(key)));
+    if (found.length !== 1) {
+      throw new ConfigError(found.length === 0 ? `no authority ${idOrFingerprint}` : `${idOrFingerprint} matches several authorities`);
+    }
+    this.db.prepare('DELETE FROM authorities WHERE id = ?').run(found[0]!.id);
+    return found[0]!;
+  }
+
+  // ---- global settings -----------------------------------------------------------------
+
+  globals(): GlobalSettings {
+    const rows = this.db.prepare('SELECT key, value FROM globals').all() as { key: string; value: string }[];
+    const out: GlobalSettings = { ...INITIAL_GLOBALS };
+    for (const r of rows) if (r.key in out) (out as unknown as Record<string, unknown>)[r.key] = JSON.parse(r.value);
+    return out;
+  }
+
+  setGlobals(changes: Partial<GlobalSettings>): GlobalSettings {
+    const tx = this.db.transaction(() => {
+      for (const [k, v] of Object.entries(changes)) {
+        if (v === undefined) continue;
+        this.db.prepare('INSERT OR REPLACE INTO globals (key, value) VALUES (?, ?)').run(k, JSON.stringify(v));
+      }
+    });
+    tx();
+    return this.globals();
+  }
+
+  snapshot(): ConfigSnapshot {
+    const read = this.db.transaction(() => ({
+      table: this.table(),
+      routes: this.routes(),
+      authorities: this.authorities(),
+      globals: this.globals(),
+    }));
+    return read();
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * Destination names (SPEC §1): `example.com` names that domain exactly, `.example.com` every
+ * subdomain of it. Stored and compared in lower-case A-label form without a trailing dot.
+ */
+import { normaliseDomain, toUnicode } from '../tls/names.js';
+import { ValidationError } from './validate.js';
+
+/** Normalises a destination name; throws a ValidationError naming the value when it is not one. */
+export function parseDestinationName(input: string): string {
+  const raw = input.trim();
+  const suffix = raw.startsWith('.');
+  const domain = normaliseDomain(suffix ? raw.slice(1) : raw);
+  if (domain === null || (suffix && domain.length === 0)) {
+    throw new ValidationError('destination', input, 'a domain name (example.com) or a subdomain pattern (.example.com)');
+  }
+  return suffix ? `.${domain}` : domain;
+}
+
+/** Both forms for display: `xn--bcher-kva.test (bücher.test)` when they differ. */
+export function displayName(name: string): string {
+  const suffix = name.startsWith('.');
+  const unicode = toUnicode(suffix ? name.slice(1) : name);
+  const ascii = suffix ? name.slice(1) : name;
+  return unicode === ascii ? name : `${name} (${suffix ? '.' : ''}${unicode})`;
+}

@@ -1,0 +1,73 @@
+/**
+ * The destination table in memory and its most-specific lookup (SPEC §1). Pure.
+ *
+ * Lookup walks the labels of the recipient domain (exact name, then `.parent` suffixes from the
+ * longest to the shortest), so its cost depends on the number of labels, never on the number of
+ * entries: two hash-map probes per label.
+ */
+import { normaliseDomain } from '../tls/names.js';
+import { DEFAULT_ENTRY_NAME, type Entry, type ResolvedEntry, type SettingName, type Settings } from './types.js';
+
+export class DestinationTable {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(
+    readonly defaults: Settings,
+    entries: Iterable<Entry> = [],
+  ) {
+    for (const e of entries) this.entries.set(e.name, e);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(name: string): Entry | undefined {
+    return this.entries.get(name);
+  }
+
+  /** Entries sorted by name, for LIST and export. */
+  list(): Entry[] {
+    return [...this.entries.values()].sort((a, b) => sortKey(a.name).localeCompare(sortKey(b.name)));
+  }
+
+  /** The entry that governs `domain`, or undefined for (Default). `domain` may be in any case/form. */
+  match(domain: string): Entry | undefined {
+    const d = normaliseDomain(domain);
+    if (d === null) return undefined;
+    const exact = this.entries.get(d);
+    if (exact) return exact;
+    let dot = d.indexOf('.');
+    while (dot !== -1) {
+      const e = this.entries.get(d.slice(dot));
+      if (e) return e;
+      dot = d.indexOf('.', dot + 1);
+    }
+    return undefined;
+  }
+
+  resolve(domain: string): ResolvedEntry {
+    const entry = this.match(domain);
+    if (!entry) return { matched: DEFAULT_ENTRY_NAME, settings: { ...this.defaults }, inherited: Object.keys(this.defaults) as SettingName[] };
+    return resolveEntry(entry, this.defaults);
+  }
+}
+
+export function resolveEntry(entry: Entry, defaults: Settings): ResolvedEntry {
+  const inherited: SettingName[] = [];
+  const settings = { ...defaults };
+  for (const key of Object.keys(defaults) as SettingName[]) {
+    if (entry.settings[key] === undefined) inherited.push(key);
+  }
+  Object.assign(settings, stripUndefined(entry.settings));
+  return { matched: entry.name, settings, inherited };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** `.example.com` sorts beside `example.com`. */
+function sortKey(name: string): string {
+  return name.startsWith('.') ? `${name.slice(1)} ` : name;
+}

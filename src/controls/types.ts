@@ -1,0 +1,89 @@
+/**
+ * The destination-controls table: the shapes of an entry and its settings (SPEC §1).
+ * A non-default entry leaves a setting out to mean "Default": inherit the (Default) entry's
+ * value at the time of use.
+ */
+
+export const TLS_MODES = [
+  'no',
+  'preferred',
+  'required',
+  'preferred-verify',
+  'required-verify',
+  'required-verify-hosted',
+] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+/** The appliance's spelling of each TLS setting, as shown in LIST, DETAIL and the web page. */
+export const TLS_MODE_LABELS: Record<TlsMode, string> = {
+  no: 'No',
+  preferred: 'Preferred',
+  required: 'Required',
+  'preferred-verify': 'Preferred - Verify',
+  'required-verify': 'Required - Verify',
+  'required-verify-hosted': 'Required - Verify Hosted Domains',
+};
+
+export const IP_PREFERENCES = ['ipv6-preferred', 'ipv6-required', 'ipv4-preferred', 'ipv4-required'] as const;
+export type IpPreference = (typeof IP_PREFERENCES)[number];
+
+export const IP_PREFERENCE_LABELS: Record<IpPreference, string> = {
+  'ipv6-preferred': 'IPv6 Preferred',
+  'ipv6-required': 'IPv6 Required',
+  'ipv4-preferred': 'IPv4 Preferred',
+  'ipv4-required': 'IPv4 Required',
+};
+
+/** N recipients per M minutes; null in a value means "No Limit". */
+export interface RecipientLimit {
+  recipients: number;
+  minutes: number;
+}
+
+export type LimitPer = 'domain' | 'mx-ip';
+export type EnforcePer = 'system' | 'virtual-gateway';
+
+export interface Settings {
+  ipPreference: IpPreference;
+  concurrency: number;
+  messagesPerConnection: number;
+  recipientLimit: RecipientLimit | null;
+  limitPer: LimitPer;
+  enforce: EnforcePer;
+  tls: TlsMode;
+  bounceVerification: boolean;
+  bounceProfile: string;
+}
+
+export type SettingName = keyof Settings;
+
+/** Settings of a non-default entry: an absent key means Default. */
+export type PartialSettings = Partial<Settings>;
+
+export interface Entry {
+  /** Normalised A-label name: `example.com` or `.example.com`. */
+  name: string;
+  settings: PartialSettings;
+}
+
+export const DEFAULT_ENTRY_NAME = '(Default)';
+
+export const INITIAL_DEFAULTS: Settings = {
+  ipPreference: 'ipv6-preferred',
+  concurrency: 500,
+  messagesPerConnection: 50,
+  recipientLimit: null,
+  limitPer: 'domain',
+  enforce: 'system',
+  tls: 'no',
+  bounceVerification: false,
+  bounceProfile: 'Default',
+};
+
+/** The outcome of a lookup: the matched entry's name and every setting resolved. */
+export interface ResolvedEntry {
+  matched: string;
+  settings: Settings;
+  /** Which settings came from (Default) rather than the matched entry. */
+  inherited: SettingName[];
+}

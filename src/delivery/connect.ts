@@ -1,0 +1,256 @@
+/**
+ * Opening a delivery connection for one destination under its policy: routing (SMTP route, MX,
+ * implicit MX, Null MX), addresses by IP preference, the greeting and EHLO, and the TLS step of
+ * the six settings with verification. Returns a connection ready for MAIL FROM, or a typed
+ * failure that says whether the recipients bounce (hard) or wait (soft), and why.
+ *
+ * "Not delivered" under a TLS setting means: QUIT (or drop, after 220), try the next MX host;
+ * if no host is left, a soft failure with a 4.7.x status and the TLS reason.
+ */
+import net from 'node:net';
+import type tls from 'node:tls';
+import type { DnsClient } from '../dns/resolver.js';
+import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
+import type { MailLog } from '../observe/maillog.js';
+import { SmtpFailureError, SmtpSession, type SmtpTimeouts } from '../smtp/client.js';
+import { replyText } from '../smtp/reply.js';
+import { decide, identityAlgorithm, shouldStartTls, type TlsObservation } from '../tls/policy.js';
+import { verifyCertificate } from '../tls/verify.js';
+import type { BrokenTlsMemory } from './broken-tls.js';
+import type { DeliveryPolicy } from './policy.js';
+
+export interface ConnectDeps {
+  dns: DnsClient;
+  log: MailLog;
+  hostname: string;
+  smtpPort: number;
+  timeouts: SmtpTimeouts;
+  broken: BrokenTlsMemory;
+  secureContext: tls.SecureContext;
+  nextDcid: () => number;
+  now: () => number;
+  random?: () => number;
+  localAddress?: string;
+}
+
+export type TlsState = 'none' | 'encrypted' | 'encrypted-unverified';
+
+export interface Connection {
+  session: SmtpSession;
+  dcid: number;
+  host: TargetHost;
+  address: string;
+  tls: TlsState;
+}
+
+export interface ConnectFailure {
+  ok: false;
+  /** Hard failures bounce at once (no such domain, Null MX); soft ones wait for a retry. */
+  hard: boolean;
+  enhanced: string;
+  reason: string;
+}
+
+export type ConnectOutcome = { ok: true; conn: Connection } | ConnectFailure;
+
+type HostFailure = { enhanced: string; reason: string; tls: boolean };
+
+export async function targetHosts(policy: DeliveryPolicy, deps: ConnectDeps): Promise<{ ok: true; hosts: TargetHost[] } | ConnectFailure> {
+  if (policy.route && policy.route.length > 0) {
+    return {
+      ok: true,
+      hosts: policy.route.map((r, i) => ({ name: r.host, port: r.port ?? deps.smtpPort, preference: i, source: 'route' as const })),
+    };
+  }
+  const mx = await deps.dns.mx(policy.domain);
+  switch (mx.kind) {
+    case 'nxdomain':
+      return { ok: false, hard: true, enhanced: '5.1.2', reason: `domain ${policy.domain} does not exist (NXDOMAIN)` };
+    case 'temporary':
+      return { ok: false, hard: false, enhanced: '4.4.3', reason: mx.reason };
+    case 'no-mx':
+      return { ok: true, hosts: [{ name: policy.domain, port: deps.smtpPort, preference: 0, source: 'implicit-mx' }] };
+    case 'mx': {
+      if (isNullMx(mx.records)) {
+        return { ok: false, hard: true, enhanced: '5.1.10', reason: `domain ${policy.domain} accepts no mail (Null MX, RFC 7505)` };
+      }
+      const usable = mx.records.filter((r) => r.exchange !== '' && r.exchange !== '.');
+      return { ok: true, hosts: orderMx(usable, deps.smtpPort, deps.random) };
+    }
+  }
+}
+
+export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promise<ConnectOutcome> {
+  const routing = await targetHosts(policy, deps);
+  if (!routing.ok) return routing;
+  const failures: HostFailure[] = [];
+  for (const host of routing.hosts) {
+    const addrs = await hostAddresses(host, policy, deps);
+    if (!addrs.ok) {
+      failures.push({ enhanced: addrs.enhanced, reason: addrs.reason, tls: false });
+      continue;
+    }
+    for (const address of addrs.addresses) {
+      const r = await tryAddress(host, address, policy, deps);
+      if ('session' in r) return { ok: true, conn: r };
+      failures.push(r);
+      // A TLS refusal or a server that spoke (but refused us) ends this host: go to the next MX.
+      if (r.tls || r.enhanced !== '4.4.1') break;
+    }
+  }
+  const tlsFailure = failures.find((f) => f.tls);
+  const chosen = tlsFailure ?? failures[failures.length - 1];
+  if (!chosen) return { ok: false, hard: false, enhanced: '4.4.4', reason: `no mail exchanger to try for ${policy.domain}` };
+  const reason = failures.length > 1 ? `${chosen.reason} (and ${failures.length - 1} more failed attempts)` : chosen.reason;
+  return { ok: false, hard: false, enhanced: chosen.enhanced, reason };
+}
+
+async function hostAddresses(
+  host: TargetHost,
+  policy: DeliveryPolicy,
+  deps: ConnectDeps,
+): Promise<{ ok: true; addresses: string[] } | { ok: false; enhanced: string; reason: string }> {
+  const pref = policy.entry.settings.ipPreference;
+  const want6 = pref !== 'ipv4-required';
+  const want4 = pref !== 'ipv6-required';
+  const [v6, v4] = await Promise.all([
+    want6 ? deps.dns.addresses(host.name, 6) : Promise.resolve({ kind: 'none' as const }),
+    want4 ? deps.dns.addresses(host.name, 4) : Promise.resolve({ kind: 'none' as const }),
+  ]);
+  const choice = orderAddresses(v6.kind === 'ok' ? v6.addresses : [], v4.kind === 'ok' ? v4.addresses : [], pref);
+  if (choice.ok && choice.addresses.length > 0) return { ok: true, addresses: choice.addresses.map((a) => a.address) };
+  const temp = [v6, v4].find((x) => x.kind === 'temporary');
+  if (temp && temp.kind === 'temporary') return { ok: false, enhanced: '4.4.3', reason: temp.reason };
+  return { ok: false, enhanced: '4.4.4', reason: choice.ok ? `host ${host.name} has no address` : `${host.name}: ${choice.reason}` };
+}
+
+async function tryAddress(host: TargetHost, address: string, policy: DeliveryPolicy, deps: ConnectDeps): Promise<Connection | HostFailure> {
+  const domain = policy.domain;
+  let session: SmtpSession;
+  try {
+    session = await SmtpSession.open({ address, port: host.port, timeouts: deps.timeouts, localAddress: deps.localAddress });
+  } catch (e) {
+    const reason = e instanceof SmtpFailureError ? e.message : String(e);
+    deps.log.write({ event: 'connection-failed', domain, host: host.name, address, port: host.port, reason });
+    return { enhanced: '4.4.1', reason: `${host.name} [${address}]: ${reason}`, tls: false };
+  }
+  const dcid = deps.nextDcid();
+  deps.log.write({ event: 'connection', dcid, interface: session.localAddress ?? '', address, port: host.port, host: host.name, domain });
+  const where = `${host.name} [${address}]`;
+  try {
+    if (session.greeting.code !== 220) {
+      await session.quit();
+      return { enhanced: '4.4.2', reason: `${where} greeted with ${replyText(session.greeting)}`, tls: false };
+    }
+    const ehlo = await session.ehlo(deps.hostname);
+    if (ehlo.code !== 250) {
+      await session.quit();
+      return { enhanced: '4.4.2', reason: `${where} refused EHLO and HELO: ${replyText(ehlo)}`, tls: false };
+    }
+    const state = await negotiateTls(session, dcid, host, address, policy, deps);
+    if (typeof state !== 'string') return state;
+    if (state !== 'none') {
+      const again = await session.ehlo(deps.hostname);
+      if (again.code !== 250) {
+        await session.quit();
+        return { enhanced: '4.4.2', reason: `${where} refused EHLO after TLS: ${replyText(again)}`, tls: false };
+      }
+    }
+    return { session, dcid, host, address, tls: state };
+  } catch (e) {
+    session.destroy();
+    deps.log.write({ event: 'connection-closed', dcid });
+    const reason = e instanceof SmtpFailureError ? e.message : String(e);
+    return { enhanced: '4.4.2', reason: `${where}: ${reason}`, tls: false };
+  }
+}
+
+/** The STARTTLS step. Returns the TLS state to go on with, or a failure that ends this host. */
+async function negotiateTls(
+  session: SmtpSession,
+  dcid: number,
+  host: TargetHost,
+  address: string,
+  policy: DeliveryPolicy,
+  deps: ConnectDeps,
+): Promise<TlsState | HostFailure> {
+  const mode = policy.entry.settings.tls;
+  const domain = policy.domain;
+  if (mode === 'no') return 'none';
+  const now = deps.now();
+  if (!shouldStartTls(mode, deps.broken.isBroken(address, host.port, now))) {
+    deps.log.write({
+      event: 'tls-skipped',
+      dcid,
+      domain,
+      reason: `the TLS handshake with ${host.name} [${address}] failed recently; delivering in clear text (${policy.entry.settings.tls})`,
+    });
+    return 'none';
+  }
+  const fail = async (seen: TlsObservation, reason: string): Promise<TlsState | HostFailure> => {
+    const action = decide(mode, seen);
+    if (action === 'clear') {
+      deps.log.write({ event: 'tls-failed', dcid, domain, reason, outcome: 'clear-text' });
+      return 'none';
+    }
+    if (action === 'drop') {
+      deps.log.write({ event: 'tls-failed', dcid, domain, reason, outcome: 'dropped' });
+      session.destroy();
+    } else {
+      deps.log.write({ event: 'tls-failed', dcid, domain, reason, outcome: 'refused' });
+      await session.quit();
+    }
+    deps.log.write({ event: 'connection-closed', dcid });
+    const enhanced = seen === 'not-offered' || seen === 'rejected' ? '4.7.4' : '4.7.5';
+    return { enhanced, reason: `TLS ${mode}: ${host.name} [${address}]: ${reason}`, tls: true };
+  };
+
+  if (!session.extensions.has('STARTTLS')) return fail('not-offered', 'STARTTLS not offered by the server');
+  const servername = net.isIP(host.name) ? undefined : host.name;
+  const r = await session.starttls({ servername, secureContext: deps.secureContext });
+  switch (r.kind) {
+    case 'rejected':
+      return fail('rejected', `STARTTLS answered ${replyText(r.reply)}`);
+    case 'injected':
+      return fail('handshake-failed', `${r.bytes} bytes received after the 220 to STARTTLS, before the handshake (response injection)`);
+    case 'failed':
+      deps.broken.remember(address, host.port, now, policy.globals.brokenTlsMemoryHours);
+      return fail('handshake-failed', `handshake failed after 220: ${r.detail}`);
+    case 'ok':
+      break;
+  }
+  const algorithm = identityAlgorithm(mode);
+  if (algorithm === null) {
+    deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'not-attempted' });
+    return 'encrypted';
+  }
+  const input = {
+    algorithm,
+    chainTrusted: r.chainTrusted,
+    chainError: r.chainError,
+    certificate: r.certificate,
+    recipientDomain: domain,
+    mxHost: host.source === 'route' ? undefined : host.name,
+    routeHost: host.source === 'route' ? host.name : undefined,
+  };
+  let v = verifyCertificate(input);
+  if (!v.ok && v.stage === 'identity' && algorithm === 'verify') {
+    // The Verify algorithm also accepts the PTR name of the address connected to.
+    const ptrNames = await deps.dns.ptr(address);
+    if (ptrNames.length > 0) v = verifyCertificate({ ...input, ptrNames });
+  }
+  if (v.ok) {
+    deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes' });
+    return 'encrypted';
+  }
+  deps.log.write({ event: 'verify-failed', dcid, domain, reason: v.reason });
+  const action = decide(mode, 'unverified');
+  if (action === 'encrypted-unverified' || action === 'encrypted') {
+    deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'no' });
+    return 'encrypted-unverified';
+  }
+  await session.quit();
+  deps.log.write({ event: 'tls-failed', dcid, domain, reason: `certificate not verified: ${v.reason}`, outcome: 'refused' });
+  deps.log.write({ event: 'connection-closed', dcid });
+  return { enhanced: '4.7.5', reason: `TLS ${mode}: ${host.name} [${address}]: certificate not verified: ${v.reason}`, tls: true };
+}

@@ -1,0 +1,28 @@
+/**
+ * The one resolved policy a delivery attempt works from (DESIGN.md): the destination entry with
+ * Default values filled in, its bounce profile, the SMTP route if any and the global TLS settings.
+ * Resolved once per attempt and passed down; no lower layer reads configuration itself.
+ */
+import type { ResolvedEntry } from '../controls/types.js';
+import { DEFAULT_PROFILE, type BounceProfile } from '../bounce/profile.js';
+import type { ConfigSnapshot, GlobalSettings, RouteHost } from '../config/store.js';
+
+export interface DeliveryPolicy {
+  domain: string;
+  entry: ResolvedEntry;
+  route?: RouteHost[];
+  profile: BounceProfile;
+  globals: GlobalSettings;
+}
+
+export function resolvePolicy(snapshot: ConfigSnapshot, domain: string, profiles: Map<string, BounceProfile> = new Map()): DeliveryPolicy {
+  const entry = snapshot.table.resolve(domain);
+  const route = snapshot.routes.get(domain);
+  return {
+    domain,
+    entry,
+    route,
+    profile: profiles.get(entry.settings.bounceProfile) ?? DEFAULT_PROFILE,
+    globals: snapshot.globals,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * Mail log events and their text form in the appliance's style (SPEC §9). Pure: the writer
+ * lives in maillog.ts. Each event has one text line and one JSON line with the same facts.
+ */
+
+export type MailEvent =
+  | { event: 'incoming-connection'; icid: number; interface: string; address: string; port: number }
+  | { event: 'incoming-refused'; icid: number; address: string; reason: string }
+  | { event: 'message-accepted'; icid: number; mid: number; from: string; recipients: string[]; size: number }
+  | { event: 'connection'; dcid: number; interface: string; address: string; port: number; host: string; domain: string }
+  | { event: 'connection-failed'; domain: string; host: string; address: string; port: number; reason: string }
+  | { event: 'tls-success'; dcid: number; domain: string; protocol: string; cipher: string; verified: 'yes' | 'no' | 'not-attempted' }
+  | { event: 'tls-failed'; dcid: number; domain: string; reason: string; outcome: 'clear-text' | 'refused' | 'dropped' | 'encrypted' }
+  | { event: 'tls-skipped'; dcid: number; domain: string; reason: string }
+  | { event: 'verify-failed'; dcid: number; domain: string; reason: string }
+  | { event: 'delivery-start'; dcid: number; mid: number; rids: number[] }
+  | { event: 'message-done'; dcid: number; mid: number; rids: number[]; reply: string }
+  | { event: 'delayed'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string; nextAttempt: string }
+  | { event: 'bounced'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string }
+  | { event: 'connection-closed'; dcid: number }
+  | { event: 'queue-action'; action: string; detail: string }
+  | { event: 'dsn-created'; mid: number; original: number; to: string }
+  | { event: 'config-reloaded'; detail: string };
+
+export function formatEvent(e: MailEvent): string {
+  switch (e.event) {
+    case 'incoming-connection':
+      return `New SMTP ICID ${e.icid} interface ${e.interface} address ${e.address} port ${e.port}`;
+    case 'incoming-refused':
+      return `ICID ${e.icid} refused: ${e.reason} (address ${e.address})`;
+    case 'message-accepted':
+      return `Start MID ${e.mid} ICID ${e.icid} From: <${e.from}> To: ${e.recipients.map((r) => `<${r}>`).join(', ')} ready ${e.size} bytes`;
+    case 'connection':
+      return `New SMTP DCID ${e.dcid} interface ${e.interface} address ${e.address} port ${e.port} (host ${e.host} for ${e.domain})`;
+    case 'connection-failed':
+      return `Connection failed to ${e.host} address ${e.address} port ${e.port} for ${e.domain}: ${e.reason}`;
+    case 'tls-success':
+      return `DCID ${e.dcid} TLS success protocol ${e.protocol} cipher ${e.cipher} for ${e.domain}${
+        e.verified === 'yes' ? ' (verified)' : e.verified === 'no' ? ' (not verified)' : ''
+      }`;
+    case 'tls-failed':
+      return `DCID ${e.dcid} TLS failed: ${e.reason} for ${e.domain} (${describeOutcome(e.outcome)})`;
+    case 'tls-skipped':
+      return `DCID ${e.dcid} TLS skipped for ${e.domain}: ${e.reason}`;
+    case 'verify-failed':
+      return `DCID ${e.dcid} TLS certificate verification failed for ${e.domain}: ${e.reason}`;
+    case 'delivery-start':
+      return `Delivery start DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}]`;
+    case 'message-done':
+      return `Message done DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}] (${e.reply})`;
+    case 'delayed':
+      return `Delayed: ${e.dcid !== undefined ? `DCID ${e.dcid} ` : ''}MID ${e.mid} to RID ${e.rid} <${e.to}> - ${e.enhanced} - ${e.reason} (next attempt ${e.nextAttempt})`;
+    case 'bounced':
+      return `Bounced: ${e.dcid !== undefined ? `DCID ${e.dcid} ` : ''}MID ${e.mid} to RID ${e.rid} <${e.to}> - ${e.enhanced} - ${e.reason}`;
+    case 'connection-closed':
+      return `DCID ${e.dcid} close`;
+    case 'queue-action':
+      return `Queue ${e.action}: ${e.detail}`;
+    case 'dsn-created':
+      return `MID ${e.mid} DSN for MID ${e.original} to <${e.to}>`;
+    case 'config-reloaded':
+      return `Configuration reloaded: ${e.detail}`;
+  }
+}
+
+function describeOutcome(o: 'clear-text' | 'refused' | 'dropped' | 'encrypted'): string {
+  switch (o) {
+    case 'clear-text':
+      return 'continuing in clear text';
+    case 'refused':
+      return 'not delivered on this connection';
+    case 'dropped':
+      return 'connection dropped, no clear-text fallback';
+    case 'encrypted':
+      return 'delivering encrypted';
+  }
+}
+
+/** `Sat Nov 28 08:02:37 2026`, the appliance's timestamp. */
+export function logTimestamp(d: Date): string {
+  const s = d.toUTCString(); // "Sat, 28 Nov 2026 08:02:37 GMT"
+  const [wd, day, mon, year, time] = s.replace(',', '').split(' ');
+  return `${wd} ${mon} ${day!.padStart(2, ' ')} ${time} ${year}`;
+}
+
+export function levelOf(e: MailEvent): 'Info' | 'Warning' {
+  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed'
+    ? 'Warning'
+    : 'Info';
+}

@@ -1,0 +1,165 @@
+/**
+ * The private (relay) listener (SPEC §6), on smtp-server: accepts mail for any destination from
+ * the allowed client networks, refuses relaying to everyone else, and answers 250 after DATA
+ * only once the message is committed to the durable queue.
+ */
+import { randomBytes } from 'node:crypto';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { MailLog } from '../observe/maillog.js';
+import type { NewMessage, QueueStore } from '../queue/store.js';
+import { normaliseDomain } from '../tls/names.js';
+import type { NetworkList } from './networks.js';
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  hostname: string;
+  allowed: NetworkList;
+  queue: QueueStore;
+  log: MailLog;
+  maxMessageSize: number;
+  maxRecipients: number;
+  /** Called after each accepted message, to wake delivery. */
+  onAccepted: () => void;
+  nextIcid: () => number;
+  tlsKey?: string;
+  tlsCert?: string;
+}
+
+class SmtpReplyError extends Error {
+  constructor(
+    readonly responseCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class RelayListener {
+  private readonly server: SMTPServer;
+  private readonly icids = new Map<string, number>();
+
+  constructor(private readonly o: ListenerOptions) {
+    this.server = new SMTPServer({
+      name: o.hostname,
+      banner: 'Postern ESMTP',
+      size: o.maxMessageSize,
+      authOptional: true,
+      disabledCommands: ['AUTH'],
+      hideREQUIRETLS: true,
+      key: o.tlsKey,
+      cert: o.tlsCert,
+      logger: false,
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onRcptTo: (addr, session, cb) => this.onRcptTo(addr.address, session, cb),
+      onMailFrom: (addr, _session, cb) => cb(addr.address.length > 0 && !addr.address.includes('@') ? new SmtpReplyError(553, '5.1.7 Sender address must be user@domain') : undefined),
+      onData: (stream, session, cb) => this.onData(stream, session, cb),
+      onClose: (session) => this.icids.delete(session.id),
+    });
+    this.server.on('error', () => {
+      /* per-connection errors are answered to the client; the listener keeps running */
+    });
+  }
+
+  listen(): Promise<{ address: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.o.port, this.o.host, () => {
+        this.server.removeListener('error', reject);
+        const a = this.server.server.address();
+        resolve(typeof a === 'object' && a ? { address: a.address, port: a.port } : { address: this.o.host, port: this.o.port });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private onConnect(session: SMTPServerSession, cb: (err?: Error) => void): void {
+    const icid = this.o.nextIcid();
+    this.icids.set(session.id, icid);
+    this.o.log.write({
+      event: 'incoming-connection',
+      icid,
+      interface: session.localAddress,
+      address: session.remoteAddress,
+      port: session.remotePort,
+    });
+    cb();
+  }
+
+  private onRcptTo(address: string, session: SMTPServerSession, cb: (err?: Error) => void): void {
+    if (!this.o.allowed.allows(session.remoteAddress)) {
+      this.o.log.write({ event: 'incoming-refused', icid: this.icids.get(session.id) ?? 0, address: session.remoteAddress, reason: `relaying denied for <${address}>` });
+      cb(new SmtpReplyError(554, '5.7.1 Relay access denied'));
+      return;
+    }
+    const at = address.lastIndexOf('@');
+    if (at <= 0 || normaliseDomain(address.slice(at + 1)) === null) {
+      cb(new SmtpReplyError(501, '5.1.3 Bad recipient address syntax'));
+      return;
+    }
+    if (session.envelope.rcptTo.length >= this.o.maxRecipients) {
+      cb(new SmtpReplyError(452, '4.5.3 Too many recipients'));
+      return;
+    }
+    cb();
+  }
+
+  private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
+    const chunks: Buffer[] = [];
+    const queueId = randomBytes(6).toString('hex');
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      if (stream.sizeExceeded) {
+        cb(new SmtpReplyError(552, `5.3.4 Message exceeds the size limit of ${this.o.maxMessageSize} bytes`));
+        return;
+      }
+      const env = session.envelope;
+      const from = env.mailFrom ? env.mailFrom.address : '';
+      const received = Buffer.from(
+        `Received: from ${session.hostNameAppearsAs || 'unknown'} (${session.clientHostname} [${session.remoteAddress}])\r\n` +
+          `\tby ${this.o.hostname} (Postern) with ${session.secure ? 'ESMTPS' : 'ESMTP'} id ${queueId};\r\n` +
+          `\t${new Date().toUTCString().replace('GMT', '+0000')}\r\n`,
+      );
+      const body = Buffer.concat([received, ...chunks]);
+      const extra = env as unknown as { bodyType?: string; smtpUtf8?: boolean; dsn?: { ret?: string; envid?: string } };
+      const msg: NewMessage = {
+        sender: from,
+        body,
+        receivedAt: Date.now(),
+        eightBit: extra.bodyType === '8bitmime',
+        smtputf8: extra.smtpUtf8 === true,
+        ret: extra.dsn?.ret,
+        envid: extra.dsn?.envid,
+        client: session.remoteAddress,
+        recipients: env.rcptTo.map((r) => {
+          const at = r.address.lastIndexOf('@');
+          const dsn = (r as unknown as { dsn?: { notify?: string[]; orcpt?: string } }).dsn;
+          return {
+            address: r.address,
+            domain: normaliseDomain(r.address.slice(at + 1)) ?? r.address.slice(at + 1).toLowerCase(),
+            notify: dsn?.notify?.length ? dsn.notify.join(',') : undefined,
+            orcpt: dsn?.orcpt,
+          };
+        }),
+      };
+      this.o.queue.accept(msg).then(
+        (mid) => {
+          this.o.log.write({
+            event: 'message-accepted',
+            icid: this.icids.get(session.id) ?? 0,
+            mid,
+            from,
+            recipients: msg.recipients.map((r) => r.address),
+            size: body.length,
+          });
+          cb(null, `2.0.0 Ok: queued as MID ${mid}`);
+          this.o.onAccepted();
+        },
+        (e: Error) => cb(new SmtpReplyError(451, `4.3.0 Could not store the message: ${e.message}`)),
+      );
+    });
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Test harness: a Postern gateway running in the test process against real peers on loopback
+ * (a DNS server, SMTP servers), with a fresh data directory, and helpers to hand it mail and
+ * wait for the outcome of each recipient as the queue records it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildOptions, type ConfigFile } from '../src/config/options.js';
+import { ConfigStore } from '../src/config/store.js';
+import { Gateway } from '../src/gateway.js';
+import type { MailEvent } from '../src/observe/events.js';
+import { SmtpSession, RFC5321_TIMEOUTS } from '../src/smtp/client.js';
+import { startDnsServer, type DnsServer, type Zone } from './peers/dns-server.js';
+
+export interface TestGateway {
+  gw: Gateway;
+  dns: DnsServer;
+  dataDir: string;
+  events: MailEvent[];
+  /** Changes the configuration as the CLI would, and makes the gateway see it at once. */
+  configure(fn: (s: ConfigStore) => void): void;
+  close(): Promise<void>;
+}
+
+export function tempDir(prefix = 'postern-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startTestGateway(o: { zone: Zone; smtpPort: number; options?: ConfigFile; setup?: (s: ConfigStore) => void }): Promise<TestGateway> {
+  const dns = await startDnsServer({ zone: o.zone });
+  const dataDir = tempDir();
+  process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  const store = ConfigStore.open(dataDir);
+  o.setup?.(store);
+  store.close();
+  const options = buildOptions(
+    {},
+    {
+      dataDir,
+      listen: '127.0.0.1:0',
+      dnsServers: [dns.address],
+      smtpPort: o.smtpPort,
+      hostname: 'postern.test',
+      timeouts: { connect: 3, greeting: 5, ehlo: 5, starttls: 5, tlsHandshake: 5, mail: 5, rcpt: 5, dataInit: 5, dataBlock: 5, dataTerm: 5, quit: 2 },
+      ...o.options,
+    },
+  );
+  options.pollMs = 100;
+  const gw = new Gateway(options);
+  const events: MailEvent[] = [];
+  gw.log.subscribe((e) => events.push(e));
+  try {
+    await gw.start();
+  } catch (e) {
+    await dns.close();
+    throw e;
+  }
+  return {
+    gw,
+    dns,
+    dataDir,
+    events,
+    configure(fn) {
+      const s = ConfigStore.open(dataDir);
+      try {
+        fn(s);
+      } finally {
+        s.close();
+      }
+      gw.reloadIfChanged();
+    },
+    async close() {
+      await gw.stop();
+      await dns.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Hands a message to a listener over SMTP; resolves with the reply to the final dot. */
+export async function sendMail(
+  port: number,
+  from: string,
+  to: string[],
+  body = 'Subject: test\r\n\r\nHello.\r\n',
+  host = '127.0.0.1',
+): Promise<{ code: number; text: string }> {
+  const s = await SmtpSession.open({ address: host, port, timeouts: RFC5321_TIMEOUTS });
+  try {
+    await s.ehlo('client.test');
+    const r = await s.send({ from, recipients: to.map((address) => ({ address })), size: Buffer.byteLength(body) }, Buffer.from(body));
+    if (r.kind === 'message-refused') return { code: r.reply.code, text: r.reply.lines.join(' ') };
+    const bad = r.recipients.find((x) => x.code >= 300);
+    const final = r.data ?? bad!;
+    return { code: final.code, text: final.lines.join(' ') };
+  } finally {
+    await s.quit();
+  }
+}
+
+/** Waits until `check` returns a value (polling), or fails with `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export type RecipientFate = { kind: 'delivered' } | { kind: 'deferred'; reply: string } | { kind: 'bounced'; reply: string };
+
+/** The fate of the first recipient for `address` as the queue and the log record it. */
+export function fateOf(t: TestGateway, address: string): RecipientFate | undefined {
+  for (const e of t.events) {
+    if (e.event === 'bounced' && e.to === address) return { kind: 'bounced', reply: `${e.enhanced} ${e.reason}` };
+    if (e.event === 'delayed' && e.to === address) return { kind: 'deferred', reply: `${e.enhanced} ${e.reason}` };
+  }
+  const accepted = t.events.find((e) => e.event === 'message-accepted' && e.recipients.includes(address));
+  if (accepted && accepted.event === 'message-accepted') {
+    const mid = accepted.mid;
+    if (t.events.some((e) => e.event === 'message-done' && e.mid === mid)) return { kind: 'delivered' };
+  }
+  return undefined;
+}
