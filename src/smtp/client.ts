@@ -221,6 +221,9 @@ export class SmtpSession {
         servername: o.servername,
         secureContext: o.secureContext,
         rejectUnauthorized: false,
+        // Identity is Postern's own check (Verify or Hosted, SPEC §3); `authorized` must say only
+        // whether the chain is trusted and within its dates.
+        checkServerIdentity: () => undefined,
         minVersion: 'TLSv1.2',
       });
       const timer = setTimeout(() => {
