@@ -13,6 +13,9 @@ import { QueueStore } from './queue/store.js';
 import { RelayListener } from './smtp/listener.js';
 import { NetworkList } from './smtp/networks.js';
 
+/** How long `queue list --state delivered|bounced` can still show a finished recipient. */
+export const HISTORY_DAYS = 7;
+
 export class Gateway {
   readonly config: ConfigStore;
   readonly queue: QueueStore;
@@ -22,6 +25,7 @@ export class Gateway {
   private snapshot: ConfigSnapshot;
   private version: number;
   private reloadTimer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
   private icid = 0;
   address: { address: string; port: number } | null = null;
 
@@ -63,6 +67,7 @@ export class Gateway {
     this.address = await this.listener.listen();
     this.engine.start();
     this.reloadTimer = setInterval(() => this.reloadIfChanged(), this.options.reloadMs);
+    this.pruneTimer = setInterval(() => this.queue.pruneHistory(Date.now() - HISTORY_DAYS * 86_400_000), 3_600_000);
     return this.address;
   }
 
@@ -78,6 +83,7 @@ export class Gateway {
 
   async stop(): Promise<void> {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.listener.close();
     await this.engine.stop(5000);
     this.queue.close();

@@ -182,7 +182,10 @@ describe('delivery', () => {
     assert.doesNotMatch(text, /Final-Recipient: rfc822; (ok|soft)@mixed\.test/);
     assert.match(text, /Status: 5\.1\.1/);
     const queued = t.gw.queue.list({ domain: 'mixed.test' });
-    assert.deepEqual(queued.map((r) => r.address), ['soft@mixed.test']);
+    assert.deepEqual(queued.map((r) => r.to), ['soft@mixed.test']);
+    assert.deepEqual(queued.map((r) => r.state), ['deferred']);
+    const bounced = t.gw.queue.list({ domain: 'mixed.test', state: 'bounced' });
+    assert.deepEqual(bounced.map((r) => r.to), ['hard@mixed.test']);
   });
 
   it('falls back to HELO when EHLO is refused', async () => {

@@ -11,7 +11,7 @@ import { displayName } from '../controls/names.js';
 import { DEFAULT_ENTRY_NAME, TLS_MODE_LABELS } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { Gateway } from '../gateway.js';
-import { QueueStore, type RecipientState } from '../queue/store.js';
+import { QueueStore, type ListedRecipient, type ListedState } from '../queue/store.js';
 import { formatTable, LIST_HEADER, listRows } from './format.js';
 import { parseSettingFlags, type SettingFlags } from './settings-flags.js';
 
@@ -242,48 +242,39 @@ export function buildProgram(): Command {
   q.command('list')
     .addOption(dataDirOption())
     .option('--domain <domain>', 'only this destination domain')
-    .addOption(new Option('--state <state>', 'recipient state').choices(['queued', 'delivered', 'bounced']).default('queued'))
+    .addOption(
+      new Option('--state <state>', 'pending (queued and deferred), queued, deferred, delivered, bounced, deleted')
+        .choices(['pending', 'queued', 'deferred', 'delivered', 'bounced', 'deleted'])
+        .default('pending'),
+    )
     .option('--json', 'machine-readable output')
-    .action((o: { dataDir: string; domain?: string; state: RecipientState; json?: boolean }) => {
+    .action((o: { dataDir: string; domain?: string; state: ListedState | 'pending'; json?: boolean }) => {
       const store = QueueStore.open(o.dataDir);
+      let rows: ListedRecipient[];
       try {
-        const rows = store.list({ domain: o.domain, state: o.state });
-        const info = new Map(rows.map((r) => [r.messageId, store.message(r.messageId)]));
-        if (o.json) {
-          process.stdout.write(
-            JSON.stringify(
-              rows.map((r) => ({
-                mid: r.messageId,
-                rid: r.rid,
-                from: info.get(r.messageId)?.sender ?? null,
-                to: r.address,
-                domain: r.domain,
-                state: r.state,
-                attempts: r.attempts,
-                nextAttempt: new Date(r.nextAttempt).toISOString(),
-                lastReply: r.lastReply,
-              })),
-              null,
-              2,
-            ) + '\n',
-          );
-          return;
-        }
-        const table = rows.map((r) => [
-          String(r.messageId),
-          String(r.rid),
-          `<${info.get(r.messageId)?.sender ?? ''}>`,
-          r.address,
-          r.state,
-          String(r.attempts),
-          new Date(r.nextAttempt).toISOString(),
-          r.lastReply ?? '',
-        ]);
-        process.stdout.write(`${rows.length} recipients ${o.state}\n`);
-        if (rows.length) process.stdout.write(formatTable(['MID', 'RID', 'From', 'To', 'State', 'Attempts', 'Next attempt', 'Last reply'], table) + '\n');
+        rows = store.list({ domain: o.domain, state: o.state });
       } finally {
         store.close();
       }
+      const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+      if (o.json) {
+        const out = rows.map((r) => ({ ...r, nextAttempt: iso(r.nextAttempt), finishedAt: iso(r.finishedAt) }));
+        process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(`${rows.length} recipients ${o.state}\n`);
+      if (rows.length === 0) return;
+      const table = rows.map((r) => [
+        String(r.mid),
+        String(r.rid),
+        `<${r.from}>`,
+        r.to,
+        r.state,
+        String(r.attempts),
+        iso(r.nextAttempt ?? r.finishedAt) ?? '',
+        r.lastReply ?? '',
+      ]);
+      process.stdout.write(formatTable(['MID', 'RID', 'From', 'To', 'State', 'Attempts', 'Next attempt / finished', 'Last reply'], table) + '\n');
     });
   return program;
 }

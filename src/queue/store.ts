@@ -60,9 +60,26 @@ export interface MessageInfo {
   isBounce: boolean;
 }
 
+/** How `queue list` names a recipient's state: queued (not yet tried), deferred (tried, waiting), or final. */
+export type ListedState = 'queued' | 'deferred' | 'delivered' | 'bounced' | 'deleted';
+
 export interface QueueFilter {
   domain?: string;
-  state?: RecipientState;
+  /** `pending` = queued and deferred (the default). */
+  state?: ListedState | 'pending';
+}
+
+export interface ListedRecipient {
+  mid: number;
+  rid: number;
+  from: string;
+  to: string;
+  domain: string;
+  state: ListedState;
+  attempts: number;
+  nextAttempt: number | null;
+  lastReply: string | null;
+  finishedAt: number | null;
 }
 
 const SCHEMA = `
@@ -92,6 +109,21 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients(state, next_attempt);
 CREATE INDEX IF NOT EXISTS recipients_message ON recipients(message_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Recipients that reached a final state, kept for a while after their message left the queue
+-- so that an operator can still see what happened to each one.
+CREATE TABLE IF NOT EXISTS history (
+  recipient_id INTEGER PRIMARY KEY,
+  message_id INTEGER NOT NULL,
+  rid INTEGER NOT NULL,
+  sender TEXT NOT NULL,
+  address TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  reply TEXT,
+  finished_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_finished ON history(finished_at);
 `;
 
 interface RecipientRow {
@@ -263,17 +295,62 @@ export class QueueStore {
     return (this.db.prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY rid').all(messageId) as RecipientRow[]).map(toRecipient);
   }
 
-  list(f: QueueFilter = {}): QueuedRecipient[] {
-    const where: string[] = [];
+  list(f: QueueFilter = {}): ListedRecipient[] {
+    const state = f.state ?? 'pending';
     const args: (string | number)[] = [];
-    if (f.domain) {
-      where.push('domain = ?');
-      args.push(f.domain);
+    const byDomain = f.domain ? ' AND domain = ?' : '';
+    if (f.domain) args.push(f.domain);
+    if (state === 'delivered' || state === 'bounced' || state === 'deleted') {
+      const rows = this.db
+        .prepare(`SELECT * FROM history WHERE state = ?${byDomain} ORDER BY message_id, rid`)
+        .all(state, ...args) as {
+        message_id: number;
+        rid: number;
+        sender: string;
+        address: string;
+        domain: string;
+        state: ListedState;
+        attempts: number;
+        reply: string | null;
+        finished_at: number;
+      }[];
+      return rows.map((r) => ({
+        mid: r.message_id,
+        rid: r.rid,
+        from: r.sender,
+        to: r.address,
+        domain: r.domain,
+        state: r.state,
+        attempts: r.attempts,
+        nextAttempt: null,
+        lastReply: r.reply,
+        finishedAt: r.finished_at,
+      }));
     }
-    where.push('state = ?');
-    args.push(f.state ?? 'queued');
-    const sql = `SELECT * FROM recipients WHERE ${where.join(' AND ')} ORDER BY message_id, rid`;
-    return (this.db.prepare(sql).all(...args) as RecipientRow[]).map(toRecipient);
+    const attempts = state === 'queued' ? ' AND r.attempts = 0' : state === 'deferred' ? ' AND r.attempts > 0' : '';
+    const rows = this.db
+      .prepare(
+        `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.state = 'queued'${attempts}${byDomain.replace('domain', 'r.domain')} ORDER BY r.message_id, r.rid`,
+      )
+      .all(...args) as (RecipientRow & { sender: string })[];
+    return rows.map((r) => ({
+      mid: r.message_id,
+      rid: r.rid,
+      from: r.sender,
+      to: r.address,
+      domain: r.domain,
+      state: r.attempts > 0 ? 'deferred' : 'queued',
+      attempts: r.attempts,
+      nextAttempt: r.next_attempt,
+      lastReply: r.last_reply,
+      finishedAt: null,
+    }));
+  }
+
+  /** Forgets final outcomes older than `before` (ms since the epoch); returns how many. */
+  pruneHistory(before: number): number {
+    return this.db.prepare('DELETE FROM history WHERE finished_at < ?').run(before).changes;
   }
 
   /**
@@ -290,21 +367,29 @@ export class QueueStore {
   }): number[] {
     return this.db.transaction(() => {
       const touched = new Set<number>();
+      const now = Date.now();
+      const st = this.db.prepare(
+        `UPDATE recipients SET state = ?, last_reply = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued' RETURNING message_id`,
+      );
+      const keep = this.db.prepare(
+        `INSERT OR REPLACE INTO history (recipient_id, message_id, rid, sender, address, domain, state, attempts, reply, finished_at)
+         SELECT r.id, r.message_id, r.rid, m.sender, r.address, r.domain, r.state, r.attempts, r.last_reply, ?
+         FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`,
+      );
       const mark = (ids: number[], state: RecipientState, reply: string) => {
-        const st = this.db.prepare(
-          `UPDATE recipients SET state = ?, last_reply = ?, attempts = attempts + 1 WHERE id = ? RETURNING message_id`,
-        );
         for (const id of ids) {
           const r = st.get(state, reply, id) as { message_id: number } | undefined;
-          if (r) touched.add(r.message_id);
+          if (!r) continue;
+          touched.add(r.message_id);
+          keep.run(now, id);
         }
       };
       if (o.delivered) mark(o.delivered.ids, 'delivered', o.delivered.reply);
       for (const f of o.failed ?? []) mark([f.id], o.failedState ?? 'bounced', f.reply);
-      const st = this.db.prepare(
+      const defer = this.db.prepare(
         `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ? WHERE id = ? AND state = 'queued'`,
       );
-      for (const d of o.deferred ?? []) for (const id of d.ids) st.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, id);
+      for (const d of o.deferred ?? []) for (const id of d.ids) defer.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, id);
       const made = (o.newMessages ?? []).map((m) => this.insertNow(m));
       const gone = this.db.prepare(
         `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ? AND state = 'queued')`,
