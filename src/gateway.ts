@@ -9,6 +9,7 @@ import type { GatewayOptions } from './config/options.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { DnsClient } from './dns/resolver.js';
 import { MailLog } from './observe/maillog.js';
+import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
 import { RelayListener } from './smtp/listener.js';
 import { NetworkList } from './smtp/networks.js';
@@ -26,7 +27,6 @@ export class Gateway {
   private version: number;
   private reloadTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
-  private icid = 0;
   address: { address: string; port: number } | null = null;
 
   constructor(readonly options: GatewayOptions) {
@@ -45,6 +45,7 @@ export class Gateway {
       timeouts: options.timeouts,
       pollMs: options.pollMs,
     });
+    const icids = new IdSequence(this.queue, 'icid');
     this.listener = new RelayListener({
       host: options.listen.host,
       port: options.listen.port,
@@ -55,7 +56,7 @@ export class Gateway {
       maxMessageSize: options.maxMessageSize,
       maxRecipients: options.maxRecipients,
       onAccepted: () => this.engine.wake(),
-      nextIcid: () => ++this.icid,
+      nextIcid: () => icids.take(),
     });
   }
 

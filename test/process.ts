@@ -26,6 +26,8 @@
  *
  *   runCliOk(args) -> Promise<string>      runCli, asserting exit 0; resolves with stdout.
  *
+ *   logFile(dataDir, 'mail.log' | 'mail.jsonl') -> string   path of a mail log file.
+ *
  * Processes still running when the test process exits are killed (SIGKILL), so a failed test
  * does not leave gateways behind.
  */
@@ -108,8 +110,8 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
   const exited = exitStatus(child);
   const readyMs = o.readyTimeoutMs ?? 15_000;
 
@@ -122,10 +124,10 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
       const m = /Postern listening on (\S+):(\d+),/.exec(out);
       if (!m) return;
       clearTimeout(timer);
-      child.stdout!.off('data', check);
+      child.stdout.off('data', check);
       resolve({ host: m[1]!, port: Number(m[2]) });
     };
-    child.stdout!.on('data', check);
+    child.stdout.on('data', check);
     child.once('error', (e) => {
       clearTimeout(timer);
       reject(e);
@@ -165,8 +167,8 @@ export function runCli(args: string[], o: { timeoutMs?: number } = {}): Promise<
     track(child);
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`postern ${args.join(' ')}: no exit after ${timeoutMs} ms\n${stdout}${stderr}`));

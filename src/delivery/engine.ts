@@ -14,6 +14,7 @@ import { exhausted, retryDelaySeconds } from '../bounce/profile.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import type { DnsClient } from '../dns/resolver.js';
 import type { MailLog } from '../observe/maillog.js';
+import { IdSequence } from '../queue/ids.js';
 import type { NewMessage, QueueStore, QueuedRecipient } from '../queue/store.js';
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
@@ -51,12 +52,12 @@ export class DeliveryEngine {
   private running = false;
   private ticking = false;
   private again = false;
-  private dcidNext = 0;
-  private dcidEnd = -1;
+  private readonly dcids: IdSequence;
   readonly now: () => number;
 
   constructor(readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
+    this.dcids = new IdSequence(o.queue, 'dcid');
   }
 
   start(): void {
@@ -159,18 +160,10 @@ export class DeliveryEngine {
         useSystem: policy.globals.useSystemAuthorities,
         custom: snap.authorities.map((a) => a.pem),
       }),
-      nextDcid: () => this.nextDcid(),
+      nextDcid: () => this.dcids.take(),
       now: this.now,
       random: this.o.random,
     };
-  }
-
-  private nextDcid(): number {
-    if (this.dcidNext > this.dcidEnd) {
-      this.dcidNext = this.o.queue.allocate('dcid', 1000);
-      this.dcidEnd = this.dcidNext + 999;
-    }
-    return this.dcidNext++;
   }
 
   /** Writes the outcomes of one batch to the queue and the log, making DSNs where due. */

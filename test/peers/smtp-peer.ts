@@ -423,7 +423,7 @@ export async function startSmtpPeer(opts: SmtpPeerOptions): Promise<SmtpPeer> {
   };
 
   let nextId = 1;
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
     const session = new Session(nextId++, socket, resolved, secureContext, state);
     sessions.push(session.record);
     live.add(session);
