@@ -1,0 +1,43 @@
+/**
+ * `postern smtproutes`: SMTP routes that replace MX lookup for a domain.
+ */
+import { Command } from 'commander';
+import { parseRouteHost } from '../config/options.js';
+import type { RouteHost } from '../config/store.js';
+import { dataDirOption, withStore } from './common.js';
+import { formatTable } from './format.js';
+
+export function addSmtproutesCommand(program: Command): void {
+  const routes = program.command('smtproutes').description('SMTP routes: hosts that replace MX lookup for a domain');
+  routes
+    .command('new')
+    .argument('<domain>')
+    .argument('<hosts>', 'HOST[:PORT][,HOST[:PORT]...] in order of priority')
+    .addOption(dataDirOption())
+    .action((domain: string, hosts: string, o: { dataDir: string }) => {
+      const list: RouteHost[] = hosts.split(',').map((h) => parseRouteHost(h));
+      const d = withStore(o.dataDir, (s) => s.putRoute(domain, list));
+      process.stdout.write(`Route for ${d}: ${list.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')}\n`);
+    });
+  routes
+    .command('delete')
+    .argument('<domain>')
+    .addOption(dataDirOption())
+    .action((domain: string, o: { dataDir: string }) => {
+      process.stdout.write(`Deleted the route for ${withStore(o.dataDir, (s) => s.deleteRoute(domain))}.\n`);
+    });
+  routes
+    .command('list')
+    .addOption(dataDirOption())
+    .option('--json', 'machine-readable output')
+    .action((o: { dataDir: string; json?: boolean }) => {
+      const r = withStore(o.dataDir, (s) => s.routes());
+      if (o.json) {
+        process.stdout.write(JSON.stringify(Object.fromEntries(r), null, 2) + '\n');
+        return;
+      }
+      const rows = [...r].map(([d, hs]) => [d, hs.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')]);
+      process.stdout.write(rows.length ? formatTable(['Domain', 'Destination hosts'], rows) + '\n' : 'No SMTP routes configured.\n');
+    });
+
+}
