@@ -10,6 +10,7 @@ import { addDestconfigCommand } from './destconfig.js';
 import { addQueueCommand } from './queue.js';
 import { addSmtproutesCommand } from './smtproutes.js';
 import { addStartCommand } from './start.js';
+import { addTlsverifyCommand } from './tlsverify.js';
 
 export function buildProgram(): Command {
   const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError();
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   addSmtproutesCommand(program);
   addCertconfigCommand(program);
   addQueueCommand(program);
+  addTlsverifyCommand(program);
   return program;
 }
 

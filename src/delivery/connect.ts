@@ -11,17 +11,28 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { DnsClient } from '../dns/resolver.js';
 import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
-import type { MailLog } from '../observe/maillog.js';
+import type { EventSink } from '../observe/maillog.js';
 import { SmtpFailureError, SmtpSession, type SmtpTimeouts } from '../smtp/client.js';
 import { replyText } from '../smtp/reply.js';
 import { decide, identityAlgorithm, shouldStartTls, type TlsObservation } from '../tls/policy.js';
-import { verifyCertificate } from '../tls/verify.js';
+import { verifyCertificate, type VerificationResult } from '../tls/verify.js';
 import type { BrokenTlsMemory } from './broken-tls.js';
 import type { DeliveryPolicy } from './policy.js';
 
+/** Each step of a connection, for `tlsverify` (delivery passes no tracer). */
+export type TraceEvent =
+  | { step: 'hosts'; hosts: TargetHost[] }
+  | { step: 'addresses'; host: string; addresses: string[] }
+  | { step: 'connected'; host: string; address: string; port: number; greeting: string }
+  | { step: 'starttls'; offered: boolean }
+  | { step: 'starttls-reply'; reply: string }
+  | { step: 'tls'; protocol: string; cipher: string; subject: string; issuer: string; validFrom: string; validTo: string }
+  | { step: 'verification'; result: VerificationResult };
+
 export interface ConnectDeps {
   dns: DnsClient;
-  log: MailLog;
+  log: EventSink;
+  trace?: (t: TraceEvent) => void;
   hostname: string;
   smtpPort: number;
   timeouts: SmtpTimeouts;
@@ -83,6 +94,7 @@ export async function targetHosts(policy: DeliveryPolicy, deps: ConnectDeps): Pr
 export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promise<ConnectOutcome> {
   const routing = await targetHosts(policy, deps);
   if (!routing.ok) return routing;
+  deps.trace?.({ step: 'hosts', hosts: routing.hosts });
   const failures: HostFailure[] = [];
   for (const host of routing.hosts) {
     const addrs = await hostAddresses(host, policy, deps);
@@ -90,6 +102,7 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
       failures.push({ enhanced: addrs.enhanced, reason: addrs.reason, tls: false });
       continue;
     }
+    deps.trace?.({ step: 'addresses', host: host.name, addresses: addrs.addresses });
     for (const address of addrs.addresses) {
       const r = await tryAddress(host, address, policy, deps);
       if ('session' in r) return { ok: true, conn: r };
@@ -137,6 +150,7 @@ async function tryAddress(host: TargetHost, address: string, policy: DeliveryPol
   const dcid = deps.nextDcid();
   deps.log.write({ event: 'connection', dcid, interface: session.localAddress ?? '', address, port: host.port, host: host.name, domain });
   const where = `${host.name} [${address}]`;
+  deps.trace?.({ step: 'connected', host: host.name, address, port: host.port, greeting: replyText(session.greeting) });
   try {
     if (session.greeting.code !== 220) {
       await session.quit();
@@ -205,9 +219,11 @@ async function negotiateTls(
     return { enhanced, reason: `TLS ${mode}: ${host.name} [${address}]: ${reason}`, tls: true };
   };
 
+  deps.trace?.({ step: 'starttls', offered: session.extensions.has('STARTTLS') });
   if (!session.extensions.has('STARTTLS')) return fail('not-offered', 'STARTTLS not offered by the server');
   const servername = net.isIP(host.name) ? undefined : host.name;
   const r = await session.starttls({ servername, secureContext: deps.secureContext });
+  if (r.kind === 'rejected') deps.trace?.({ step: 'starttls-reply', reply: replyText(r.reply) });
   switch (r.kind) {
     case 'rejected':
       return fail('rejected', `STARTTLS answered ${replyText(r.reply)}`);
@@ -219,6 +235,16 @@ async function negotiateTls(
     case 'ok':
       break;
   }
+  const c = r.certificate;
+  deps.trace?.({
+    step: 'tls',
+    protocol: r.protocol,
+    cipher: r.cipher,
+    subject: c?.subject ? Object.entries(c.subject).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '',
+    issuer: c?.issuer ? Object.entries(c.issuer).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '',
+    validFrom: c?.valid_from ?? '',
+    validTo: c?.valid_to ?? '',
+  });
   const algorithm = identityAlgorithm(mode);
   if (algorithm === null) {
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'not-attempted' });
@@ -239,6 +265,7 @@ async function negotiateTls(
     const ptrNames = await deps.dns.ptr(address);
     if (ptrNames.length > 0) v = verifyCertificate({ ...input, ptrNames });
   }
+  deps.trace?.({ step: 'verification', result: v });
   if (v.ok) {
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes' });
     return 'encrypted';

@@ -9,7 +9,12 @@ import { formatEvent, levelOf, logTimestamp, type MailEvent } from './events.js'
 
 export type Listener = (e: MailEvent, at: Date) => void;
 
-export class MailLog {
+/** Where delivery writes its events: the mail log, or a command that prints them. */
+export interface EventSink {
+  write(e: MailEvent): void;
+}
+
+export class MailLog implements EventSink {
   private readonly text: WriteStream;
   private readonly json: WriteStream;
   private readonly listeners: Listener[] = [];

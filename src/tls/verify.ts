@@ -20,9 +20,10 @@ export interface VerificationInput {
   ptrNames?: string[];
 }
 
+/** Both stages are always judged (when there is a certificate), so a report can show each. */
 export type VerificationResult =
   | { ok: true; identity: IdentityVerdict }
-  | { ok: false; stage: 'chain'; reason: string }
+  | { ok: false; stage: 'chain'; reason: string; identity?: IdentityVerdict }
   | { ok: false; stage: 'identity'; reason: string; identity: IdentityVerdict };
 
 /** Words for the OpenSSL verification codes an administrator meets. */
@@ -50,7 +51,6 @@ export function verifyCertificate(i: VerificationInput): VerificationResult {
   if (!i.certificate || Object.keys(i.certificate).length === 0) {
     return { ok: false, stage: 'chain', reason: 'the server presented no certificate' };
   }
-  if (!i.chainTrusted) return { ok: false, stage: 'chain', reason: describeChainError(i.chainError) };
   const presented = presentedFrom(i.certificate);
   const identity =
     i.algorithm === 'hosted'
@@ -59,5 +59,6 @@ export function verifyCertificate(i: VerificationInput): VerificationResult {
           recipientDomain: i.recipientDomain,
           connectedHosts: [...(i.mxHost ? [i.mxHost] : []), ...(i.routeHost ? [i.routeHost] : []), ...(i.ptrNames ?? [])],
         });
+  if (!i.chainTrusted) return { ok: false, stage: 'chain', reason: describeChainError(i.chainError), identity };
   return identity.ok ? { ok: true, identity } : { ok: false, stage: 'identity', reason: identity.reason, identity };
 }
