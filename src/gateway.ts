@@ -4,6 +4,7 @@
  * the mail log, started and stopped together.
  */
 import { join } from 'node:path';
+import { CertificateStore } from './config/certificates.js';
 import { ConfigStore, type ConfigSnapshot } from './config/store.js';
 import type { GatewayOptions } from './config/options.js';
 import { DeliveryEngine } from './delivery/engine.js';
@@ -22,7 +23,10 @@ export class Gateway {
   readonly queue: QueueStore;
   readonly log: MailLog;
   readonly engine: DeliveryEngine;
-  private readonly listener: RelayListener;
+  readonly certificates: CertificateStore;
+  /** Made in start(), once the listener certificate exists (the demo is created then). */
+  private listener: RelayListener | null = null;
+  private readonly makeListener: (tls: { keyPem: string; certPem: string }) => RelayListener;
   private snapshot: ConfigSnapshot;
   private version: number;
   private reloadTimer: NodeJS.Timeout | null = null;
@@ -33,7 +37,8 @@ export class Gateway {
     this.config = ConfigStore.open(options.dataDir);
     this.queue = QueueStore.open(options.dataDir);
     this.log = new MailLog(options.dataDir);
-    this.snapshot = this.config.snapshot();
+    this.certificates = CertificateStore.open(options.dataDir, this.config);
+    this.snapshot = this.readSnapshot();
     this.version = this.config.dataVersion();
     this.engine = new DeliveryEngine({
       queue: this.queue,
@@ -46,7 +51,7 @@ export class Gateway {
       pollMs: options.pollMs,
     });
     const icids = new IdSequence(this.queue, 'icid');
-    this.listener = new RelayListener({
+    this.makeListener = (tls) => new RelayListener({
       host: options.listen.host,
       port: options.listen.port,
       hostname: options.hostname,
@@ -57,7 +62,20 @@ export class Gateway {
       maxRecipients: options.maxRecipients,
       onAccepted: () => this.engine.wake(),
       nextIcid: () => icids.take(),
+      tlsKey: tls.keyPem,
+      tlsCert: tls.certPem,
     });
+  }
+
+  /** The store's snapshot plus the outbound client certificate (SPEC §10 SETUP). */
+  private readSnapshot(): ConfigSnapshot {
+    const snap = this.config.snapshot();
+    try {
+      snap.clientCertificate = this.certificates.clientCredentials();
+    } catch (e) {
+      this.log.write({ event: 'config-reloaded', detail: `outbound client certificate not offered: ${(e as Error).message}` });
+    }
+    return snap;
   }
 
   get logDir(): string {
@@ -65,6 +83,12 @@ export class Gateway {
   }
 
   async start(): Promise<{ address: string; port: number }> {
+    if (await this.certificates.ensureDemo({ dnsNames: [this.options.hostname] })) {
+      // The gateway's own change, before it starts: read the configuration again, quietly.
+      this.version = this.config.dataVersion();
+      this.snapshot = this.readSnapshot();
+    }
+    this.listener = this.makeListener(this.certificates.listenerCredentials());
     this.address = await this.listener.listen();
     this.engine.start();
     this.reloadTimer = setInterval(() => this.reloadIfChanged(), this.options.reloadMs);
@@ -77,7 +101,7 @@ export class Gateway {
     const v = this.config.dataVersion();
     if (v === this.version) return;
     this.version = v;
-    this.snapshot = this.config.snapshot();
+    this.snapshot = this.readSnapshot();
     this.log.write({ event: 'config-reloaded', detail: `${this.snapshot.table.size} entries, ${this.snapshot.routes.size} routes` });
     this.engine.wake();
   }
@@ -85,9 +109,10 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
-    await this.listener.close();
+    await this.listener?.close();
     await this.engine.stop(5000);
     this.queue.close();
+    this.certificates.close();
     this.config.close();
     await this.log.close();
   }

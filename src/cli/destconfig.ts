@@ -1,13 +1,24 @@
 /**
- * `postern destconfig`: batch forms of the destination-controls operations.
+ * `postern destconfig`: batch forms of the destination-controls operations — new, edit,
+ * default, delete, list, setup, detail, clear, import, export. Each is a thin shell over
+ * ConfigStore and the pure modules in src/controls, so scripts, the dialogue and the web page
+ * cannot disagree. Exit status: 0 done; 2 a rejected value, file or unconfirmed CLEAR (nothing
+ * changed); 1 any other failure (e.g. no such entry, export target exists).
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { displayName } from '../controls/names.js';
-import { DEFAULT_ENTRY_NAME } from '../controls/types.js';
+import { CertificateStore } from '../config/certificates.js';
+import { ConfigError, ConfigStore } from '../config/store.js';
+import { exportFile, parseImport } from '../controls/ini.js';
+import { displayName, parseDestinationName } from '../controls/names.js';
+import { resolveEntry } from '../controls/table.js';
+import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { dataDirOption, withStore } from './common.js';
-import { formatTable, LIST_HEADER, listRows } from './format.js';
+import { detailLines, formatTable, LIST_HEADER, listRows } from './format.js';
 import { parseSettingFlags, type SettingFlags } from './settings-flags.js';
+import { runDestconfigDialogue } from './dialogue/destconfig.js';
+import { StreamIo } from './dialogue/io.js';
 
 function settingOptions(cmd: Command): Command {
   return cmd
@@ -22,21 +33,38 @@ function settingOptions(cmd: Command): Command {
     .option('--ip-preference <pref>', 'ipv6-preferred, ipv6-required, ipv4-preferred, ipv4-required, default');
 }
 
-function demoWarning(tls: string | undefined): void {
-  if (tls && tls !== 'no' && tls !== 'default') {
-    process.stderr.write(
-      'You have chosen to enable TLS. Please use the \'certconfig\' command to ensure that there is a valid certificate configured.\n',
-    );
+/**
+ * SPEC §2: when TLS is enabled while no certificate but the demo one is configured (or the
+ * listener still offers the demo), say so as the seed document does.
+ */
+function demoWarning(tls: string | undefined, dataDir: string): void {
+  if (!tls || tls === 'no' || tls === 'default') return;
+  const c = CertificateStore.open(dataDir);
+  let only: boolean;
+  try {
+    only = c.onlyDemo();
+  } finally {
+    c.close();
   }
+  if (!only) return;
+  process.stderr.write(
+    "You have chosen to enable TLS. Please use the 'certconfig' command to ensure that there is a valid certificate configured.\n" +
+      'Enabling TLS uses the demo certificate, which is not secure.\n',
+  );
 }
 
 export function addDestconfigCommand(program: Command): void {
-  const dc = program.command('destconfig').description('destination controls: the per-domain table');
+  const dc = program
+    .command('destconfig')
+    .description('destination controls: the per-domain table; without an operation, the interactive dialogue')
+    .addOption(dataDirOption())
+    .enablePositionalOptions()
+    .action(async (o: { dataDir: string }) => runDialogue(o.dataDir));
   settingOptions(dc.command('new').argument('<domain>').addOption(dataDirOption()).description('create an entry')).action(
     (domain: string, o: SettingFlags & { dataDir: string }) => {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => s.newEntry(domain, p.settings));
-      demoWarning(o.tls);
+      demoWarning(o.tls, o.dataDir);
       process.stdout.write(`Created ${displayName(name)}.\n`);
     },
   );
@@ -44,7 +72,7 @@ export function addDestconfigCommand(program: Command): void {
     (domain: string, o: SettingFlags & { dataDir: string }) => {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => s.editEntry(domain, p.settings, p.reset));
-      demoWarning(o.tls);
+      demoWarning(o.tls, o.dataDir);
       process.stdout.write(`Changed ${displayName(name)}.\n`);
     },
   );
@@ -52,7 +80,7 @@ export function addDestconfigCommand(program: Command): void {
     (o: SettingFlags & { dataDir: string }) => {
       const p = parseSettingFlags(o, false);
       withStore(o.dataDir, (s) => s.editDefaults(p.settings));
-      demoWarning(o.tls);
+      demoWarning(o.tls, o.dataDir);
       process.stdout.write(`Changed ${DEFAULT_ENTRY_NAME}.\n`);
     },
   );
@@ -104,4 +132,128 @@ export function addDestconfigCommand(program: Command): void {
       );
     });
 
+  dc.command('detail')
+    .argument('[domain]', 'an entry, or (Default); all entries when left out')
+    .addOption(dataDirOption())
+    .option('--json', 'machine-readable output')
+    .description('every setting of one entry, or of all entries and (Default)')
+    .action((domain: string | undefined, o: { dataDir: string; json?: boolean }) => {
+      const table = withStore(o.dataDir, (s) => s.table());
+      let shown: (Entry | undefined)[];
+      if (domain === undefined) shown = [...table.list(), undefined];
+      else if (domain.trim().toLowerCase() === DEFAULT_ENTRY_NAME.toLowerCase()) shown = [undefined];
+      else {
+        const name = parseDestinationName(domain);
+        const e = table.get(name);
+        if (!e) throw new ConfigError(`no entry for ${displayName(name)}`);
+        shown = [e];
+      }
+      if (o.json) {
+        const items = shown.map((e) => detailJson(e, table.defaults));
+        process.stdout.write(JSON.stringify(domain === undefined ? items : items[0], null, 2) + '\n');
+        return;
+      }
+      const blocks = shown.map((e) => detailLines(e?.name ?? DEFAULT_ENTRY_NAME, e, table.defaults).join('\n'));
+      if (domain === undefined) process.stdout.write(`There are currently ${table.size + 1} entries configured.\n\n`);
+      process.stdout.write(blocks.join('\n\n') + '\n');
+    });
+
+  dc.command('clear')
+    .addOption(dataDirOption())
+    .option('--yes', 'confirm removing every entry but (Default)')
+    .description('remove all entries but (Default)')
+    .action((o: { dataDir: string; yes?: boolean }) => {
+      // A script cannot answer the dialogue's "are you sure", so the flag is the confirmation.
+      if (!o.yes) {
+        const n = withStore(o.dataDir, (s) => s.table().size);
+        process.stderr.write(`destconfig clear removes all ${n} entries but ${DEFAULT_ENTRY_NAME}; add --yes to confirm. Nothing was changed.\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const n = withStore(o.dataDir, (s) => s.clearEntries());
+      process.stdout.write(`Removed ${n} entries; only ${DEFAULT_ENTRY_NAME} remains.\n`);
+    });
+
+  dc.command('import')
+    .argument('<file>', 'an ini-style file as written by export')
+    .addOption(dataDirOption())
+    .description('replace the whole table with the contents of a file')
+    .action((file: string, o: { dataDir: string }) => {
+      const r = parseImport(readText(file));
+      if (!r.ok) {
+        for (const e of r.errors) process.stderr.write(`${file}:${e.line}: ${e.message}\n`);
+        process.stderr.write(`postern: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in ${file}; the table was not changed.\n`);
+        process.exitCode = 2;
+        return;
+      }
+      withStore(o.dataDir, (s) => s.replaceTable(r.defaults, r.entries));
+      demoWarning([r.defaults.tls, ...r.entries.map((e) => e.settings.tls)].find((t) => t !== undefined && t !== 'no'), o.dataDir);
+      process.stdout.write(`Imported ${file}.\nThere are currently ${r.entries.length + 1} entries configured.\n`);
+    });
+
+  dc.command('export')
+    .argument('<file>', 'where to write the table')
+    .addOption(dataDirOption())
+    .option('--force', 'overwrite the file if it exists')
+    .description('write the whole table to a file that import reads back')
+    .action((file: string, o: { dataDir: string; force?: boolean }) => {
+      const table = withStore(o.dataDir, (s) => s.table());
+      try {
+        // 'wx' fails on an existing file, so a typo cannot destroy an earlier export.
+        writeFileSync(file, exportFile(table.defaults, table.list()), { flag: o.force ? 'w' : 'wx' });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new ConfigError(`${file} exists; add --force to overwrite it`);
+        throw new ConfigError(`cannot write ${file}: ${(e as Error).message}`);
+      }
+      process.stdout.write(`Exported ${DEFAULT_ENTRY_NAME} and ${table.size} entries to ${file}.\n`);
+    });
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** The interactive dialogue on this process's terminal or piped input. */
+async function runDialogue(dataDir: string): Promise<void> {
+  const store = ConfigStore.open(dataDir);
+  const certs = CertificateStore.open(dataDir, store);
+  const io = new StreamIo(process.stdin, process.stdout);
+  try {
+    await runDestconfigDialogue(io, {
+      store,
+      onlyDemo: () => certs.onlyDemo(),
+      bounceProfiles: () => ['Default'],
+      certificateNames: () => certs.list().map((c) => c.name),
+      clientCertificate: () => certs.settings().client,
+      setClientCertificate: (name) => void certs.useForClient(name),
+      readFile: (path) => readFileSync(path, 'utf8'),
+      writeFile: (path, text) => writeFileSync(path, text, { flag: 'wx' }),
+    });
+  } finally {
+    io.close();
+    certs.close();
+    store.close();
+  }
+}
+
+interface DetailJson {
+  name: string;
+  display: string;
+  /** Every setting as in effect for the entry. */
+  settings: Settings;
+  /** The settings the entry holds itself (all of them for (Default)). */
+  own: Partial<Settings>;
+  inherited: SettingName[];
+}
+
+function detailJson(e: Entry | undefined, defaults: Settings): DetailJson {
+  if (!e) return { name: DEFAULT_ENTRY_NAME, display: DEFAULT_ENTRY_NAME, settings: defaults, own: defaults, inherited: [] };
+  const r = resolveEntry(e, defaults);
+  // resolveEntry's key order is that of `defaults`; report it in the canonical order.
+  const order = Object.keys(INITIAL_DEFAULTS) as SettingName[];
+  return { name: e.name, display: displayName(e.name), settings: r.settings, own: e.settings, inherited: order.filter((k) => r.inherited.includes(k)) };
 }

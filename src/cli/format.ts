@@ -1,10 +1,26 @@
 /**
- * Text forms of the destination table for the console: LIST's columns as in the appliance
- * (Domain, Rate Limiting, TLS, Bounce Verification, Bounce Profile, IP Version Preference). Pure.
+ * Text forms of the destination table for the console. Pure.
+ *
+ * listRows(table) / formatTable(header, rows) / LIST_HEADER: LIST's columns as in the appliance
+ *   (Domain, Rate Limiting, TLS, Bounce Verification, Bounce Profile, IP Version Preference).
+ * detailLines(name, entry, defaults): DETAIL's lines for one entry (`entry` undefined = the
+ *   (Default) entry, shown from `defaults`): the destination, then every setting in the
+ *   appliance's words, an inherited one as "Default (value)". Shared by `destconfig detail` and
+ *   the interactive dialogue so that both print the same text.
  */
 import { displayName } from '../controls/names.js';
 import type { DestinationTable } from '../controls/table.js';
-import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type PartialSettings, type Settings } from '../controls/types.js';
+import {
+  DEFAULT_ENTRY_NAME,
+  IP_PREFERENCE_LABELS,
+  TLS_MODE_LABELS,
+  type Entry,
+  type EnforcePer,
+  type LimitPer,
+  type PartialSettings,
+  type RecipientLimit,
+  type Settings,
+} from '../controls/types.js';
 
 function rateLimiting(s: PartialSettings, isDefault: boolean): string {
   const keys: (keyof Settings)[] = ['concurrency', 'messagesPerConnection', 'recipientLimit', 'limitPer', 'enforce'];
@@ -44,3 +60,50 @@ export function formatTable(header: string[], rows: string[][]): string {
 }
 
 export const LIST_HEADER = ['Domain', 'Rate Limiting', 'TLS', 'Bounce Verification', 'Bounce Profile', 'IP Version Preference'];
+
+const LIMIT_PER_LABELS: Record<LimitPer, string> = {
+  domain: 'Entire domain',
+  'mx-ip': 'Each mail exchanger (MX) IP address',
+};
+
+const ENFORCE_LABELS: Record<EnforcePer, string> = {
+  system: 'System Wide',
+  'virtual-gateway': 'Per Virtual Gateway',
+};
+
+const count = (n: number): string => n.toLocaleString('en-US');
+
+function recipientsText(r: RecipientLimit | null): string {
+  if (r === null) return 'No Limit';
+  return `${count(r.recipients)} per ${count(r.minutes)} ${r.minutes === 1 ? 'minute' : 'minutes'}`;
+}
+
+/** Each setting's DETAIL label and value text, in the order the appliance's page shows them. */
+const DETAIL_FIELDS: { key: keyof Settings; label: string; text: (s: Settings) => string }[] = [
+  { key: 'ipPreference', label: 'IP Address Preference', text: (s) => IP_PREFERENCE_LABELS[s.ipPreference] },
+  { key: 'concurrency', label: 'Maximum Concurrent Connections', text: (s) => count(s.concurrency) },
+  { key: 'messagesPerConnection', label: 'Maximum Messages Per Connection', text: (s) => count(s.messagesPerConnection) },
+  { key: 'recipientLimit', label: 'Recipients', text: (s) => recipientsText(s.recipientLimit) },
+  { key: 'limitPer', label: 'Apply limits per', text: (s) => LIMIT_PER_LABELS[s.limitPer] },
+  { key: 'enforce', label: 'Enforce limits', text: (s) => ENFORCE_LABELS[s.enforce] },
+  { key: 'tls', label: 'TLS Support', text: (s) => TLS_MODE_LABELS[s.tls] },
+  { key: 'bounceVerification', label: 'Bounce Verification Address Tagging', text: (s) => (s.bounceVerification ? 'On' : 'Off') },
+  { key: 'bounceProfile', label: 'Bounce Profile', text: (s) => s.bounceProfile },
+];
+
+export function detailLines(name: string, entry: Entry | undefined, defaults: Settings): string[] {
+  const shown = entry === undefined || name === DEFAULT_ENTRY_NAME ? DEFAULT_ENTRY_NAME : displayName(name);
+  const lines = [`Destination: ${shown}`];
+  const own: PartialSettings = entry?.settings ?? {};
+  // The value each setting has for this entry: its own where set, else (Default)'s.
+  const resolved: Settings = { ...defaults };
+  for (const f of DETAIL_FIELDS) {
+    const v = own[f.key];
+    if (v !== undefined) Object.assign(resolved, { [f.key]: v });
+  }
+  for (const f of DETAIL_FIELDS) {
+    const inherited = entry !== undefined && own[f.key] === undefined;
+    lines.push(`${f.label}: ${inherited ? `Default (${f.text(resolved)})` : f.text(resolved)}`);
+  }
+  return lines;
+}

@@ -13,7 +13,7 @@ import { addStartCommand } from './start.js';
 import { addTlsverifyCommand } from './tlsverify.js';
 
 export function buildProgram(): Command {
-  const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError();
+  const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError().enablePositionalOptions();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   addStartCommand(program);
   addDestconfigCommand(program);

@@ -53,13 +53,35 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   pollMs: 1000,
 };
 
+const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
+
+/**
+ * `host:port`, `[ipv6]:port`, or (when `defaultPort` is given) `host`, `[ipv6]` or a bare IPv6
+ * address. The host must be a host name, an IPv4 address or (bracketed) an IPv6 address.
+ */
 export function parseHostPort(field: string, value: string, defaultPort?: number, allowAnyPort = false): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(value) ?? /^([^:]+)(?::(\d+))?$/.exec(value) ?? /^([0-9a-fA-F:]+)$/.exec(value);
-  const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
-  if (!m || !m[1] || port === undefined || !Number.isInteger(port) || port < (allowAnyPort ? 0 : 1) || port > 65535) {
+  const fail = (): never => {
     throw new ValidationError(field, value, 'HOST:PORT with a port from 1 to 65535 (IPv6 as [ADDR]:PORT)');
+  };
+  let host: string;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]*)\](?::(\d+))?$/.exec(value);
+  if (bracket) {
+    host = bracket[1]!;
+    portText = bracket[2];
+    if (!net.isIPv6(host)) fail();
+  } else if (net.isIPv6(value)) {
+    host = value;
+  } else {
+    const m = /^([^:]+)(?::(\d+))?$/.exec(value);
+    if (!m) return fail();
+    host = m[1]!;
+    portText = m[2];
+    if (!net.isIPv4(host) && !HOST_NAME.test(host)) fail();
   }
-  return { host: m[1], port };
+  const port = portText !== undefined ? Number(portText) : defaultPort;
+  if (port === undefined || !Number.isInteger(port) || port < (allowAnyPort ? 0 : 1) || port > 65535) return fail();
+  return { host, port };
 }
 
 /** A route host: `host`, `host:port`, `[v6]:port`, a bare IPv6 address, or an IPv4 address. */

@@ -32,12 +32,18 @@ export interface GlobalSettings {
   requiredTlsAlert: boolean;
   /** Whether the system's root store is trusted besides the custom authorities. */
   useSystemAuthorities: boolean;
+  /** Name of the certificate the relay listener offers for STARTTLS (certconfig use-listener). */
+  listenerCertificate?: string;
+  /** Name of the client certificate offered to receiving servers, or null for none (certconfig use-client). */
+  clientCertificate?: string | null;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
   brokenTlsMemoryHours: 24,
   requiredTlsAlert: false,
   useSystemAuthorities: true,
+  listenerCertificate: 'demo',
+  clientCertificate: null,
 };
 
 /** Everything delivery needs from configuration, read at one moment. */
@@ -46,6 +52,8 @@ export interface ConfigSnapshot {
   routes: Map<string, RouteHost[]>;
   authorities: Authority[];
   globals: GlobalSettings;
+  /** Outbound client certificate (key + chain), when one is set; filled in by the gateway. */
+  clientCertificate?: { keyPem: string; certPem: string };
 }
 
 export class ConfigError extends Error {}

@@ -159,6 +159,8 @@ export class DeliveryEngine {
       secureContext: secureContextFor({
         useSystem: policy.globals.useSystemAuthorities,
         custom: snap.authorities.map((a) => a.pem),
+        clientKey: snap.clientCertificate?.keyPem,
+        clientCert: snap.clientCertificate?.certPem,
       }),
       nextDcid: () => this.dcids.take(),
       now: this.now,

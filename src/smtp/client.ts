@@ -502,6 +502,7 @@ function local(code: number, enhanced: string, text: string): Reply {
  * the start of each line (RFC 5321 §4.5.2), and the terminating `.` line.
  */
 export function dotStuff(body: Buffer): Buffer {
+  if (body.length === 0) return END;
   const parts: Buffer[] = [];
   let start = 0;
   let atLineStart = true;

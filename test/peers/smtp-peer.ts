@@ -26,6 +26,8 @@ export interface SmtpPeerOptions {
   starttls?: StarttlsBehaviour;
   /** Needed for 'ok' and 'inject'. */
   cert?: PeerCert;
+  /** Ask the client for a certificate during the handshake (accepted whoever issued it). */
+  requestClientCert?: boolean;
   /** false: EHLO is answered 502 so the client must fall back to HELO. */
   ehlo?: boolean;
   /** EHLO keywords; STARTTLS is appended when advertised and not yet in TLS. */
@@ -56,6 +58,8 @@ export interface PeerSession {
   commands: string[];
   tls: boolean;
   sni?: string;
+  /** SHA-256 ("AB:CD:…") of the certificate the client presented, with requestClientCert. */
+  clientCertFingerprint?: string;
   /** Who closed the connection first; undefined while it is open. */
   closedBy?: 'client' | 'server';
 }
@@ -358,13 +362,20 @@ class Session {
     if (!this.secureContext) throw new Error('smtp-peer: starttls ok/inject needs opts.cert');
     const plain = this.socket;
     plain.removeListener('data', this.onPlainData);
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: this.secureContext });
+    const secure = new tls.TLSSocket(plain, {
+      isServer: true,
+      secureContext: this.secureContext,
+      requestCert: this.opts.requestClientCert === true,
+      rejectUnauthorized: false,
+    });
     this.socket = secure;
     this.watch(secure);
     secure.on('secure', () => {
       if (this.mode === 'closed') return;
       this.record.tls = true;
       if (secure.servername) this.record.sni = secure.servername;
+      const presented = secure.getPeerCertificate();
+      if (presented && presented.fingerprint256) this.record.clientCertFingerprint = presented.fingerprint256;
       this.protocol = secure.getProtocol() ?? undefined;
       this.cipher = secure.getCipher()?.name;
       this.record.commands.push('<TLS>');
