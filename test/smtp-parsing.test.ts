@@ -277,9 +277,9 @@ describe('parseHostPort', () => {
     ['127.0.0.1:0', undefined, true, { host: '127.0.0.1', port: 0 }],
     ['host:1', undefined, false, { host: 'host', port: 1 }],
   ];
-  for (const [value, def, any, expected] of GOOD) {
-    test(`${value} (default ${String(def)}${any ? ', any port' : ''}) → ${expected.host} ${expected.port}`, () => {
-      assert.deepEqual(parseHostPort('listen', value, def, any), expected);
+  for (const [value, def, anyPort, expected] of GOOD) {
+    test(`${value} (default ${String(def)}${anyPort ? ', any port' : ''}) → ${expected.host} ${expected.port}`, () => {
+      assert.deepEqual(parseHostPort('listen', value, def, anyPort), expected);
     });
   }
 
@@ -300,11 +300,13 @@ describe('parseHostPort', () => {
     [':53', 53, false],
     ['beef:', 53, false],
     ['dead:beef', 53, false],
+    ['[example.com]:25', undefined, false], // brackets hold an IPv6 address only
+    ['[192.0.2.1]:25', undefined, false],
   ];
-  for (const [value, def, any] of BAD) {
+  for (const [value, def, anyPort] of BAD) {
     test(`rejects ${JSON.stringify(value)} (default ${String(def)}) naming field and value`, () => {
       assert.throws(
-        () => parseHostPort('dns-server', value, def, any),
+        () => parseHostPort('dns-server', value, def, anyPort),
         (e: unknown) => e instanceof ValidationError && e.field === 'dns-server' && e.message.includes('dns-server') && e.message.includes(JSON.stringify(value)),
       );
     });

@@ -5,6 +5,7 @@
  * the connection was verified; 1 when it was not; 2 for bad arguments.
  */
 import { Command } from 'commander';
+import { CertificateStore } from '../config/certificates.js';
 import { DnsClient } from '../dns/resolver.js';
 import { buildOptions, DEFAULT_OPTIONS, parseRouteHost } from '../config/options.js';
 import { ValidationError } from '../controls/validate.js';
@@ -85,6 +86,13 @@ export function addTlsverifyCommand(program: Command): void {
         timeouts: { connect: t, greeting: t, ehlo: t, starttls: t, tlsHandshake: t, mail: t, rcpt: t, dataInit: t, dataBlock: t, dataTerm: t, quit: t },
       });
       const snapshot = withStore(o.dataDir, (s) => s.snapshot());
+      const certs = CertificateStore.open(o.dataDir);
+      let client;
+      try {
+        client = certs.clientCredentials();
+      } finally {
+        certs.close();
+      }
       const policy = resolvePolicy(snapshot, domain);
       const mode = o.hosted ? 'required-verify-hosted' : 'required-verify';
       policy.entry = { ...policy.entry, settings: { ...policy.entry.settings, tls: mode } };
@@ -100,7 +108,12 @@ export function addTlsverifyCommand(program: Command): void {
         smtpPort: opts.smtpPort,
         timeouts: opts.timeouts,
         broken: new BrokenTlsMemory(),
-        secureContext: secureContextFor({ useSystem: snapshot.globals.useSystemAuthorities, custom: snapshot.authorities.map((a) => a.pem) }),
+        secureContext: secureContextFor({
+          useSystem: snapshot.globals.useSystemAuthorities,
+          custom: snapshot.authorities.map((a) => a.pem),
+          clientKey: client?.keyPem,
+          clientCert: client?.certPem,
+        }),
         nextDcid: () => ++dcid,
         now: Date.now,
       });

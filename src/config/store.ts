@@ -2,7 +2,9 @@
  * The configuration store: destination table, SMTP routes, trusted authorities and global
  * settings, in `<data-dir>/config.db`. Every CLI command and the running gateway go through
  * this one module, so they can never disagree on what is stored. Each change is one
- * transaction; a rejected change leaves everything as it was.
+ * transaction; a rejected change leaves everything as it was. Changes run as IMMEDIATE
+ * transactions: they take the write lock before reading, so two processes editing at once wait
+ * for each other (busy timeout) instead of failing or losing an update.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { parseDestinationName } from '../controls/names.js';
@@ -118,7 +120,7 @@ export class ConfigStore {
       }
       this.db.prepare('INSERT INTO destinations (name, settings) VALUES (?, ?)').run(n, JSON.stringify(clean));
     });
-    tx();
+    tx.immediate();
     return n;
   }
 
@@ -136,7 +138,7 @@ export class ConfigStore {
       for (const k of reset) delete merged[k];
       this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), n);
     });
-    tx();
+    tx.immediate();
     return n;
   }
 
@@ -144,9 +146,13 @@ export class ConfigStore {
   editDefaults(settings: PartialSettings): Settings {
     const clean = checkSettings(settings);
     if (clean.recipientLimit === undefined && 'recipientLimit' in settings) clean.recipientLimit = null;
-    const merged: Settings = { ...this.defaults(), ...clean };
-    this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), DEFAULT_ENTRY_NAME);
-    return merged;
+    // Read, merge and write under one write lock, so two concurrent edits never undo each other.
+    const tx = this.db.transaction((): Settings => {
+      const merged: Settings = { ...this.defaults(), ...clean };
+      this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), DEFAULT_ENTRY_NAME);
+      return merged;
+    });
+    return tx.immediate();
   }
 
   deleteEntry(name: string): string {
@@ -170,7 +176,7 @@ export class ConfigStore {
       ins.run(DEFAULT_ENTRY_NAME, JSON.stringify(defaults));
       for (const e of entries) ins.run(e.name, JSON.stringify(e.settings));
     });
-    tx();
+    tx.immediate();
   }
 
   // ---- SMTP routes ---------------------------------------------------------------------
@@ -230,7 +236,7 @@ export class ConfigStore {
         }
       }
     });
-    tx();
+    tx.immediate();
     return added;
   }
 
@@ -262,7 +268,7 @@ export class ConfigStore {
         this.db.prepare('INSERT OR REPLACE INTO globals (key, value) VALUES (?, ?)').run(k, JSON.stringify(v));
       }
     });
-    tx();
+    tx.immediate();
     return this.globals();
   }
 

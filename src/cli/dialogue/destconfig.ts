@@ -305,7 +305,7 @@ async function detail(io: DialogueIo, svc: DestconfigServices): Promise<void> {
 }
 
 async function clear(io: DialogueIo, svc: DestconfigServices): Promise<void> {
-  if (!(await askYesNo(io, 'Do you want to remove all entries? The (Default) entry is kept.', false))) return;
+  if (!(await askYesNo(io, 'Do you want to remove all entries (the (Default) entry is kept)?', false))) return;
   const n = svc.store.clearEntries();
   io.say(`${n} ${n === 1 ? 'entry' : 'entries'} removed.`);
 }
