@@ -19,6 +19,7 @@ import type { NewMessage, QueueStore, QueuedRecipient } from '../queue/store.js'
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
 import { BrokenTlsMemory } from './broken-tls.js';
+import { LimitCounters } from './limits.js';
 import { connect, type Connection, type ConnectDeps } from './connect.js';
 import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
@@ -48,6 +49,7 @@ export class DeliveryEngine {
   private readonly inflight = new Set<number>();
   private readonly destinations = new Map<string, DestinationQueue>();
   private readonly broken = new BrokenTlsMemory();
+  readonly limits = new LimitCounters();
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private ticking = false;
@@ -83,6 +85,15 @@ export class DeliveryEngine {
     const all = [...this.destinations.values()].map((d) => d.idle());
     await Promise.race([Promise.all(all), new Promise((r) => setTimeout(r, graceMs).unref())]);
     for (const d of this.destinations.values()) d.abort();
+  }
+
+  /**
+   * Forgets the limit counters (recipients per window) of one destination domain, or of all:
+   * what "deliver now" does besides making the queued recipients due (SPEC §5).
+   */
+  resetLimits(domain?: string): void {
+    this.limits.reset(domain);
+    this.wake();
   }
 
   get inFlight(): number {

@@ -1,0 +1,99 @@
+/**
+ * Per-destination limit counters (SPEC §1, §4): connections open (counted from the moment one
+ * is being opened) and recipients sent within a sliding window of M minutes. Keys name what a
+ * limit is counted for: the domain, or (domain, MX IP) with "each MX IP address", each
+ * optionally per virtual gateway. Pure state with time passed in.
+ *
+ * The recipient window is exact to the second: sends are kept as (second, count) buckets, at
+ * most M × 60 of them per key, so memory does not grow with the number of recipients.
+ */
+
+export function limitKey(domain: string, o: { mxIp?: string; gateway?: string } = {}): string {
+  return `${domain}|${o.mxIp ?? ''}|${o.gateway ?? ''}`;
+}
+
+class RecipientWindow {
+  private readonly buckets: { second: number; count: number }[] = [];
+  private total = 0;
+
+  private expire(now: number, minutes: number): void {
+    const oldest = Math.floor(now / 1000) - minutes * 60;
+    while (this.buckets.length > 0 && this.buckets[0]!.second <= oldest) this.total -= this.buckets.shift()!.count;
+  }
+
+  available(now: number, limit: number, minutes: number): number {
+    this.expire(now, minutes);
+    return Math.max(0, limit - this.total);
+  }
+
+  /** When the next recipient may go (ms since the epoch), given the window is full now. */
+  nextFree(now: number, limit: number, minutes: number): number {
+    this.expire(now, minutes);
+    if (this.total < limit || this.buckets.length === 0) return now;
+    // The oldest bucket leaves the window minutes*60 s after its second began.
+    let excess = this.total - limit + 1;
+    for (const b of this.buckets) {
+      excess -= b.count;
+      if (excess <= 0) return (b.second + minutes * 60 + 1) * 1000;
+    }
+    return now + minutes * 60_000;
+  }
+
+  add(now: number, count: number): void {
+    const second = Math.floor(now / 1000);
+    const last = this.buckets[this.buckets.length - 1];
+    if (last && last.second === second) last.count += count;
+    else this.buckets.push({ second, count });
+    this.total += count;
+  }
+}
+
+export class LimitCounters {
+  private readonly connections = new Map<string, number>();
+  private readonly windows = new Map<string, RecipientWindow>();
+
+  /** Takes a connection slot if fewer than `max` are open for `key`. */
+  tryOpen(key: string, max: number): boolean {
+    const n = this.connections.get(key) ?? 0;
+    if (n >= max) return false;
+    this.connections.set(key, n + 1);
+    return true;
+  }
+
+  close(key: string): void {
+    const n = (this.connections.get(key) ?? 1) - 1;
+    if (n <= 0) this.connections.delete(key);
+    else this.connections.set(key, n);
+  }
+
+  open(key: string): number {
+    return this.connections.get(key) ?? 0;
+  }
+
+  recipientsAvailable(key: string, now: number, limit: number, minutes: number): number {
+    return this.window(key).available(now, limit, minutes);
+  }
+
+  recipientsFreeAt(key: string, now: number, limit: number, minutes: number): number {
+    return this.window(key).nextFree(now, limit, minutes);
+  }
+
+  countRecipients(key: string, now: number, count: number): void {
+    this.window(key).add(now, count);
+  }
+
+  /** Forgets the recipient windows of a domain (every key that starts with it), or of all. */
+  reset(domain?: string): void {
+    if (domain === undefined) {
+      this.windows.clear();
+      return;
+    }
+    for (const k of [...this.windows.keys()]) if (k.startsWith(`${domain}|`)) this.windows.delete(k);
+  }
+
+  private window(key: string): RecipientWindow {
+    let w = this.windows.get(key);
+    if (!w) this.windows.set(key, (w = new RecipientWindow()));
+    return w;
+  }
+}
