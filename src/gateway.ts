@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { CertificateStore } from './config/certificates.js';
+import { GatewayStore } from './config/gateways.js';
 import { ConfigStore, type ConfigSnapshot } from './config/store.js';
 import type { GatewayOptions } from './config/options.js';
 import { DeliveryEngine } from './delivery/engine.js';
@@ -70,6 +71,7 @@ export class Gateway {
   /** The store's snapshot plus the outbound client certificate (SPEC §10 SETUP). */
   private readSnapshot(): ConfigSnapshot {
     const snap = this.config.snapshot();
+    snap.gateways = new GatewayStore(this.config).snapshot();
     try {
       snap.clientCertificate = this.certificates.clientCredentials();
     } catch (e) {
@@ -90,8 +92,12 @@ export class Gateway {
     }
     this.listener = this.makeListener(this.certificates.listenerCredentials());
     this.address = await this.listener.listen();
+    this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
     this.engine.start();
-    this.reloadTimer = setInterval(() => this.reloadIfChanged(), this.options.reloadMs);
+    this.reloadTimer = setInterval(() => {
+      this.reloadIfChanged();
+      this.applyQueueControl();
+    }, this.options.reloadMs);
     this.pruneTimer = setInterval(() => this.queue.pruneHistory(Date.now() - HISTORY_DAYS * 86_400_000), 3_600_000);
     return this.address;
   }
@@ -104,6 +110,20 @@ export class Gateway {
     this.snapshot = this.readSnapshot();
     this.log.write({ event: 'config-reloaded', detail: `${this.snapshot.table.size} entries, ${this.snapshot.routes.size} routes` });
     this.engine.wake();
+  }
+
+  /** Applies `postern queue delivernow` (left in queue.db by the CLI): resets the destination counters. */
+  applyQueueControl(): void {
+    try {
+      const requests = this.queue.takeControl();
+      for (const r of requests) {
+        this.engine.resetLimits(r.domain ?? undefined);
+        this.log.write({ event: 'queue-action', action: 'limits-reset', detail: `destination counters ${r.domain ? `of ${r.domain}` : 'of every destination'} reset (delivernow)` });
+      }
+      if (requests.length > 0) this.engine.wake();
+    } catch (e) {
+      process.emitWarning(`queue control: ${(e as Error).message}`);
+    }
   }
 
   async stop(): Promise<void> {

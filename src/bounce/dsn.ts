@@ -1,6 +1,15 @@
 /**
  * Delivery status notifications (RFC 3464, RFC 3462 multipart/report). Pure: builds the bytes of
  * a bounce message; the queue sends it from the null sender so that it can never bounce itself.
+ *
+ * buildDsn(i): the whole message — a human-readable part, the message/delivery-status part
+ *   (Reporting-MTA, Arrival-Date, and per recipient Final-Recipient, Action, Status,
+ *   Diagnostic-Code, Will-Retry-Until for delays) and the original: whole (message/rfc822) when
+ *   it is at most `maxCopy` bytes and neither RET=HDRS nor `headersOnly` asks otherwise, else its
+ *   headers (text/rfc822-headers).
+ * notifyWants(notify, kind): whether a recipient's RFC 3461 NOTIFY parameter allows a DSN of that
+ *   kind; a recipient without NOTIFY gets failure DSNs and (when the profile sends them) delay
+ *   warnings.
  */
 
 export interface DsnRecipient {
@@ -10,6 +19,15 @@ export interface DsnRecipient {
   status: string;
   diagnostic: string;
   remoteMta?: string;
+  /** For `delayed`: when Postern gives up (RFC 3464 §2.3.9). */
+  willRetryUntil?: Date;
+}
+
+/** NOTIFY=NEVER, or a list without FAILURE / DELAY, refuses that kind of DSN (RFC 3461 §4.1). */
+export function notifyWants(notify: string | null | undefined, kind: 'FAILURE' | 'DELAY'): boolean {
+  if (!notify || notify.trim() === '') return true;
+  const words = notify.toUpperCase().split(',').map((w) => w.trim());
+  return !words.includes('NEVER') && words.includes(kind);
 }
 
 export interface DsnInput {
@@ -34,6 +52,10 @@ function headersOf(msg: Buffer): Buffer {
   return msg.subarray(0, end);
 }
 
+function rfc5322Date(d: Date): string {
+  return d.toUTCString().replace('GMT', '+0000');
+}
+
 export function buildDsn(i: DsnInput): Buffer {
   const boundary = `=_postern_${i.boundarySeed}`;
   const failed = i.recipients.some((r) => r.action === 'failed');
@@ -51,6 +73,7 @@ export function buildDsn(i: DsnInput): Buffer {
         `Status: ${r.status}`,
         r.remoteMta ? `Remote-MTA: dns; ${r.remoteMta}` : null,
         `Diagnostic-Code: smtp; ${r.diagnostic.replace(/[\r\n]+/g, ' ')}`,
+        r.willRetryUntil ? `Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}` : null,
       ]
         .filter((l) => l !== null)
         .join('\r\n'),

@@ -11,6 +11,7 @@ import { addQueueCommand } from './queue.js';
 import { addSmtproutesCommand } from './smtproutes.js';
 import { addStartCommand } from './start.js';
 import { addTlsverifyCommand } from './tlsverify.js';
+import { addVgconfigCommand } from './vgconfig.js';
 
 export function buildProgram(): Command {
   const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError().enablePositionalOptions();
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   addCertconfigCommand(program);
   addQueueCommand(program);
   addTlsverifyCommand(program);
+  addVgconfigCommand(program);
   return program;
 }
 

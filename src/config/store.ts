@@ -12,7 +12,10 @@ import { DestinationTable } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
 import { checkSettings, ValidationError } from '../controls/validate.js';
 import { normaliseDomain } from '../tls/names.js';
+import type { BounceProfile } from '../bounce/profile.js';
 import { openDb, type Db } from './db.js';
+import { ensureProfileTable, knownProfileName, readProfiles } from './profile-table.js';
+import type { GatewaySnapshot } from './gateways.js';
 
 export interface RouteHost {
   host: string;
@@ -54,6 +57,10 @@ export interface ConfigSnapshot {
   routes: Map<string, RouteHost[]>;
   authorities: Authority[];
   globals: GlobalSettings;
+  /** Bounce profiles by name (src/config/profiles.ts); always holds `Default`. */
+  profiles: Map<string, BounceProfile>;
+  /** Virtual gateways and their assignment to senders; filled in by the gateway. */
+  gateways?: GatewaySnapshot;
   /** Outbound client certificate (key + chain), when one is set; filled in by the gateway. */
   clientCertificate?: { keyPem: string; certPem: string };
 }
@@ -69,11 +76,13 @@ CREATE TABLE IF NOT EXISTS globals (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 export class ConfigStore {
-  private constructor(private readonly db: Db) {}
+  /** The database, for sibling stores that keep their own tables in config.db (gateways, …). */
+  private constructor(readonly db: Db) {}
 
   static open(dataDir: string): ConfigStore {
     const db = openDb(dataDir, 'config.db');
     db.exec(SCHEMA);
+    ensureProfileTable(db);
     db.prepare('INSERT OR IGNORE INTO destinations (name, settings) VALUES (?, ?)').run(
       DEFAULT_ENTRY_NAME,
       JSON.stringify(INITIAL_DEFAULTS),
@@ -118,6 +127,7 @@ export class ConfigStore {
       if (this.db.prepare('SELECT 1 FROM destinations WHERE name = ?').get(n)) {
         throw new ConfigError(`an entry for ${n} already exists; use edit`);
       }
+      this.checkProfileOf(clean);
       this.db.prepare('INSERT INTO destinations (name, settings) VALUES (?, ?)').run(n, JSON.stringify(clean));
     });
     tx.immediate();
@@ -134,6 +144,7 @@ export class ConfigStore {
     const tx = this.db.transaction(() => {
       const row = this.db.prepare('SELECT settings FROM destinations WHERE name = ?').get(n) as { settings: string } | undefined;
       if (!row) throw new ConfigError(`no entry for ${n}; use new`);
+      this.checkProfileOf(clean);
       const merged = { ...(JSON.parse(row.settings) as PartialSettings), ...clean };
       for (const k of reset) delete merged[k];
       this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), n);
@@ -148,11 +159,22 @@ export class ConfigStore {
     if (clean.recipientLimit === undefined && 'recipientLimit' in settings) clean.recipientLimit = null;
     // Read, merge and write under one write lock, so two concurrent edits never undo each other.
     const tx = this.db.transaction((): Settings => {
+      this.checkProfileOf(clean);
       const merged: Settings = { ...this.defaults(), ...clean };
       this.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify(merged), DEFAULT_ENTRY_NAME);
       return merged;
     });
     return tx.immediate();
+  }
+
+  /**
+   * An entry may only name a bounce profile that exists: refuses an unknown one (ValidationError
+   * naming `field`, the value and the profiles there are) and writes the profile's stored
+   * spelling into `s` (names compare without case). Called inside the write transaction, so a
+   * profile cannot be deleted between the check and the write.
+   */
+  private checkProfileOf(s: PartialSettings, field = 'bounce profile'): void {
+    if (s.bounceProfile !== undefined) s.bounceProfile = knownProfileName(this.db, s.bounceProfile, field);
   }
 
   deleteEntry(name: string): string {
@@ -171,10 +193,25 @@ export class ConfigStore {
   /** Replaces the whole table (IMPORT) in one transaction. */
   replaceTable(defaults: Settings, entries: Entry[]): void {
     const tx = this.db.transaction(() => {
+      // Each distinct profile name is looked up once, however large the table.
+      const known = new Map<string, string>();
+      const check = (s: PartialSettings, field: string): void => {
+        if (s.bounceProfile === undefined) return;
+        const key = s.bounceProfile.toLowerCase();
+        s.bounceProfile = known.get(key) ?? knownProfileName(this.db, s.bounceProfile, field);
+        known.set(key, s.bounceProfile);
+      };
+      const d = { ...defaults };
+      check(d, `bounce profile of ${DEFAULT_ENTRY_NAME}`);
+      const checked = entries.map((e) => {
+        const settings = { ...e.settings };
+        check(settings, `bounce profile of ${e.name}`);
+        return { name: e.name, settings };
+      });
       this.db.prepare('DELETE FROM destinations').run();
       const ins = this.db.prepare('INSERT INTO destinations (name, settings) VALUES (?, ?)');
-      ins.run(DEFAULT_ENTRY_NAME, JSON.stringify(defaults));
-      for (const e of entries) ins.run(e.name, JSON.stringify(e.settings));
+      ins.run(DEFAULT_ENTRY_NAME, JSON.stringify(d));
+      for (const e of checked) ins.run(e.name, JSON.stringify(e.settings));
     });
     tx.immediate();
   }
@@ -278,6 +315,7 @@ export class ConfigStore {
       routes: this.routes(),
       authorities: this.authorities(),
       globals: this.globals(),
+      profiles: readProfiles(this.db),
     }));
     return read();
   }

@@ -41,7 +41,14 @@ export interface ConnectDeps {
   nextDcid: () => number;
   now: () => number;
   random?: () => number;
+  /** Local address to bind (a virtual gateway's). */
   localAddress?: string;
+  /**
+   * Connection slots per MX IP address ("each mail exchanger IP address" limits): an address
+   * whose slot cannot be taken is skipped; the slot of a failed attempt is given back, that of
+   * a returned connection is the caller's to give back.
+   */
+  addressSlot?: { take(address: string): boolean; give(address: string): void };
 }
 
 export type TlsState = 'none' | 'encrypted' | 'encrypted-unverified';
@@ -60,6 +67,8 @@ export interface ConnectFailure {
   hard: boolean;
   enhanced: string;
   reason: string;
+  /** Nothing was tried: every address is at its per-MX-IP connection limit. */
+  busy?: boolean;
 }
 
 export type ConnectOutcome = { ok: true; conn: Connection } | ConnectFailure;
@@ -96,6 +105,7 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
   if (!routing.ok) return routing;
   deps.trace?.({ step: 'hosts', hosts: routing.hosts });
   const failures: HostFailure[] = [];
+  let skippedBusy = 0;
   for (const host of routing.hosts) {
     const addrs = await hostAddresses(host, policy, deps);
     if (!addrs.ok) {
@@ -104,12 +114,20 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
     }
     deps.trace?.({ step: 'addresses', host: host.name, addresses: addrs.addresses });
     for (const address of addrs.addresses) {
+      if (deps.addressSlot && !deps.addressSlot.take(address)) {
+        skippedBusy++;
+        continue;
+      }
       const r = await tryAddress(host, address, policy, deps);
       if ('session' in r) return { ok: true, conn: r };
+      deps.addressSlot?.give(address);
       failures.push(r);
       // A TLS refusal or a server that spoke (but refused us) ends this host: go to the next MX.
       if (r.tls || r.enhanced !== '4.4.1') break;
     }
+  }
+  if (failures.length === 0 && skippedBusy > 0) {
+    return { ok: false, hard: false, busy: true, enhanced: '4.4.5', reason: 'every mail exchanger address is at its connection limit' };
   }
   const tlsFailure = failures.find((f) => f.tls);
   const chosen = tlsFailure ?? failures[failures.length - 1];

@@ -1,16 +1,20 @@
 /**
- * The delivery engine: picks due recipients from the durable queue, groups them into one queue
- * per destination domain, and runs connections for each destination within its limits
- * (concurrent connections, messages per connection). Outcomes go back to the queue in one
+ * The delivery engine: leases due recipients from the durable queue, groups them into one queue
+ * per destination (recipient domain, and virtual gateway when one is assigned), and runs
+ * connections for each destination within its limits: concurrent connections (per domain or
+ * per MX IP address, counted system-wide or per virtual gateway, from the moment a connection
+ * is being opened), messages per connection, and recipients per sliding window (recipients over
+ * the limit wait in memory, which is not a retry). Outcomes go back to the queue in one
  * transaction per message: delivered, deferred with the bounce profile's next retry time, or
  * bounced with a DSN to the sender.
  *
- * Recipients being delivered are leased in memory only; after a crash they are simply `queued`
- * again, which makes delivery at-least-once with duplicates limited to messages in flight.
+ * Leases are cleared when the gateway starts, so after a crash what was in flight is simply
+ * due again: delivery is at-least-once, with duplicates limited to messages in flight.
  */
 import { randomBytes } from 'node:crypto';
-import { buildDsn } from '../bounce/dsn.js';
-import { exhausted, retryDelaySeconds } from '../bounce/profile.js';
+import { buildDsn, notifyWants } from '../bounce/dsn.js';
+import { delayWarningDue, dsnAddressOf, exhausted, retryDelaySeconds } from '../bounce/profile.js';
+import { gatewayFor, type VirtualGateway } from '../config/gateways.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import type { DnsClient } from '../dns/resolver.js';
 import type { MailLog } from '../observe/maillog.js';
@@ -19,7 +23,7 @@ import type { NewMessage, QueueStore, QueuedRecipient } from '../queue/store.js'
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
 import { BrokenTlsMemory } from './broken-tls.js';
-import { LimitCounters } from './limits.js';
+import { LimitCounters, limitKey } from './limits.js';
 import { connect, type Connection, type ConnectDeps } from './connect.js';
 import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
@@ -38,6 +42,8 @@ export interface EngineOptions {
   pollMs?: number;
   /** Largest number of recipients in one transaction (RFC 5321 requires servers to take 100). */
   maxRecipientsPerTransaction?: number;
+  /** Most recipients held in memory for delivery at once; the rest wait in the queue. */
+  maxInFlight?: number;
 }
 
 interface Batch {
@@ -45,15 +51,18 @@ interface Batch {
   recipients: QueuedRecipient[];
 }
 
+/** Wakes closer together than this are served by one look at the queue. */
+const MIN_TICK_MS = 20;
+
 export class DeliveryEngine {
-  private readonly inflight = new Set<number>();
+  private inflight = 0;
   private readonly destinations = new Map<string, DestinationQueue>();
   private readonly broken = new BrokenTlsMemory();
   readonly limits = new LimitCounters();
   private timer: NodeJS.Timeout | null = null;
+  private timerAt = 0;
+  private lastTick = 0;
   private running = false;
-  private ticking = false;
-  private again = false;
   private readonly dcids: IdSequence;
   readonly now: () => number;
 
@@ -64,24 +73,29 @@ export class DeliveryEngine {
 
   start(): void {
     this.running = true;
+    this.o.queue.clearLeases();
     this.wake();
   }
 
-  /** Look at the queue now (a message arrived, or an operator asked). */
+  /** Look at the queue soon (a message arrived, or an operator asked). */
   wake(): void {
+    this.schedule(Math.max(0, this.lastTick + MIN_TICK_MS - Date.now()));
+  }
+
+  private schedule(delayMs: number): void {
     if (!this.running) return;
-    if (this.ticking) {
-      this.again = true;
-      return;
-    }
+    const at = Date.now() + delayMs;
+    if (this.timer && this.timerAt <= at) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.tick(), 0);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.tick(), delayMs);
   }
 
   /** Stops taking work and waits for connections in progress (at most `graceMs`). */
   async stop(graceMs = 10_000): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
+    for (const d of this.destinations.values()) d.stopWaiting();
     const all = [...this.destinations.values()].map((d) => d.idle());
     await Promise.race([Promise.all(all), new Promise((r) => setTimeout(r, graceMs).unref())]);
     for (const d of this.destinations.values()) d.abort();
@@ -93,77 +107,78 @@ export class DeliveryEngine {
    */
   resetLimits(domain?: string): void {
     this.limits.reset(domain);
+    for (const d of this.destinations.values()) if (domain === undefined || d.domain === domain) d.pump();
     this.wake();
   }
 
   get inFlight(): number {
-    return this.inflight.size;
+    return this.inflight;
   }
 
   private tick(): void {
     this.timer = null;
+    this.lastTick = Date.now();
     if (!this.running) return;
-    this.ticking = true;
     let full = false;
     try {
-      const limit = 2000;
-      const rows = this.o.queue.due(this.now(), limit, this.inflight);
-      full = rows.length >= limit;
-      const byDomain = new Map<string, Map<number, QueuedRecipient[]>>();
+      const room = (this.o.maxInFlight ?? 20_000) - this.inflight;
+      const limit = Math.min(2000, room);
+      const rows = limit > 0 ? this.o.queue.lease(this.now(), limit) : [];
+      full = limit > 0 && rows.length >= limit;
+      this.inflight += rows.length;
+      const snapshot = this.o.config();
+      const byQueue = new Map<string, { domain: string; gateway?: VirtualGateway; msgs: Map<number, QueuedRecipient[]> }>();
       for (const r of rows) {
-        this.inflight.add(r.id);
-        let msgs = byDomain.get(r.domain);
-        if (!msgs) byDomain.set(r.domain, (msgs = new Map()));
-        const list = msgs.get(r.messageId) ?? [];
+        const gateway = gatewayFor(snapshot.gateways, r.sender);
+        const key = `${r.domain}|${gateway?.name ?? ''}`;
+        let q = byQueue.get(key);
+        if (!q) byQueue.set(key, (q = { domain: r.domain, gateway, msgs: new Map() }));
+        const list = q.msgs.get(r.messageId) ?? [];
         list.push(r);
-        msgs.set(r.messageId, list);
+        q.msgs.set(r.messageId, list);
       }
       const max = this.o.maxRecipientsPerTransaction ?? 100;
-      for (const [domain, msgs] of byDomain) {
-        let dq = this.destinations.get(domain);
-        if (!dq) this.destinations.set(domain, (dq = new DestinationQueue(domain, this)));
-        for (const [messageId, recipients] of msgs) {
+      for (const [key, q] of byQueue) {
+        let dq = this.destinations.get(key);
+        if (!dq) this.destinations.set(key, (dq = new DestinationQueue(key, q.domain, q.gateway, this)));
+        for (const [messageId, recipients] of q.msgs) {
           for (let i = 0; i < recipients.length; i += max) dq.add({ messageId, recipients: recipients.slice(i, i + max) });
         }
         dq.pump();
       }
     } catch (e) {
       process.emitWarning(`delivery engine: ${(e as Error).message}`);
-    } finally {
-      this.ticking = false;
     }
-    if (!this.running) return;
-    if (full || this.again) {
-      this.again = false;
-      this.timer = setTimeout(() => this.tick(), full ? 0 : 0);
-      return;
-    }
+    if (full) return this.schedule(MIN_TICK_MS);
     const next = this.o.queue.nextDue();
     const poll = this.o.pollMs ?? 1000;
-    const wait = next === null ? poll : Math.max(0, Math.min(poll, next - this.now()));
-    this.timer = setTimeout(() => this.tick(), wait);
+    this.schedule(next === null ? poll : Math.max(MIN_TICK_MS, Math.min(poll, next - this.now())));
   }
 
   // ---- services for destination queues ------------------------------------------------
 
-  release(batch: Batch): void {
-    for (const r of batch.recipients) this.inflight.delete(r.id);
+  /** A batch leaves memory: recorded (`outcome`), or given back to the queue without one. */
+  release(batch: Batch, outcome: boolean): void {
+    this.inflight -= batch.recipients.length;
+    if (!outcome) this.o.queue.unlease(batch.recipients.map((r) => r.id));
+    if (this.inflight < (this.o.maxInFlight ?? 20_000) / 2) this.wake();
   }
 
-  forget(domain: string): void {
-    this.destinations.delete(domain);
+  forget(key: string): void {
+    this.destinations.delete(key);
   }
 
   policy(domain: string): DeliveryPolicy {
-    return resolvePolicy(this.o.config(), domain);
+    const snapshot = this.o.config();
+    return resolvePolicy(snapshot, domain, snapshot.profiles);
   }
 
-  connectDeps(policy: DeliveryPolicy): ConnectDeps {
+  connectDeps(policy: DeliveryPolicy, gateway: VirtualGateway | undefined, addressSlot?: AddressSlot): ConnectDeps {
     const snap = this.o.config();
     return {
       dns: this.o.dns,
       log: this.o.log,
-      hostname: this.o.hostname,
+      hostname: gateway?.hostname ?? this.o.hostname,
       smtpPort: this.o.smtpPort,
       timeouts: this.o.timeouts,
       broken: this.broken,
@@ -176,17 +191,31 @@ export class DeliveryEngine {
       nextDcid: () => this.dcids.take(),
       now: this.now,
       random: this.o.random,
+      localAddress: gateway?.address,
+      addressSlot,
     };
   }
 
-  /** Writes the outcomes of one batch to the queue and the log, making DSNs where due. */
+  /**
+   * Writes the outcomes of one batch to the queue and the log, with the DSNs they call for, in
+   * one transaction. The bounce profile decides: a soft failure is deferred by the doubling
+   * retry wait, or becomes a bounce once the retries or the time in queue run out; a failure DSN
+   * is made when the profile sends hard bounces; a delay warning (Action: delayed, headers only)
+   * when delayWarningDue says so, counted on the recipient in the same transaction. Both go to
+   * the profile's alternate address or else the sender, from the null sender, never for a DSN or
+   * a null-sender message, and only where the recipient's NOTIFY (RFC 3461) allows that kind.
+   */
   record(batch: Batch, outcomes: RecipientOutcome[], policy: DeliveryPolicy, dcid?: number): void {
     const { queue, log } = this.o;
+    const profile = policy.profile;
     const info = queue.message(batch.messageId);
     const now = this.now();
+    const dsnTo = info ? dsnAddressOf(profile, info.sender, info.isBounce) : null;
     const delivered: number[] = [];
     const deliveredRids: number[] = [];
-    const bounced: { r: QueuedRecipient; enhanced: string; reason: string }[] = [];
+    type Notice = { r: QueuedRecipient; enhanced: string; reason: string };
+    const bounced: Notice[] = [];
+    const warned: Notice[] = [];
     const deferred = new Map<number, { ids: number[]; reply: string; rows: QueuedRecipient[]; enhanced: string; reason: string }>();
     batch.recipients.forEach((r, i) => {
       const o = outcomes[i]!;
@@ -199,48 +228,56 @@ export class DeliveryEngine {
         bounced.push({ r, enhanced: o.enhanced, reason: o.reason });
         return;
       }
-      const done = info ? exhausted(policy.profile, r.attempts + 1, info.receivedAt, now) : null;
+      const attempts = r.attempts + 1;
+      const done = info ? exhausted(profile, attempts, info.receivedAt, now) : null;
       if (done) {
         bounced.push({ r, enhanced: o.enhanced, reason: `${o.reason}; ${done}` });
         return;
       }
-      const next = now + retryDelaySeconds(policy.profile, r.attempts + 1) * 1000;
+      const next = now + retryDelaySeconds(profile, attempts) * 1000;
       const key = next;
       const d = deferred.get(key) ?? { ids: [], reply: `${o.enhanced} ${o.reason}`, rows: [], enhanced: o.enhanced, reason: o.reason };
       d.ids.push(r.id);
       d.rows.push(r);
       deferred.set(key, d);
+      if (dsnTo !== null && notifyWants(r.notify, 'DELAY') && delayWarningDue(profile, attempts, r.warningsSent, r.lastWarningAt, now)) {
+        warned.push({ r, enhanced: o.enhanced, reason: o.reason });
+      }
     });
 
     const dsns: NewMessage[] = [];
-    if (bounced.length > 0 && info && info.sender !== '' && !info.isBounce && policy.profile.sendHardBounces) {
+    const failures = dsnTo !== null && profile.sendHardBounces ? bounced.filter((b) => notifyWants(b.r.notify, 'FAILURE')) : [];
+    if (info && dsnTo !== null && (failures.length > 0 || warned.length > 0)) {
       const original = queue.body(batch.messageId) ?? Buffer.alloc(0);
-      const to = policy.profile.alternateAddress ?? info.sender;
-      dsns.push({
+      const notice = (action: 'failed' | 'delayed', list: Notice[]): NewMessage => ({
         sender: '',
         receivedAt: now,
         isBounce: true,
         body: buildDsn({
           reportingMta: this.o.hostname,
-          to,
+          to: dsnTo,
           originalMid: batch.messageId,
           arrivalDate: new Date(info.receivedAt),
           now: new Date(now),
           envid: info.envid,
-          recipients: bounced.map((b) => ({
-            address: b.r.address,
-            orcpt: b.r.orcpt,
-            action: 'failed',
-            status: b.enhanced,
-            diagnostic: b.reason,
+          recipients: list.map((n) => ({
+            address: n.r.address,
+            orcpt: n.r.orcpt,
+            action,
+            status: n.enhanced,
+            diagnostic: n.reason,
+            willRetryUntil: action === 'delayed' ? new Date(info.receivedAt + profile.maxQueueSeconds * 1000) : undefined,
           })),
           original,
-          maxCopy: policy.profile.maxBounceCopy,
-          headersOnly: info.ret === 'HDRS',
+          maxCopy: profile.maxBounceCopy,
+          // A delay warning returns the headers only: the message itself is still on its way.
+          headersOnly: action === 'delayed' || info.ret === 'HDRS',
           boundarySeed: randomBytes(8).toString('hex'),
         }),
-        recipients: [{ address: to, domain: domainOf(to) }],
+        recipients: [{ address: dsnTo, domain: domainOf(dsnTo) }],
       });
+      if (failures.length > 0) dsns.push(notice('failed', failures));
+      if (warned.length > 0) dsns.push(notice('delayed', warned));
     }
     const deferredList = [...deferred.entries()];
     const firstDelivered = outcomes.find((o) => o.kind === 'delivered');
@@ -250,6 +287,7 @@ export class DeliveryEngine {
       failed: bounced.map((b) => ({ id: b.r.id, reply: `${b.enhanced} ${b.reason}` })),
       deferred: deferredList.map(([next, d]) => ({ ids: d.ids, reply: d.reply, nextAttempt: next, countAttempt: true })),
       newMessages: dsns,
+      warned: warned.length > 0 ? { ids: warned.map((w) => w.r.id), at: now } : undefined,
     });
 
     if (deliveredRids.length && dcid !== undefined) {
@@ -264,7 +302,7 @@ export class DeliveryEngine {
       log.write({ event: 'bounced', dcid, mid: batch.messageId, rid: b.r.rid, to: b.r.address, enhanced: b.enhanced, reason: b.reason });
     }
     made.forEach((mid, i) => log.write({ event: 'dsn-created', mid, original: batch.messageId, to: dsns[i]!.recipients[0]!.address }));
-    this.release(batch);
+    this.release(batch, true);
     if (made.length) this.wake();
   }
 
@@ -278,15 +316,24 @@ function domainOf(address: string): string {
   return (at === -1 ? '' : address.slice(at + 1)).toLowerCase();
 }
 
-/** The work for one destination domain and the connections serving it. */
+/** A connection slot per MX IP address (limits applied "per each mail exchanger IP"). */
+export interface AddressSlot {
+  take(address: string): boolean;
+  give(address: string): void;
+}
+
+/** The work for one destination (domain, gateway) and the connections serving it. */
 class DestinationQueue {
   private readonly pending: Batch[] = [];
   private active = 0;
   private readonly sessions = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
+  private windowTimer: NodeJS.Timeout | null = null;
 
   constructor(
+    readonly key: string,
     readonly domain: string,
+    readonly gateway: VirtualGateway | undefined,
     private readonly engine: DeliveryEngine,
   ) {}
 
@@ -294,20 +341,59 @@ class DestinationQueue {
     this.pending.push(b);
   }
 
+  /** The gateway part of limit keys: only with "per virtual gateway" enforcement. */
+  private scope(policy: DeliveryPolicy): string | undefined {
+    return policy.entry.settings.enforce === 'virtual-gateway' ? (this.gateway?.name ?? '') : undefined;
+  }
+
+  /** Opens connections while there is work and the limits allow. */
   pump(): void {
     if (!this.engine.isRunning) return;
     const policy = this.engine.policy(this.domain);
-    while (this.active < policy.entry.settings.concurrency && this.pending.length > this.active) {
+    const s = policy.entry.settings;
+    const scope = this.scope(policy);
+    const perIp = s.limitPer === 'mx-ip';
+    const domainKey = limitKey(this.domain, { gateway: scope });
+    if (s.recipientLimit && !perIp && this.pending.length > 0) {
+      const { recipients, minutes } = s.recipientLimit;
+      const now = this.engine.now();
+      if (this.engine.limits.recipientsAvailable(domainKey, now, recipients, minutes) === 0) {
+        this.waitForWindow(this.engine.limits.recipientsFreeAt(domainKey, now, recipients, minutes) - now);
+        return;
+      }
+    }
+    // Per MX IP, each address has its own cap; a destination never opens more connections than
+    // it has batches waiting, nor more than the cap times a generous number of addresses.
+    const cap = perIp ? s.concurrency * 16 : s.concurrency;
+    while (this.active < cap && this.pending.length > this.active) {
+      if (!perIp && !this.engine.limits.tryOpen(domainKey, s.concurrency)) break;
       this.active++;
-      void this.runConnection(policy).finally(() => {
+      void this.runConnection(policy, perIp ? undefined : domainKey).then((busy) => {
         this.active--;
-        if (this.pending.length > 0 && this.engine.isRunning) this.pump();
+        // All MX addresses at their limit: look again shortly rather than spin.
+        if (busy) this.waitForWindow(100);
+        else if (this.pending.length > 0 && this.engine.isRunning) this.pump();
         if (this.active === 0) {
-          if (this.pending.length === 0) this.engine.forget(this.domain);
+          if (this.pending.length === 0 && !this.windowTimer) this.engine.forget(this.key);
           for (const w of this.idleWaiters.splice(0)) w();
         }
       });
     }
+  }
+
+  private waitForWindow(ms: number): void {
+    if (this.windowTimer) return;
+    this.windowTimer = setTimeout(() => {
+      this.windowTimer = null;
+      this.pump();
+    }, Math.max(50, ms));
+  }
+
+  /** At stop: batches waiting for a recipient window go back to the queue. */
+  stopWaiting(): void {
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    this.windowTimer = null;
+    if (this.active === 0) for (const b of this.pending.splice(0)) this.engine.release(b, false);
   }
 
   idle(): Promise<void> {
@@ -318,33 +404,88 @@ class DestinationQueue {
     for (const c of this.sessions) c.session.destroy();
   }
 
-  private async runConnection(policy: DeliveryPolicy): Promise<void> {
+  /** One connection's life; resolves true when it could not start because every MX address is busy. */
+  private async runConnection(policy: DeliveryPolicy, domainKey: string | undefined): Promise<boolean> {
+    const s = policy.entry.settings;
+    const scope = this.scope(policy);
+    const limits = this.engine.limits;
+    const held: string[] = [];
+    const slot: AddressSlot | undefined = domainKey
+      ? undefined
+      : {
+          take: (address) => {
+            const k = limitKey(this.domain, { mxIp: address, gateway: scope });
+            if (!limits.tryOpen(k, s.concurrency)) return false;
+            held.push(k);
+            return true;
+          },
+          give: (address) => {
+            const k = limitKey(this.domain, { mxIp: address, gateway: scope });
+            const i = held.indexOf(k);
+            if (i !== -1) {
+              held.splice(i, 1);
+              limits.close(k);
+            }
+          },
+        };
+    try {
+      return await this.deliverOnConnection(policy, slot);
+    } catch (e) {
+      process.emitWarning(`delivery to ${this.domain}: ${(e as Error).message}`);
+      return false;
+    } finally {
+      if (domainKey) limits.close(domainKey);
+      for (const k of held.splice(0)) limits.close(k);
+    }
+  }
+
+  private async deliverOnConnection(policy: DeliveryPolicy, slot: AddressSlot | undefined): Promise<boolean> {
     let out;
     try {
-      out = await connect(policy, this.engine.connectDeps(policy));
+      out = await connect(policy, this.engine.connectDeps(policy, this.gateway, slot));
     } catch (e) {
       out = { ok: false as const, hard: false, enhanced: '4.4.0', reason: `internal error: ${(e as Error).message}` };
     }
     if (!out.ok) {
+      if (out.busy) return true; // every MX address is at its connection limit
       // The destination cannot be reached now: everything waiting for it shares the outcome.
       const failure = out;
       const o: RecipientOutcome = { kind: failure.hard ? 'hard' : 'soft', enhanced: failure.enhanced, reason: failure.reason };
       for (const b of this.pending.splice(0)) this.engine.record(b, b.recipients.map(() => o), policy);
-      return;
+      return false;
     }
     const conn = out.conn;
     this.sessions.add(conn);
+    const s = policy.entry.settings;
+    const limits = this.engine.limits;
+    const windowKey = limitKey(this.domain, { mxIp: s.limitPer === 'mx-ip' ? conn.address : undefined, gateway: this.scope(policy) });
     const log = this.engine.o.log;
     const remote = `${conn.host.name}[${conn.address}]`;
     let sent = 0;
     try {
-      while (this.pending.length > 0 && sent < policy.entry.settings.messagesPerConnection && conn.session.usable) {
-        const batch = this.pending.shift()!;
+      while (this.pending.length > 0 && sent < s.messagesPerConnection && conn.session.usable) {
+        let batch = this.pending.shift()!;
+        if (s.recipientLimit) {
+          const now = this.engine.now();
+          const { recipients: limit, minutes } = s.recipientLimit;
+          const available = limits.recipientsAvailable(windowKey, now, limit, minutes);
+          if (available === 0) {
+            this.pending.unshift(batch);
+            this.waitForWindow(limits.recipientsFreeAt(windowKey, now, limit, minutes) - now);
+            break;
+          }
+          if (batch.recipients.length > available) {
+            // Send what the window allows; the rest waits at the head of the queue.
+            this.pending.unshift({ messageId: batch.messageId, recipients: batch.recipients.slice(available) });
+            batch = { messageId: batch.messageId, recipients: batch.recipients.slice(0, available) };
+          }
+          limits.countRecipients(windowKey, now, batch.recipients.length);
+        }
         sent++;
         const info = this.engine.o.queue.message(batch.messageId);
         const body = this.engine.o.queue.body(batch.messageId);
         if (!info || !body) {
-          this.engine.release(batch); // deleted by an operator meanwhile
+          this.engine.release(batch, true); // bounced or deleted by an operator meanwhile
           continue;
         }
         log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid) });
@@ -371,8 +512,10 @@ class DestinationQueue {
       }
     } finally {
       await conn.session.quit();
+      slot?.give(conn.address);
       this.sessions.delete(conn);
       log.write({ event: 'connection-closed', dcid: conn.dcid });
     }
+    return false;
   }
 }

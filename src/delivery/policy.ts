@@ -15,14 +15,18 @@ export interface DeliveryPolicy {
   globals: GlobalSettings;
 }
 
-export function resolvePolicy(snapshot: ConfigSnapshot, domain: string, profiles: Map<string, BounceProfile> = new Map()): DeliveryPolicy {
+/**
+ * `profiles` defaults to the snapshot's. An entry naming a profile that does not exist (possible
+ * only in a table written before profiles were checked) gets the stored `Default` profile.
+ */
+export function resolvePolicy(snapshot: ConfigSnapshot, domain: string, profiles: Map<string, BounceProfile> = snapshot.profiles): DeliveryPolicy {
   const entry = snapshot.table.resolve(domain);
   const route = snapshot.routes.get(domain);
   return {
     domain,
     entry,
     route,
-    profile: profiles.get(entry.settings.bounceProfile) ?? DEFAULT_PROFILE,
+    profile: profiles.get(entry.settings.bounceProfile) ?? profiles.get(DEFAULT_PROFILE.name) ?? DEFAULT_PROFILE,
     globals: snapshot.globals,
   };
 }

@@ -45,6 +45,14 @@ export interface QueuedRecipient {
   lastReply: string | null;
   notify: string | null;
   orcpt: string | null;
+  /** Delay warnings sent for this recipient (bounce profile), and when the last one was made (ms). */
+  warningsSent: number;
+  lastWarningAt: number | null;
+}
+
+/** A recipient taken for delivery, with its message's envelope sender. */
+export interface LeasedRecipient extends QueuedRecipient {
+  sender: string;
 }
 
 export interface MessageInfo {
@@ -126,6 +134,44 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_finished ON history(finished_at);
 `;
 
+/**
+ * Operator actions (src/queue/control.ts): requests the CLI leaves for the running gateway,
+ * which reads and deletes them when it polls (`postern queue delivernow`: reset the destination
+ * counters), and facts the gateway leaves for the CLI (the host name its DSNs report).
+ */
+const CONTROL_SCHEMA = `
+CREATE TABLE IF NOT EXISTS queue_control (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  action TEXT NOT NULL,
+  domain TEXT,
+  requested_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gateway_facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+/** A request the CLI left for the running gateway. `domain` null = every destination. */
+export interface QueueControl {
+  action: 'delivernow';
+  domain: string | null;
+  requestedAt: number;
+}
+
+/** Which queued recipients an operator action applies to; both empty = the whole queue. */
+export interface QueuedSelection {
+  messageId?: number;
+  domain?: string;
+}
+
+/**
+ * Per-recipient delay-warning state (bounce profiles, SPEC §7), added to queues created by
+ * earlier releases: each column only when PRAGMA table_info shows it missing.
+ */
+function addWarningColumns(db: Db): void {
+  const columns = new Set((db.prepare('PRAGMA table_info(recipients)').all() as { name: string }[]).map((c) => c.name));
+  if (!columns.has('warnings_sent')) db.exec('ALTER TABLE recipients ADD COLUMN warnings_sent INTEGER NOT NULL DEFAULT 0');
+  if (!columns.has('last_warning_at')) db.exec('ALTER TABLE recipients ADD COLUMN last_warning_at INTEGER');
+}
+
 interface RecipientRow {
   id: number;
   message_id: number;
@@ -138,6 +184,8 @@ interface RecipientRow {
   last_reply: string | null;
   notify: string | null;
   orcpt: string | null;
+  warnings_sent: number;
+  last_warning_at: number | null;
 }
 
 const toRecipient = (r: RecipientRow): QueuedRecipient => ({
@@ -152,6 +200,8 @@ const toRecipient = (r: RecipientRow): QueuedRecipient => ({
   lastReply: r.last_reply,
   notify: r.notify,
   orcpt: r.orcpt,
+  warningsSent: r.warnings_sent,
+  lastWarningAt: r.last_warning_at,
 });
 
 interface PendingAccept {
@@ -165,12 +215,19 @@ export class QueueStore {
   private flushScheduled = false;
   private readonly insertMessage;
   private readonly insertRecipient;
+  private readonly leaseSelect;
+  private readonly leaseMark;
 
   private constructor(private readonly db: Db) {
     this.insertMessage = db.prepare(
       `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, body)
        VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @body)`,
     );
+    this.leaseSelect = db.prepare(
+      `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.state = 'queued' AND r.leased = 0 AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?`,
+    );
+    this.leaseMark = db.prepare('UPDATE recipients SET leased = 1 WHERE id = ?');
     this.insertRecipient = db.prepare(
       `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -180,7 +237,46 @@ export class QueueStore {
   static open(dataDir: string): QueueStore {
     const db = openDb(dataDir, 'queue.db');
     db.exec(SCHEMA);
+    addWarningColumns(db);
+    db.exec(CONTROL_SCHEMA);
+    const columns = (db.prepare('PRAGMA table_info(recipients)').all() as { name: string }[]).map((c) => c.name);
+    if (!columns.includes('leased')) db.exec('ALTER TABLE recipients ADD COLUMN leased INTEGER NOT NULL DEFAULT 0');
+    db.exec('CREATE INDEX IF NOT EXISTS recipients_lease ON recipients(state, leased, next_attempt)');
     return new QueueStore(db);
+  }
+
+  /**
+   * Forgets every lease: what a process that died was delivering is due again (at-least-once).
+   * Called once by the gateway at start, never while another process delivers from this queue.
+   */
+  clearLeases(): number {
+    return this.db.prepare('UPDATE recipients SET leased = 0 WHERE leased = 1').run().changes;
+  }
+
+  /**
+   * Takes up to `limit` due recipients for delivery, oldest first, and marks them leased so the
+   * next call does not return them again. Leases need not survive a crash (clearLeases), so
+   * this commit skips the fsync that accepted mail gets.
+   */
+  lease(now: number, limit: number): LeasedRecipient[] {
+    this.db.pragma('synchronous = OFF');
+    try {
+      return this.db.transaction(() => {
+        const rows = this.leaseSelect.all(now, limit) as (RecipientRow & { sender: string })[];
+        for (const r of rows) this.leaseMark.run(r.id);
+        return rows.map((r) => ({ ...toRecipient(r), sender: r.sender }));
+      })();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  /** Gives leased recipients back without an outcome (they are due again at once). */
+  unlease(ids: number[]): void {
+    const st = this.db.prepare('UPDATE recipients SET leased = 0 WHERE id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) st.run(id);
+    })();
   }
 
   close(): void {
@@ -235,22 +331,11 @@ export class QueueStore {
     batch.forEach((p, i) => p.resolve(ids[i]!));
   }
 
-  /** Recipients due for delivery at `now`, oldest first, leaving out ids already in flight. */
-  due(now: number, limit: number, exclude: ReadonlySet<number>): QueuedRecipient[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM recipients WHERE state = 'queued' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`)
-      .all(now, limit + exclude.size) as RecipientRow[];
-    const out: QueuedRecipient[] = [];
-    for (const r of rows) {
-      if (!exclude.has(r.id)) out.push(toRecipient(r));
-      if (out.length >= limit) break;
-    }
-    return out;
-  }
-
   /** The earliest next attempt among queued recipients, or null when none is queued. */
   nextDue(): number | null {
-    const r = this.db.prepare(`SELECT MIN(next_attempt) AS t FROM recipients WHERE state = 'queued'`).get() as { t: number | null };
+    const r = this.db.prepare(`SELECT MIN(next_attempt) AS t FROM recipients WHERE state = 'queued' AND leased = 0`).get() as {
+      t: number | null;
+    };
     return r.t;
   }
 
@@ -364,6 +449,8 @@ export class QueueStore {
     failedState?: 'bounced' | 'deleted';
     deferred?: { ids: number[]; reply: string; nextAttempt: number; countAttempt: boolean }[];
     newMessages?: NewMessage[];
+    /** Recipients a delay warning was made for (one of `newMessages`), and when. */
+    warned?: { ids: number[]; at: number };
   }): number[] {
     return this.db.transaction(() => {
       const touched = new Set<number>();
@@ -387,9 +474,13 @@ export class QueueStore {
       if (o.delivered) mark(o.delivered.ids, 'delivered', o.delivered.reply);
       for (const f of o.failed ?? []) mark([f.id], o.failedState ?? 'bounced', f.reply);
       const defer = this.db.prepare(
-        `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ? WHERE id = ? AND state = 'queued'`,
+        `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ?, leased = 0 WHERE id = ? AND state = 'queued'`,
       );
       for (const d of o.deferred ?? []) for (const id of d.ids) defer.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, id);
+      if (o.warned) {
+        const warn = this.db.prepare(`UPDATE recipients SET warnings_sent = warnings_sent + 1, last_warning_at = ? WHERE id = ? AND state = 'queued'`);
+        for (const id of o.warned.ids) warn.run(o.warned.at, id);
+      }
       const made = (o.newMessages ?? []).map((m) => this.insertNow(m));
       const gone = this.db.prepare(
         `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ? AND state = 'queued')`,
@@ -422,5 +513,132 @@ export class QueueStore {
     const m = this.db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number };
     const q = this.db.prepare(`SELECT COUNT(*) AS n FROM recipients WHERE state = 'queued'`).get() as { n: number };
     return { messages: m.n, queued: q.n };
+  }
+
+  // ---- operator actions (src/queue/control.ts) -------------------------------------------
+
+  /** Recipients still queued (queued or deferred) of one message and/or one domain, or all. */
+  queuedIn(sel: QueuedSelection): QueuedRecipient[] {
+    const where: string[] = [`state = 'queued'`];
+    const args: (string | number)[] = [];
+    if (sel.messageId !== undefined) {
+      where.push('message_id = ?');
+      args.push(sel.messageId);
+    }
+    if (sel.domain !== undefined) {
+      where.push('domain = ?');
+      args.push(sel.domain);
+    }
+    const rows = this.db.prepare(`SELECT * FROM recipients WHERE ${where.join(' AND ')} ORDER BY message_id, rid`).all(...args) as RecipientRow[];
+    return rows.map(toRecipient);
+  }
+
+  /** The final outcomes history holds for one message (also after the message left the queue). */
+  historyOf(messageId: number): ListedRecipient[] {
+    const rows = this.db.prepare('SELECT * FROM history WHERE message_id = ? ORDER BY rid').all(messageId) as {
+      message_id: number;
+      rid: number;
+      sender: string;
+      address: string;
+      domain: string;
+      state: ListedState;
+      attempts: number;
+      reply: string | null;
+      finished_at: number;
+    }[];
+    return rows.map((r) => ({
+      mid: r.message_id,
+      rid: r.rid,
+      from: r.sender,
+      to: r.address,
+      domain: r.domain,
+      state: r.state,
+      attempts: r.attempts,
+      nextAttempt: null,
+      lastReply: r.reply,
+      finishedAt: r.finished_at,
+    }));
+  }
+
+  /**
+   * Deliver now: in one transaction, makes the queued recipients (of `domain`, or all) due at
+   * `now` and leaves a `delivernow` request for the running gateway (which resets the
+   * destination counters). Returns how many recipients and messages were made due.
+   */
+  requestDeliverNow(now: number, domain?: string): { recipients: number; messages: number } {
+    return this.db.transaction(() => {
+      const byDomain = domain === undefined ? '' : ' AND domain = ?';
+      const args = domain === undefined ? [] : [domain];
+      const c = this.db
+        .prepare(`SELECT COUNT(*) AS r, COUNT(DISTINCT message_id) AS m FROM recipients WHERE state = 'queued'${byDomain}`)
+        .get(...args) as { r: number; m: number };
+      this.db.prepare(`UPDATE recipients SET next_attempt = ? WHERE state = 'queued'${byDomain}`).run(now, ...args);
+      this.db.prepare('INSERT INTO queue_control (action, domain, requested_at) VALUES (?, ?, ?)').run('delivernow', domain ?? null, now);
+      return { recipients: c.r, messages: c.m };
+    }).immediate();
+  }
+
+  /** Reads and removes the requests left for the running gateway, oldest first (cheap when none). */
+  takeControl(): QueueControl[] {
+    const select = this.db.prepare('SELECT id, action, domain, requested_at FROM queue_control ORDER BY id');
+    type Row = { id: number; action: string; domain: string | null; requested_at: number };
+    // Polled twice a second: a plain read first; the write lock only when there is something.
+    if (select.get() === undefined) return [];
+    return this.db.transaction(() => {
+      const rows = select.all() as Row[];
+      if (rows.length === 0) return [];
+      this.db.prepare('DELETE FROM queue_control WHERE id <= ?').run(rows[rows.length - 1]!.id);
+      return rows.filter((r) => r.action === 'delivernow').map((r) => ({ action: 'delivernow' as const, domain: r.domain, requestedAt: r.requested_at }));
+    }).immediate();
+  }
+
+  /**
+   * An operator's final state for the selected recipients still queued, in one write
+   * transaction: they become `state` with `reply` through `record` (history, removal of
+   * messages left with nothing queued, DSNs inserted with them), keeping their attempt count
+   * (an operator's action is not a delivery attempt). `makeDsns` runs inside the transaction
+   * with exactly the recipients that change. Recipients no longer queued (delivered or bounced
+   * meanwhile) are left alone, and any later outcome of a delivery in flight cannot bring these
+   * back: `record` changes only rows still queued.
+   */
+  finishByOperator(
+    sel: QueuedSelection,
+    state: 'bounced' | 'deleted',
+    reply: string,
+    makeDsns: (rows: QueuedRecipient[]) => NewMessage[] = () => [],
+  ): { recipients: QueuedRecipient[]; made: number[] } {
+    return this.db.transaction(() => {
+      const rows = this.queuedIn(sel);
+      if (rows.length === 0) return { recipients: rows, made: [] };
+      const newMessages = makeDsns(rows);
+      const made = this.record({ failed: rows.map((r) => ({ id: r.id, reply })), failedState: state, newMessages });
+      const keepRecipient = this.db.prepare('UPDATE recipients SET attempts = ? WHERE id = ?');
+      const keepHistory = this.db.prepare('UPDATE history SET attempts = ? WHERE recipient_id = ?');
+      for (const r of rows) {
+        keepRecipient.run(r.attempts, r.id);
+        keepHistory.run(r.attempts, r.id);
+      }
+      return { recipients: rows, made };
+    }).immediate();
+  }
+
+  /** Facts the gateway leaves for the CLI, e.g. `hostname` (the name its DSNs report). */
+  setFact(key: string, value: string): void {
+    this.db.prepare('INSERT OR REPLACE INTO gateway_facts (key, value) VALUES (?, ?)').run(key, value);
+  }
+
+  fact(key: string): string | undefined {
+    const r = this.db.prepare('SELECT value FROM gateway_facts WHERE key = ?').get(key) as { value: string } | undefined;
+    return r?.value;
+  }
+
+  /**
+   * Which of these recipient ids are still queued: for a sender that held recipients in memory
+   * for a while (leased, waiting for a connection or a window) to drop those an operator bounced
+   * or deleted meanwhile before it sends to them.
+   */
+  stillQueued(ids: readonly number[]): Set<number> {
+    const st = this.db.prepare(`SELECT 1 AS q FROM recipients WHERE id = ? AND state = 'queued'`);
+    return new Set(ids.filter((id) => st.get(id) !== undefined));
   }
 }

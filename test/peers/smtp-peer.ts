@@ -1,6 +1,9 @@
 // Receiving SMTP server for tests, written directly on node:net/node:tls so that it can
 // misbehave exactly as configured (STARTTLS refusal, broken handshakes, RFC 3207 response
 // injection, scripted MAIL/RCPT/DATA replies) while recording everything a client sent.
+// The opt-in `act` hook makes it hostile at any step: slow or never-sent replies, replies
+// split into several TCP segments, raw bytes (garbage, overlong lines, unsolicited replies),
+// and closing (FIN) or resetting (RST) the connection instead of or after a reply.
 import net from 'node:net';
 import tls from 'node:tls';
 
@@ -11,6 +14,37 @@ export type StarttlsBehaviour =
   | 'handshake-close' // advertised, 220, then closes the socket without a handshake
   | 'handshake-garbage' // advertised, 220, then (after ~50 ms, as a separate write) sends non-TLS bytes and closes
   | 'inject'; // advertised, writes "220 Ready\r\n250 injected\r\n" in ONE write, then handshakes normally if the client goes on
+
+/** Where the opt-in `act` hook can replace the peer's normal behaviour. */
+export type PeerStep =
+  | 'greeting' // the session starts (arg '')
+  | 'ehlo' // EHLO received (arg: its argument)
+  | 'mail' // MAIL received (arg: the reverse path)
+  | 'rcpt' // RCPT received (arg: the address)
+  | 'data' // DATA received with a valid transaction (arg '')
+  | 'body' // one line of message data received, before it is stored (arg: the line, latin1)
+  | 'dot'; // the final dot received (arg ''); the message is complete
+
+/**
+ * What the peer does instead of its normal reply at a step. The reply (if any) is sent after
+ * `delayMs`; replies to later (pipelined) commands queue behind it, in order. With no reply
+ * and no `close`, the peer never answers and sends nothing more on this session (it hangs
+ * until the client gives up). At 'body', a returned action also stops reading the data.
+ */
+export interface PeerAction {
+  /** Bytes sent verbatim (no CRLF added): garbage, overlong lines, several replies at once. */
+  raw?: string;
+  /** A reply in the scripted form (CRLF added, multi-line allowed). `raw` wins. */
+  reply?: string;
+  /** Wait this long before sending (and before closing). */
+  delayMs?: number;
+  /** Cut the reply at these character offsets and write the pieces as separate TCP segments. */
+  splitAt?: number[];
+  /** Pause between the pieces of a split reply; default 200 ms. */
+  gapMs?: number;
+  /** After the reply (or without one): 'end' closes (FIN), 'reset' aborts (RST). */
+  close?: 'end' | 'reset';
+}
 
 export interface PeerCert {
   keyPem: string;
@@ -37,6 +71,13 @@ export interface SmtpPeerOptions {
   mailReply?: (address: string) => string | undefined;
   /** Reply after the final dot; undefined = 250 2.0.0 queued. */
   dataReply?: () => string | undefined;
+  /**
+   * Opt-in hostility: called at each step; a returned action replaces the peer's normal reply
+   * there (a positive reply still updates the transaction as the normal one would: MAIL/RCPT
+   * 2xx are taken, DATA 354 enters data mode, a 2xx after the dot accepts the message).
+   * undefined = normal behaviour (and the scripted rcptReply/mailReply/dataReply still apply).
+   */
+  act?: (step: PeerStep, arg: string, session: PeerSession) => PeerAction | undefined;
 }
 
 export interface ReceivedMessage {
@@ -69,7 +110,15 @@ export interface SmtpPeer {
   port: number;
   /** Only messages whose final-dot reply was 2xx. */
   messages: ReceivedMessage[];
+  /** Every message whose final dot arrived, whatever the peer answered (or did not answer). */
+  completed: ReceivedMessage[];
+  /** Sessions open now (from the connection until QUIT is received or the socket ends). */
+  readonly activeSessions: number;
+  /** The largest number of sessions that were open at the same time. */
+  readonly maxActiveSessions: number;
   sessions: PeerSession[];
+  /** The most sessions that were open at the same moment. */
+  readonly maxConcurrent: number;
   /** Resolves once at least n messages were accepted. */
   waitForMessages(n: number, timeoutMs?: number): Promise<void>;
   /** Resolves once at least n sessions have been opened and closed (so commands/closedBy are final). */
@@ -125,6 +174,21 @@ function sizeLimit(extensions: readonly string[]): number | undefined {
 
 type Mode = 'command' | 'data' | 'tls-pending' | 'closed';
 
+/** Splits a string at the given offsets (sorted, inside the string). */
+function cut(text: string, at: number[]): string[] {
+  const points = [...new Set(at)].filter((n) => n > 0 && n < text.length).sort((a, b) => a - b);
+  const parts: string[] = [];
+  let start = 0;
+  for (const p of points) {
+    parts.push(text.slice(start, p));
+    start = p;
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 interface Waiter {
   ready: () => boolean;
   resolve: () => void;
@@ -142,6 +206,9 @@ class Session {
   private protocol: string | undefined;
   private cipher: string | undefined;
   private closeCounted = false;
+  private activeCounted = false;
+  /** Output queue, created by the first `act` action: later writes wait behind it, in order. */
+  private out: Promise<void> | null = null;
   private readonly onPlainData = (chunk: Buffer): void => this.onData(chunk);
 
   constructor(
@@ -155,15 +222,47 @@ class Session {
     this.record = { id, remoteAddress: socket.remoteAddress ?? '', commands: [], tls: false };
     this.watch(socket);
     socket.on('data', this.onPlainData);
-    this.write(`220 ${opts.hostname} ESMTP Postern test peer\r\n`);
+    this.peer.sessionOpened(this);
+    const action = opts.act?.('greeting', '', this.record);
+    if (action) this.perform(action);
+    else this.write(`220 ${opts.hostname} ESMTP Postern test peer\r\n`);
+  }
+
+  /** The reply text of an action, for deciding how the transaction goes on. */
+  private static textOf(a: PeerAction): string {
+    return a.raw ?? a.reply ?? '';
+  }
+
+  /** Carries out an `act` action through the ordered output queue. */
+  private perform(a: PeerAction): void {
+    const text = a.raw ?? (a.reply !== undefined ? wireReply(a.reply) : undefined);
+    if (a.close) this.mode = 'closed'; // read nothing more: the session is ending
+    const run = async (): Promise<void> => {
+      if (a.delayMs) await sleep(a.delayMs);
+      if (text !== undefined) {
+        const parts = a.splitAt ? cut(text, a.splitAt) : [text];
+        for (let i = 0; i < parts.length; i++) {
+          if (i > 0) await sleep(a.gapMs ?? 200);
+          this.rawWrite(parts[i]!);
+        }
+      }
+      if (a.close === 'end') this.endSession();
+      else if (a.close === 'reset') this.reset();
+      else if (text === undefined) await new Promise<void>(() => undefined); // never answers
+    };
+    this.out = (this.out ?? Promise.resolve()).then(run);
   }
 
   /** Hooks close/error bookkeeping on the plain socket and later on the TLS socket. */
   private watch(sock: net.Socket): void {
     sock.on('error', () => undefined); // ECONNRESET and handshake failures are test outcomes, not crashes
-    sock.on('end', () => this.markClosedBy('client'));
+    sock.on('end', () => {
+      this.markClosedBy('client');
+      this.inactive();
+    });
     sock.on('close', () => {
       this.markClosedBy('client');
+      this.inactive();
       this.mode = 'closed';
       if (!this.closeCounted) {
         this.closeCounted = true;
@@ -172,19 +271,40 @@ class Session {
     });
   }
 
+  /** The session no longer counts as active (QUIT received, or the socket is ending). */
+  private inactive(): void {
+    if (this.activeCounted) return;
+    this.activeCounted = true;
+    this.peer.sessionInactive(this);
+  }
+
   private markClosedBy(who: 'client' | 'server'): void {
     if (this.record.closedBy === undefined) this.record.closedBy = who;
   }
 
   private write(data: string): void {
+    if (this.out) this.out = this.out.then(() => this.rawWrite(data));
+    else this.rawWrite(data);
+  }
+
+  private rawWrite(data: string): void {
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
+  }
+
+  /** Aborts the connection with a TCP RST. */
+  private reset(): void {
+    this.markClosedBy('server');
+    this.mode = 'closed';
+    this.inactive();
+    this.socket.resetAndDestroy();
   }
 
   /** Server-initiated close: after QUIT, 421, or a scripted broken handshake. */
   endSession(): void {
     this.markClosedBy('server');
     this.mode = 'closed';
-    this.socket.end();
+    if (this.out) this.out = this.out.then(() => void this.socket.end());
+    else this.socket.end();
   }
 
   destroy(): void {
@@ -213,13 +333,20 @@ class Session {
       this.finishData();
       return;
     }
+    const action = this.opts.act?.('body', text, this.record);
+    if (action) {
+      this.mode = 'closed';
+      this.perform(action);
+      return;
+    }
     this.dataChunks.push(line[0] === 0x2e ? line.subarray(1) : line);
   }
 
   private finishData(): void {
     this.mode = 'command';
-    const reply = this.opts.dataReply?.() ?? '250 2.0.0 queued';
-    if (isPositive(reply) && this.from !== undefined) {
+    const action = this.opts.act?.('dot', '', this.record);
+    const reply = action ? Session.textOf(action) : (this.opts.dataReply?.() ?? '250 2.0.0 queued');
+    if (this.from !== undefined) {
       const msg: ReceivedMessage = {
         sessionId: this.record.id,
         from: this.from,
@@ -229,10 +356,12 @@ class Session {
       };
       if (this.protocol !== undefined) msg.protocol = this.protocol;
       if (this.cipher !== undefined) msg.cipher = this.cipher;
-      this.peer.messageAccepted(msg);
+      this.peer.messageCompleted(msg);
+      if (isPositive(reply)) this.peer.messageAccepted(msg);
     }
     this.resetTransaction();
-    this.scripted(reply);
+    if (action) this.perform(action);
+    else this.scripted(reply);
   }
 
   /** Sends a reply from a test callback; 421 means the server is going away. */
@@ -270,18 +399,28 @@ class Session {
         return this.mail(arg);
       case 'RCPT':
         return this.rcpt(arg);
-      case 'DATA':
+      case 'DATA': {
         if (this.from === undefined) return this.write('503 5.5.1 Error: need MAIL command\r\n');
         if (this.to.length === 0) return this.write('554 5.5.1 Error: no valid recipients\r\n');
+        const action = this.opts.act?.('data', '', this.record);
+        if (action) {
+          if (Session.textOf(action).startsWith('354') && !action.close) {
+            this.mode = 'data';
+            this.dataChunks = [];
+          }
+          return this.perform(action);
+        }
         this.mode = 'data';
         this.dataChunks = [];
         return this.write('354 End data with <CR><LF>.<CR><LF>\r\n');
+      }
       case 'RSET':
         this.resetTransaction();
         return this.write('250 2.0.0 Ok\r\n');
       case 'NOOP':
         return this.write('250 2.0.0 Ok\r\n');
       case 'QUIT':
+        this.inactive();
         this.write('221 2.0.0 Bye\r\n');
         return this.endSession();
       default:
@@ -292,6 +431,14 @@ class Session {
   private ehlo(arg: string): void {
     if (!this.opts.ehlo) return this.write('502 5.5.1 Error: command not implemented\r\n');
     if (arg === '') return this.write('501 5.5.4 Syntax: EHLO hostname\r\n');
+    const action = this.opts.act?.('ehlo', arg, this.record);
+    if (action) {
+      if (isPositive(Session.textOf(action))) {
+        this.greeted = true;
+        this.resetTransaction();
+      }
+      return this.perform(action);
+    }
     this.greeted = true;
     this.resetTransaction();
     const keywords = [...this.opts.extensions];
@@ -310,18 +457,22 @@ class Session {
     if (limit !== undefined && sizeParam !== undefined && Number(sizeParam.slice(5)) > limit) {
       return this.write('552 5.3.4 Message size exceeds fixed limit\r\n');
     }
-    const reply = this.opts.mailReply?.(path.address) ?? '250 2.1.0 Ok';
+    const action = this.opts.act?.('mail', path.address, this.record);
+    const reply = action ? Session.textOf(action) : (this.opts.mailReply?.(path.address) ?? '250 2.1.0 Ok');
     if (isPositive(reply)) this.from = path.address;
-    this.scripted(reply);
+    if (action) this.perform(action);
+    else this.scripted(reply);
   }
 
   private rcpt(arg: string): void {
     if (this.from === undefined) return this.write('503 5.5.1 Error: need MAIL command\r\n');
     const path = parsePath(arg, 'TO');
     if (!path || path.address === '') return this.write('501 5.5.4 Syntax: RCPT TO:<address>\r\n');
-    const reply = this.opts.rcptReply?.(path.address) ?? '250 2.1.5 Ok';
+    const action = this.opts.act?.('rcpt', path.address, this.record);
+    const reply = action ? Session.textOf(action) : (this.opts.rcptReply?.(path.address) ?? '250 2.1.5 Ok');
     if (isPositive(reply)) this.to.push(path.address);
-    this.scripted(reply);
+    if (action) this.perform(action);
+    else this.scripted(reply);
   }
 
   private starttls(): void {
@@ -389,8 +540,12 @@ class Session {
 }
 
 interface PeerState {
+  sessionOpened(session: Session): void;
+  /** Called once per session, when QUIT arrives or the socket ends, whichever comes first. */
+  sessionInactive(session: Session): void;
   /** Called once per session, on whichever socket (plain or TLS) closes first. */
   sessionClosed(session: Session): void;
+  messageCompleted(msg: ReceivedMessage): void;
   messageAccepted(msg: ReceivedMessage): void;
 }
 
@@ -410,8 +565,11 @@ export async function startSmtpPeer(opts: SmtpPeerOptions): Promise<SmtpPeer> {
   const secureContext = opts.cert ? tls.createSecureContext({ key: opts.cert.keyPem, cert: opts.cert.certPem }) : undefined;
 
   const messages: ReceivedMessage[] = [];
+  const completed: ReceivedMessage[] = [];
   const sessions: PeerSession[] = [];
   const live = new Set<Session>();
+  const active = new Set<Session>();
+  let maxActive = 0;
   let closedSessions = 0;
   let waiters: Waiter[] = [];
   const poke = (): void => {
@@ -422,6 +580,16 @@ export async function startSmtpPeer(opts: SmtpPeerOptions): Promise<SmtpPeer> {
     });
   };
   const state: PeerState = {
+    sessionOpened: (session) => {
+      active.add(session);
+      maxActive = Math.max(maxActive, active.size);
+    },
+    sessionInactive: (session) => {
+      active.delete(session);
+    },
+    messageCompleted: (msg) => {
+      completed.push(msg);
+    },
     sessionClosed: (session) => {
       live.delete(session);
       closedSessions++;
@@ -434,10 +602,12 @@ export async function startSmtpPeer(opts: SmtpPeerOptions): Promise<SmtpPeer> {
   };
 
   let nextId = 1;
+  let maxConcurrent = 0;
   const server = net.createServer({ noDelay: true }, (socket) => {
     const session = new Session(nextId++, socket, resolved, secureContext, state);
     sessions.push(session.record);
     live.add(session);
+    maxConcurrent = Math.max(maxConcurrent, live.size);
   });
   server.on('error', () => undefined);
 
@@ -473,7 +643,17 @@ export async function startSmtpPeer(opts: SmtpPeerOptions): Promise<SmtpPeer> {
     host,
     port: addr.port,
     messages,
+    completed,
+    get activeSessions() {
+      return active.size;
+    },
+    get maxActiveSessions() {
+      return maxActive;
+    },
     sessions,
+    get maxConcurrent() {
+      return maxConcurrent;
+    },
     waitForMessages: (n, timeoutMs = DEFAULT_WAIT_MS) =>
       wait('messages', () => messages.length >= n, () => messages.length, n, timeoutMs),
     waitForSessions: (n, timeoutMs = DEFAULT_WAIT_MS) =>
