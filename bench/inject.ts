@@ -241,7 +241,10 @@ export async function inject(cfg: InjectConfig): Promise<InjectResult> {
     }
   }
 
+  // Progress for long runs: {progress: sent, failed, at} to the parent every second.
+  const progress = process.send ? setInterval(() => process.send?.({ progress: sent, failed, at: now() }), 1000) : undefined;
   const results = await Promise.allSettled(Array.from({ length: cfg.sessions }, () => session()));
+  if (progress) clearInterval(progress);
   for (const r of results) if (r.status === 'rejected') noteError(String((r.reason as Error).message));
   const sorted = lat.subarray(0, nLat).sort();
   let sum = 0;

@@ -14,12 +14,12 @@
  * about the outgoing TLS sessions; `stop()` ends every process and removes its directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readFile, utimes, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startPostfix, type PostfixInstance } from '../test/peers/postfix.js';
 import { POSTERN_BIN, runCliOk } from '../test/process.js';
-import { cleanup, cpuSeconds, groupMembers, startMemSampler, statusKb, stopChild } from './util.js';
+import { cleanup, cpuSeconds, groupMembers, sleep, startMemSampler, statusKb, stopChild } from './util.js';
 
 export const ADDR = {
   posternListen: '127.0.40.1',
@@ -51,6 +51,8 @@ export interface Relay {
   cpuSeconds(): number;
   tlsEvidence(): Promise<TlsEvidence>;
   pid(): number;
+  /** The end of its log, for error messages. */
+  diagnostics(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -142,6 +144,10 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
     startedAt,
     readyAt,
     pid: () => pid,
+    diagnostics: async () => {
+      const text = await readFile(path.join(o.dataDir, 'logs', 'mail.log'), 'utf8').catch(() => '');
+      return `--- postern output ---\n${out.slice(-3000)}\n--- mail.log (end) ---\n${text.split('\n').slice(-30).join('\n')}`;
+    },
     memory: () => {
       if (!stopped) hwm = Math.max(hwm, statusKb(pid, 'VmHWM'));
       const s = sampler.stop();
@@ -224,6 +230,16 @@ export async function startPostfixRelay(o: { maps: { transport: string; policy: 
   });
   const unregister = cleanup.add(`postfix ${instance.dir}`, () => instance.stop());
   const masterPid = Number(readFileSync(path.join(instance.dir, 'queue', 'pid', 'master.pid'), 'utf8').trim());
+  if (o.tls) {
+    // Debian's master.cf has tlsproxy commented out; TLS connection reuse needs it. The master
+    // reads master.cf again on SIGHUP (what `postfix reload` sends).
+    const cf = path.join(instance.dir, 'etc', 'master.cf');
+    await appendFile(cf, '\ntlsproxy unix - - n - 0 tlsproxy\n');
+    const past = new Date(Date.now() - 60_000);
+    await utimes(cf, past, past);
+    process.kill(masterPid, 'SIGHUP');
+    await sleep(300);
+  }
   const members = (): number[] => groupMembers(masterPid);
   const cpuNow = (): number => cpuSeconds(masterPid, true) + members().filter((p) => p !== masterPid).reduce((s, p) => s + cpuSeconds(p), 0);
   const cpu0 = cpuNow();
@@ -236,6 +252,7 @@ export async function startPostfixRelay(o: { maps: { transport: string; policy: 
     port: PORT.postfixListen,
     instance,
     pid: () => masterPid,
+    diagnostics: async () => `--- postfix maillog (end) ---\n${(await instance.log()).split('\n').slice(-40).join('\n')}`,
     memory: () => {
       peak = sampler.stop();
       return { rssKb: peak.peakRssKb, pssKb: peak.peakPssKb, how: 'peak of Σ VmRSS over the Postfix processes, sampled every 250 ms' };
@@ -246,10 +263,12 @@ export async function startPostfixRelay(o: { maps: { transport: string; policy: 
       let verified = 0;
       let unverified = 0;
       let failed = 0;
+      // With connection reuse both tlsproxy and smtp log each session: count smtp's lines.
       for (const line of text.split('\n')) {
+        if (!/ postfix\/smtp\[\d+\]: /.test(line)) continue;
         if (/Verified TLS connection established to/.test(line)) verified++;
         else if (/(Untrusted|Trusted|Anonymous) TLS connection established to/.test(line)) unverified++;
-        else if (/postfix\/(smtp|tlsproxy)\[\d+\]: .*(certificate verification failed|Server certificate not verified|TLS is required, but|server certificate name mismatch)/i.test(line)) failed++;
+        else if (/(certificate verification failed|Server certificate not verified|TLS is required, but|certificate name mismatch|Cannot start TLS)/i.test(line)) failed++;
       }
       return { verified, unverified, failed };
     },

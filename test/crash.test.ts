@@ -209,10 +209,16 @@ describe('crash: SIGKILL during injection and delivery loses nothing accepted', 
             const r = await transaction;
             const final = r.kind === 'done' ? r.data : r.reply;
             if (final && final.code === 250) acked.add(id);
-            else notAcked.set(id, final ? `${final.code} ${final.lines.join(' ')}` : `no DATA reply (${r.kind})`);
+            else notAcked.set(id, final ? `${final.code} ${final.lines.join(' ')}` : `no DATA reply (${r.kind}: ${r.kind === 'done' ? (r.recipients[0]?.lines.join(' ') ?? '') : ''})`);
+            if (!s.usable) {
+              // The listener went away mid-transaction (the client reports it as a failed
+              // transaction, not an exception): this session is over, as after a throw.
+              s.destroy();
+              s = undefined;
+            }
           } catch (e) {
             notAcked.set(id, (e as Error).message);
-            s.destroy();
+            s?.destroy();
             s = undefined;
           } finally {
             sending--;

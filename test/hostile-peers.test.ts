@@ -244,6 +244,37 @@ const scenarios: Scenario[] = [
     expect: { a: bounced(/^5\.6\.0 .*554 5\.6\.0 content rejected/), soft: deferred(/450 4\.2\.1/) },
   },
   {
+    title: '5xx to DATA and the peer closes at once: the accepted recipients still bounce',
+    id: 'data5xxclose',
+    peer: { act: at('data', { reply: '554 5.7.1 rejected, closing connection', close: 'end' }) },
+    expect: { a: bounced(/^5\.7\.1 .*554 5\.7\.1 rejected/) },
+  },
+  {
+    title: '5xx to DATA and the peer closes at once (no pipelining): the accepted recipients still bounce',
+    id: 'data5xxclosenp',
+    peer: { extensions: NO_PIPELINING, act: at('data', { reply: '554 5.7.1 rejected, closing connection', close: 'end' }) },
+    expect: { a: bounced(/^5\.7\.1 .*554 5\.7\.1 rejected/) },
+  },
+  {
+    title: '550 to the only RCPT and the peer closes at once: the recipient bounces',
+    id: 'rcpt550close',
+    peer: { act: at('rcpt', { reply: '550 5.1.1 no such user, goodbye', close: 'end' }) },
+    expect: { a: bounced(/^5\.1\.1 .*550 5\.1\.1 no such user/) },
+  },
+  {
+    title: '550 to the only RCPT and the peer closes at once (no pipelining): the recipient bounces',
+    id: 'rcpt550closenp',
+    peer: { extensions: NO_PIPELINING, act: at('rcpt', { reply: '550 5.1.1 no such user, goodbye', close: 'end' }) },
+    expect: { a: bounced(/^5\.1\.1 .*550 5\.1\.1 no such user/) },
+  },
+  {
+    title: 'a 2xx reply to DATA instead of 354 (no message sent): never recorded as delivered',
+    id: 'data250',
+    peer: { act: at('data', { reply: '250 2.0.0 sure, whatever' }) },
+    expect: { a: deferred(/^4\.\d\.\d .*DATA/) },
+    check: (_t, peer) => assert.equal(peer.completed.length, 0, 'the peer never received a message'),
+  },
+  {
     title: 'a 354 and then a 5xx after the final dot: bounced with a DSN',
     id: 'dot5xx',
     peer: { dataReply: () => '554 5.7.1 message refused as spam' },

@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { CertificateStore } from '../config/certificates.js';
+import { ProfileStore } from '../config/profiles.js';
 import { ConfigError, ConfigStore } from '../config/store.js';
 import { exportFile, parseImport } from '../controls/ini.js';
 import { displayName, parseDestinationName } from '../controls/names.js';
@@ -226,7 +227,7 @@ async function runDialogue(dataDir: string): Promise<void> {
     await runDestconfigDialogue(io, {
       store,
       onlyDemo: () => certs.onlyDemo(),
-      bounceProfiles: () => ['Default'],
+      bounceProfiles: () => new ProfileStore(store).list().map((p) => p.name),
       certificateNames: () => certs.list().map((c) => c.name),
       clientCertificate: () => certs.settings().client,
       setClientCertificate: (name) => void certs.useForClient(name),

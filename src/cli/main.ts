@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { ValidationError } from '../controls/validate.js';
+import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
 import { addQueueCommand } from './queue.js';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   addCertconfigCommand(program);
   addQueueCommand(program);
   addTlsverifyCommand(program);
+  addBounceconfigCommand(program);
   addVgconfigCommand(program);
   return program;
 }

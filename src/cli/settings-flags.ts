@@ -43,6 +43,11 @@ export function parseSettingFlags(f: SettingFlags, allowDefault: boolean): Parse
     const name = FLAG_TO_SETTING[flag];
     const v = raw.trim().toLowerCase();
     if (v === 'default') {
+      // The (Default) entry cannot inherit; for it, `default` names the profile called Default.
+      if (!allowDefault && flag === 'bounceProfile') {
+        settings.bounceProfile = 'Default';
+        continue;
+      }
       if (!allowDefault) throw new ValidationError(flagName(flag), raw, 'a value (the (Default) entry cannot inherit)');
       reset.push(name);
       continue;

@@ -15,7 +15,8 @@
  *                       validated (e.g. maximum retry wait ≥ initial retry wait).
  * - delete(name)        refused for `Default`, and while any destination entry names the
  *                       profile (the (Default) entry included), naming those entries.
- * - usersOf(name)       display names of the entries that name the profile.
+ * - usersOf(name)       display names of the entries that name the profile; usage() the same
+ *                       for every profile at once (one read of the table).
  * Bad values throw ValidationError (field, value, allowed range); conflicts ConfigError.
  */
 import { checkProfile, checkProfileName, DEFAULT_PROFILE, DEFAULT_PROFILE_NAME, type BounceProfile, type ProfileInput } from '../bounce/profile.js';
@@ -75,7 +76,7 @@ export class ProfileStore {
         const shown = users.slice(0, USERS_SHOWN).join(', ') + (users.length > USERS_SHOWN ? ` and ${users.length - USERS_SHOWN} more` : '');
         throw new ConfigError(
           `the bounce profile ${current.name} is used by ${users.length === 1 ? 'the entry' : `${users.length} entries:`} ${shown}; ` +
-            'give them another profile with postern destconfig first',
+            `give ${users.length === 1 ? 'it' : 'them'} another profile with postern destconfig first`,
         );
       }
       deleteProfileRow(this.config.db, current.name);
@@ -85,13 +86,21 @@ export class ProfileStore {
   }
 
   usersOf(name: string): string[] {
-    const key = name.toLowerCase();
-    const users: string[] = [];
-    if (this.config.defaults().bounceProfile.toLowerCase() === key) users.push(DEFAULT_ENTRY_NAME);
-    for (const e of this.config.table().list()) {
-      if (e.settings.bounceProfile?.toLowerCase() === key) users.push(displayName(e.name));
-    }
-    return users;
+    return this.usage().get(name.toLowerCase()) ?? [];
+  }
+
+  /** For every profile name an entry uses (lower case): the display names of those entries. */
+  usage(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    const add = (profile: string, entry: string) => {
+      const key = profile.toLowerCase();
+      const list = out.get(key) ?? [];
+      list.push(entry);
+      out.set(key, list);
+    };
+    add(this.config.defaults().bounceProfile, DEFAULT_ENTRY_NAME);
+    for (const e of this.config.table().list()) if (e.settings.bounceProfile !== undefined) add(e.settings.bounceProfile, displayName(e.name));
+    return out;
   }
 }
 

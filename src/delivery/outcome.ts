@@ -24,7 +24,9 @@ export function outcomesOf(result: TransactionResult, count: number, remote: str
     return Array.from({ length: count }, () => o);
   }
   return result.recipients.map((rcpt) => {
-    if (rcpt.code >= 300 || !result.data) return outcomeOfReply(rcpt, remote);
+    if (rcpt.code >= 300) return outcomeOfReply(rcpt, remote);
+    // Accepted, but the message itself was never confirmed: not delivered.
+    if (!result.data) return { kind: 'soft', enhanced: '4.4.2', reason: `${remote} accepted the recipient but did not confirm the message` };
     return outcomeOfReply(result.data, remote);
   });
 }

@@ -15,9 +15,9 @@
  *   table it polls, to reset the destination counters (`engine.resetLimits(domain)`).
  * - bounceQueued(queue, log, snapshot, selection, { hostname, now? }) -> ActionResult: final
  *   failure now, 5.0.0 "bounced by the administrator", with an RFC 3464 DSN to the sender as
- *   delivery would make it (same buildDsn, the destination's bounce profile: alternate address,
- *   copy size, hard-bounce switch; never a DSN for a DSN or to the null sender), inserted in the
- *   same transaction as the final marks.
+ *   delivery would make it (same buildDsn and rules: the destination's bounce profile — alternate
+ *   address, copy size, hard-bounce switch —, the recipient's NOTIFY, never a DSN for a DSN or
+ *   to the null sender), inserted in the same transaction as the final marks.
  * - deleteQueued(queue, log, selection) -> ActionResult: removed without a DSN; state
  *   `deleted` in history.
  * - Selection: { mid } | { domain } | { all: true }. When nothing matched, bounceQueued and
@@ -29,7 +29,8 @@
  * (QueueStore.record only changes recipients still queued).
  */
 import { randomBytes } from 'node:crypto';
-import { buildDsn } from '../bounce/dsn.js';
+import { buildDsn, notifyWants } from '../bounce/dsn.js';
+import { dsnAddressOf } from '../bounce/profile.js';
 import { ValidationError } from '../controls/validate.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import { resolvePolicy, type DeliveryPolicy } from '../delivery/policy.js';
@@ -263,7 +264,7 @@ export function bounceQueued(
     const dsns: NewMessage[] = [];
     for (const [mid, list] of group(rows)) {
       const info: MessageInfo | undefined = queue.message(mid);
-      if (!info || info.sender === '' || info.isBounce) continue;
+      if (!info) continue;
       // One DSN per message and bounce profile, as delivery makes one per message and destination.
       const byProfile = new Map<string, { policy: DeliveryPolicy; rows: QueuedRecipient[] }>();
       for (const r of list) {
@@ -272,9 +273,10 @@ export function bounceQueued(
         g.rows.push(r);
         byProfile.set(p.profile.name, g);
       }
-      for (const { policy: p, rows: bounced } of byProfile.values()) {
-        if (!p.profile.sendHardBounces) continue;
-        const to = p.profile.alternateAddress ?? info.sender;
+      for (const { policy: p, rows: all } of byProfile.values()) {
+        const to = dsnAddressOf(p.profile, info.sender, info.isBounce);
+        const bounced = all.filter((r) => notifyWants(r.notify, 'FAILURE'));
+        if (to === null || !p.profile.sendHardBounces || bounced.length === 0) continue;
         const entry = dsnOf.get(mid) ?? [];
         entry.push({ index: dsns.length, to });
         dsnOf.set(mid, entry);
@@ -307,7 +309,7 @@ export function bounceQueued(
     const dsns = (dsnOf.get(mid) ?? []).map((d) => ({ mid: made[d.index]!, to: d.to }));
     const acted: ActedMessage = { mid, rids: list.map((r) => r.rid), to: list.map((r) => r.address), dsns };
     messages.push(acted);
-    const dsnText = dsns.length ? `; DSN ${dsns.map((d) => `MID ${d.mid} to <${d.to}>`).join(', ')}` : '; no DSN (the message is a DSN or has the null sender, or the bounce profile sends none)';
+    const dsnText = dsns.length ? `; DSN ${dsns.map((d) => `MID ${d.mid} to <${d.to}>`).join(', ')}` : '; no DSN (the message is a DSN or has the null sender, NOTIFY refuses it, or the bounce profile sends none)';
     log.write({
       event: 'queue-action',
       action: 'bounce',

@@ -138,11 +138,19 @@ export interface OpenOptions {
 export class SmtpSession {
   private socket: net.Socket;
   private pending = '';
+  /** Lines of the reply being read, and its code. */
   private lines: string[] = [];
+  private lineCode = 0;
+  /** Complete replies not yet read, and how many more the commands written are owed (the greeting: 1). */
+  private readonly replies: Reply[] = [];
+  private expected = 1;
   private waiter: Waiter | null = null;
   private dead: SmtpFailureError | null = null;
+  /** A 421: the server is closing the session (RFC 5321 §3.8); no further command is sent. */
+  private closing: Reply | null = null;
   /** Set while waiting for the STARTTLS reply: stop reading once it is complete. */
   private holdAfterReply = false;
+  private stopped = false;
   private held = 0;
   private readonly onData = (chunk: Buffer) => this.feed(chunk);
   extensions = new Map<string, string>();
@@ -201,14 +209,20 @@ export class SmtpSession {
 
   async starttls(o: StartTlsOptions): Promise<StartTlsResult> {
     this.holdAfterReply = true;
+    this.stopped = false;
     const reply = await this.command('STARTTLS', 'STARTTLS', this.timeouts.starttls);
     this.holdAfterReply = false;
+    this.stopped = false;
     if (reply.code !== 220) {
       this.socket.resume();
       return { kind: 'rejected', reply };
     }
     // RFC 3207 §5: whatever came after the 220 was not protected by TLS: drop the connection.
-    const extra = this.held + this.pending.length + this.lines.reduce((n, l) => n + l.length + 2, 0);
+    const extra =
+      this.held +
+      this.pending.length +
+      this.lines.reduce((n, l) => n + l.length + 2, 0) +
+      this.replies.reduce((n, r) => n + r.lines.join('\r\n').length + 6, 0);
     if (extra > 0) {
       this.destroy();
       return { kind: 'injected', bytes: extra };
@@ -265,7 +279,12 @@ export class SmtpSession {
     };
   }
 
-  /** One mail transaction. Refuses locally (without sending) what the server said it cannot take. */
+  /**
+   * One mail transaction. Refuses locally (without sending) what the server said it cannot take.
+   * Never reports a recipient as accepted without the server's reply to the message data: when
+   * the connection breaks after some replies are known, the known ones are returned and the
+   * others become a local 4.4.2 (retry); a 421 ends the session at once (RFC 5321 §3.8).
+   */
   async send(env: Envelope, body: Buffer): Promise<TransactionResult> {
     const sizeLimit = Number(this.extensions.get('SIZE') ?? '0');
     if (sizeLimit > 0 && env.size > sizeLimit) {
@@ -288,51 +307,118 @@ export class SmtpSession {
       if (dsn && r.orcpt) p.push(`ORCPT=${r.orcpt}`);
       return `RCPT TO:<${r.address}>${p.length ? ' ' + p.join(' ') : ''}`;
     });
+    const pipelining = this.extensions.has('PIPELINING');
+    if (pipelining) this.write([mail, ...rcpts, 'DATA'].map((c) => c + '\r\n').join(''));
 
-    let mailReply: Reply;
-    const rcptReplies: Reply[] = [];
-    let dataReply: Reply;
-    if (this.extensions.has('PIPELINING')) {
-      this.write([mail, ...rcpts, 'DATA'].map((c) => c + '\r\n').join(''));
-      mailReply = await this.read('MAIL FROM', this.timeouts.mail);
-      for (let i = 0; i < rcpts.length; i++) rcptReplies.push(await this.read('RCPT TO', this.timeouts.rcpt));
-      dataReply = await this.read('DATA', this.timeouts.dataInit);
-      if (mailReply.code >= 300 || !rcptReplies.some((r) => r.code < 300)) {
-        // RFC 2920 §3.1: a DATA accepted anyway gets an empty message ended at once.
-        if (dataReply.code === 354) await this.command('.', 'end of data', this.timeouts.dataTerm);
-        await this.rset();
-        return mailReply.code >= 300 ? { kind: 'message-refused', step: 'MAIL FROM', reply: mailReply } : { kind: 'done', recipients: rcptReplies };
-      }
-    } else {
-      mailReply = await this.command(mail, 'MAIL FROM', this.timeouts.mail);
-      if (mailReply.code >= 300) {
-        await this.rset();
-        return { kind: 'message-refused', step: 'MAIL FROM', reply: mailReply };
-      }
-      for (const r of rcpts) rcptReplies.push(await this.command(r, 'RCPT TO', this.timeouts.rcpt));
-      if (!rcptReplies.some((r) => r.code < 300)) {
-        await this.rset();
-        return { kind: 'done', recipients: rcptReplies };
-      }
-      dataReply = await this.command('DATA', 'DATA', this.timeouts.dataInit);
+    // MAIL FROM
+    const mailReply = pipelining ? await this.read('MAIL FROM', this.timeouts.mail) : await this.command(mail, 'MAIL FROM', this.timeouts.mail);
+    if (mailReply.code >= 300) {
+      if (pipelining && mailReply.code !== 421) await this.drain(rcpts.length + 1, 'RCPT TO');
+      await this.afterRefusal(mailReply);
+      return { kind: 'message-refused', step: 'MAIL FROM', reply: mailReply };
     }
+
+    // RCPT TO, each
+    const replies: Reply[] = [];
+    for (const r of rcpts) {
+      if (this.closing) break;
+      const got = await this.attempt(() => (pipelining ? this.read('RCPT TO', this.timeouts.rcpt) : this.command(r, 'RCPT TO', this.timeouts.rcpt)));
+      if (got instanceof SmtpFailureError) return this.broken(replies, rcpts.length, got);
+      replies.push(got);
+      if (got.code === 421) this.closing = got;
+    }
+    while (replies.length < rcpts.length) replies.push(this.closing!);
+    const accepted = replies.some((r) => r.code < 300);
+
+    // DATA
+    let dataReply: Reply | SmtpFailureError;
+    if (this.closing) dataReply = this.closing;
+    else if (pipelining) dataReply = await this.attempt(() => this.read('DATA', this.timeouts.dataInit));
+    else if (!accepted) dataReply = local(554, '5.5.1', 'no valid recipients'); // DATA not sent
+    else dataReply = await this.attempt(() => this.command('DATA', 'DATA', this.timeouts.dataInit));
+    if (!accepted) {
+      // RFC 2920 §3.1: a DATA accepted anyway gets an empty message ended at once.
+      if (!(dataReply instanceof SmtpFailureError) && dataReply.code === 354) {
+        await this.attempt(() => this.command('.', 'end of data', this.timeouts.dataTerm));
+      }
+      if (!(dataReply instanceof SmtpFailureError)) await this.afterRefusal(dataReply);
+      return { kind: 'done', recipients: replies };
+    }
+    if (dataReply instanceof SmtpFailureError) return this.broken(replies, replies.length, dataReply);
     if (dataReply.code !== 354) {
-      await this.rset();
-      return { kind: 'done', recipients: rcptReplies.map((r) => (r.code < 300 ? dataReply : r)) };
+      if (dataReply.code < 400) {
+        // A server that says 2xx to DATA has not taken the message: never count it delivered.
+        const err = new SmtpFailureError({ kind: 'protocol', step: 'DATA', detail: `unexpected reply ${replyText(dataReply)}` });
+        this.dead ??= err;
+        this.socket.destroy();
+        return this.broken(replies, replies.length, err);
+      }
+      await this.afterRefusal(dataReply);
+      return { kind: 'done', recipients: replies.map((r) => (r.code < 300 ? dataReply : r)) };
     }
-    await this.writeBody(dotStuff(body));
-    const final = await this.read('end of data', this.timeouts.dataTerm);
-    return { kind: 'done', recipients: rcptReplies, data: final };
+    const wrote = await this.attempt(async () => {
+      this.expected++; // the reply to the final dot
+      await this.writeBody(dotStuff(body));
+      return local(250, '2.0.0', 'written');
+    });
+    if (wrote instanceof SmtpFailureError) return this.broken(replies, replies.length, wrote);
+    const final = await this.attempt(() => this.read('end of data', this.timeouts.dataTerm));
+    if (final instanceof SmtpFailureError) return this.broken(replies, replies.length, final);
+    if (final.code === 421) this.closing = final;
+    return { kind: 'done', recipients: replies, data: final };
   }
 
+  /** Reads and ignores `n` pipelined replies (after a refused MAIL FROM); never throws. */
+  private async drain(n: number, step: string): Promise<void> {
+    for (let i = 0; i < n && !this.dead; i++) {
+      const r = await this.attempt(() => this.read(step, this.timeouts.rcpt));
+      if (r instanceof SmtpFailureError || r.code === 421) return;
+    }
+  }
+
+  /** After a refusal: RSET, unless the server is closing (421), which ends the session. */
+  private async afterRefusal(r: Reply): Promise<void> {
+    if (r.code === 421) {
+      this.closing = r;
+      this.destroy();
+      return;
+    }
+    await this.rset();
+  }
+
+  /**
+   * The connection broke during a transaction: the replies known so far stand, and every
+   * recipient without a final answer (including those accepted, since the message was not
+   * confirmed) gets a local 4.4.2 naming what happened.
+   */
+  private broken(known: Reply[], total: number, e: SmtpFailureError): TransactionResult {
+    const lost = local(451, '4.4.2', e.message);
+    const recipients = Array.from({ length: total }, (_, i) => {
+      const r = known[i];
+      return r && r.code >= 300 ? r : lost;
+    });
+    return { kind: 'done', recipients };
+  }
+
+  private async attempt(fn: () => Promise<Reply>): Promise<Reply | SmtpFailureError> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof SmtpFailureError) return e;
+      throw e;
+    }
+  }
+
+  /** RSET; never throws (a server that closed after refusing has said what it had to say). */
   async rset(): Promise<void> {
-    if (this.dead) return;
-    await this.command('RSET', 'RSET', this.timeouts.mail);
+    if (this.dead || this.closing) return;
+    const r = await this.attempt(() => this.command('RSET', 'RSET', this.timeouts.mail));
+    if (r instanceof SmtpFailureError || r.code === 421) this.destroy();
   }
 
   /** QUIT politely; never throws (the server may already be gone). */
   async quit(): Promise<void> {
-    if (!this.dead) {
+    if (!this.dead && !this.closing) {
       try {
         await this.command('QUIT', 'QUIT', this.timeouts.quit);
       } catch {
@@ -348,10 +434,14 @@ export class SmtpSession {
   }
 
   get usable(): boolean {
-    return this.dead === null;
+    return this.dead === null && this.closing === null;
   }
 
   // ---- reading and writing ----------------------------------------------------------
+  //
+  // Replies are parsed as bytes arrive and queued; each command written expects one reply.
+  // A reply nobody asked for (an early talker, a desynchronised server) is a protocol error:
+  // taking it as the answer to the next command would shift every later answer by one.
 
   private attach(s: net.Socket): void {
     s.on('data', this.onData);
@@ -364,16 +454,19 @@ export class SmtpSession {
     const step = this.waiter?.step ?? 'session';
     const err = new SmtpFailureError({ kind: 'closed', step, detail });
     this.dead ??= err;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
+    this.rejectWaiter(err);
+  }
+
+  private rejectWaiter(err: SmtpFailureError): void {
+    if (!this.waiter) return;
+    const w = this.waiter;
+    this.waiter = null;
+    clearTimeout(w.timer);
+    w.reject(err);
   }
 
   private feed(chunk: Buffer): void {
-    if (this.holdAfterReply && this.waiter === null) {
+    if (this.holdAfterReply && this.stopped) {
       this.held += chunk.length;
       return;
     }
@@ -382,8 +475,8 @@ export class SmtpSession {
     while ((nl = this.pending.indexOf('\n')) !== -1) {
       const line = this.pending.slice(0, nl).replace(/\r$/, '');
       this.pending = this.pending.slice(nl + 1);
-      this.lines.push(line);
-      if (this.tryComplete() && this.holdAfterReply) {
+      if (!this.takeLine(line)) return;
+      if (this.holdAfterReply && this.stopped) {
         // Stop at the STARTTLS reply: whatever follows must not be read as SMTP.
         this.socket.pause();
         return;
@@ -392,37 +485,39 @@ export class SmtpSession {
     if (this.pending.length > MAX_LINE) this.protocolError(`reply line longer than ${MAX_LINE} bytes`);
   }
 
-  /** Completes the waiting read if a whole reply is buffered. */
-  private tryComplete(): boolean {
-    if (!this.waiter) return false;
-    const out: string[] = [];
-    let code = 0;
-    for (let i = 0; i < this.lines.length; i++) {
-      const p = parseReplyLine(this.lines[i]!);
-      if (p.kind === 'bad') {
-        this.protocolError(`malformed reply line ${JSON.stringify(p.line.slice(0, 80))}`);
-        return false;
-      }
-      if (i > 0 && p.code !== code) {
-        this.protocolError(`reply code changed from ${code} to ${p.code} inside a multi-line reply`);
-        return false;
-      }
-      code = p.code;
-      out.push(p.text);
-      if (i >= MAX_LINES) {
-        this.protocolError(`reply of more than ${MAX_LINES} lines`);
-        return false;
-      }
-      if (p.last) {
-        this.lines.splice(0, i + 1);
-        const w = this.waiter;
-        this.waiter = null;
-        clearTimeout(w.timer);
-        w.resolve({ code, lines: out, enhanced: enhancedOf(out[out.length - 1] ?? '') });
-        return true;
-      }
+  /** Adds one line to the reply being read; false when the session is dead. */
+  private takeLine(line: string): boolean {
+    const p = parseReplyLine(line);
+    if (p.kind === 'bad') {
+      this.protocolError(`malformed reply line ${JSON.stringify(p.line.slice(0, 80))}`);
+      return false;
     }
-    return false;
+    if (this.lines.length > 0 && p.code !== this.lineCode) {
+      this.protocolError(`reply code changed from ${this.lineCode} to ${p.code} inside a multi-line reply`);
+      return false;
+    }
+    this.lineCode = p.code;
+    this.lines.push(p.text);
+    if (this.lines.length > MAX_LINES) {
+      this.protocolError(`reply of more than ${MAX_LINES} lines`);
+      return false;
+    }
+    if (!p.last) return true;
+    const reply: Reply = { code: p.code, lines: this.lines, enhanced: enhancedOf(this.lines[this.lines.length - 1] ?? '') };
+    this.lines = [];
+    if (this.expected === 0) {
+      this.protocolError(`unexpected reply "${replyText(reply).slice(0, 80)}" when no command was waiting for one`);
+      return false;
+    }
+    this.expected--;
+    if (this.holdAfterReply) this.stopped = true;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      clearTimeout(w.timer);
+      w.resolve(reply);
+    } else this.replies.push(reply);
+    return true;
   }
 
   private protocolError(detail: string): void {
@@ -430,15 +525,13 @@ export class SmtpSession {
     const err = new SmtpFailureError({ kind: 'protocol', step, detail });
     this.dead ??= err;
     this.socket.destroy();
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
+    this.rejectWaiter(err);
   }
 
   private read(step: string, timeoutMs: number): Promise<Reply> {
+    const ready = this.replies.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.dead) return Promise.reject(new SmtpFailureError({ ...this.dead.failure, step } as SmtpFailure));
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.waiter?.timer !== timer) return;
@@ -449,17 +542,13 @@ export class SmtpSession {
         reject(err);
       }, timeoutMs);
       this.waiter = { step, resolve, reject, timer, started: Date.now() };
-      if (this.tryComplete()) return;
-      if (this.dead && this.waiter) {
-        this.waiter = null;
-        clearTimeout(timer);
-        reject(new SmtpFailureError({ ...this.dead.failure, step } as SmtpFailure));
-      }
     });
   }
 
   private write(text: string): void {
     if (this.dead) throw this.dead;
+    // One reply is owed for every command line (the body's lines are not commands).
+    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) this.expected++;
     this.socket.write(text);
   }
 
