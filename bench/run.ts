@@ -127,10 +127,10 @@ function parseArgs(argv: string[]): Options {
     }
   }
   if (o.quick) {
-    if (!set.has('--messages')) o.messages = 400;
+    if (!set.has('--messages')) o.messages = 200;
     if (!set.has('--runs')) o.runs = 1;
-    if (!set.has('--queue-messages')) o.queueMessages = 4000;
-    if (!set.has('--probe-seconds')) o.probeSeconds = 2;
+    if (!set.has('--queue-messages')) o.queueMessages = 1000;
+    if (!set.has('--probe-seconds')) o.probeSeconds = 1;
     if (!set.has('--queue-max-minutes')) o.queueMaxMinutes = 1;
   }
   return o;
@@ -351,6 +351,8 @@ interface RunResult {
   memHow: string;
   cpuSeconds: number;
   tls: TlsEvidence;
+  /** 1-minute load average of the machine at the end of the run (others' work included). */
+  load: number;
   sink: Pick<SinkStats, 'messages' | 'sessions' | 'tlsSessions' | 'sni' | 'protocols'>;
   errors: string[];
 }
@@ -415,6 +417,7 @@ async function rateRun(system: SystemName, o: Options, world: World, sc: Scenari
       memHow: mem.how,
       cpuSeconds: cpu,
       tls,
+      load: os.loadavg()[0]!,
       sink: { messages: s.messages, sessions: s.sessions, tlsSessions: s.tlsSessions, sni: s.sni, protocols: s.protocols },
       errors: inj.errors,
     };
@@ -601,6 +604,10 @@ interface QueueReport {
   stopSeconds: number;
   restartListeningSeconds: number;
   firstDeliverySeconds: number;
+  /** When the earliest waiting recipient was due, seconds after the restart (0 = already due). */
+  firstDueSeconds: number;
+  waiting: number;
+  alreadyTried: number;
   deliveredIn10s: number;
   deliveredIn30s: number;
   rssAfterRestartMb: number;
@@ -653,12 +660,20 @@ async function queueScenario(o: Options, world: World): Promise<QueueReport> {
   }
   await silent?.stop();
 
+  // What the queue holds now: how many recipients wait, and when the first one is due again.
+  const Database = (await import('better-sqlite3')).default;
+  const qdb = new Database(path.join(dataDir, 'queue.db'), { readonly: true });
+  const q = qdb.prepare(`SELECT COUNT(*) AS n, MIN(next_attempt) AS first, SUM(attempts > 0) AS tried FROM recipients WHERE state = 'queued'`).get() as { n: number; first: number | null; tried: number };
+  qdb.close();
+  log(`  queue on disk: ${fmt(q.n)} recipients waiting (${fmt(q.tried)} already tried), first due at ${q.first ? new Date(q.first).toISOString() : 'n/a'}`);
+
   // The destination comes back; Postern restarts on the same data directory.
   const sink = await startSink({ addresses: [ADDR.down], port: PORT.sink, hostname: 'mx-down.sink.test', tls: world.sinkCert, workers: o.sinkWorkers });
   try {
     const again = await startPosternRelay(undefined, { dataDir });
     try {
       const restartListening = (again.readyAt - again.startedAt) / 1000;
+      const firstDueSeconds = q.first === null ? NaN : Math.max(0, (q.first - again.startedAt) / 1000);
       let first = NaN;
       let in10 = 0;
       let in30 = 0;
@@ -668,11 +683,11 @@ async function queueScenario(o: Options, world: World): Promise<QueueReport> {
         if (s.messages > 0 && Number.isNaN(first)) first = (s.firstAt - again.startedAt) / 1000;
         if (el <= 10) in10 = s.messages;
         in30 = s.messages;
-        if (el >= (o.quick ? 12 : 30) || s.messages >= inj.sent) break;
+        if (el >= (o.quick ? 8 : 90) || s.messages >= inj.sent) break;
         await sleep(200);
       }
       const rssAfter = again.memory().rssKb / 1024;
-      log(`  restart: listening after ${fmt(restartListening, 2)} s, first delivery after ${fmt(first, 2)} s, ${fmt(in10)} delivered in 10 s, ${fmt(in30)} in ${o.quick ? 12 : 30} s, peak RSS ${fmt(rssAfter)} MB`);
+      log(`  restart: listening after ${fmt(restartListening, 2)} s, first delivery after ${fmt(first, 2)} s, ${fmt(in10)} delivered in 10 s, ${fmt(in30)} in ${o.quick ? 8 : 90} s, peak RSS ${fmt(rssAfter)} MB`);
       return {
         target: n,
         size: o.queueSize,
@@ -686,6 +701,9 @@ async function queueScenario(o: Options, world: World): Promise<QueueReport> {
         stopSeconds,
         restartListeningSeconds: restartListening,
         firstDeliverySeconds: first,
+        firstDueSeconds,
+        waiting: q.n,
+        alreadyTried: q.tried,
         deliveredIn10s: in10,
         deliveredIn30s: in30,
         rssAfterRestartMb: rssAfter,
@@ -769,7 +787,11 @@ function targets(reports: ScenarioReport[], queue: QueueReport | undefined, look
     out.push(
       `${queue.peakRssMb <= 300 && !queue.reachedCap ? 'MET    ' : 'NOT MET'} ${fmt(queue.target)} queued with RSS ≤ 300 MB: ${fmt(queue.queued)} queued${queue.reachedCap ? ` (time cap reached, target ${fmt(queue.target)})` : ''}, peak RSS ${fmt(queue.peakRssMb)} MB`,
     );
-    out.push(`${queue.firstDeliverySeconds <= 10 ? 'MET    ' : 'NOT MET'} delivery resumes within 10 s of a restart: first delivery ${fmt(queue.firstDeliverySeconds, 2)} s after start`);
+    const afterDue = queue.firstDeliverySeconds - queue.firstDueSeconds;
+    out.push(
+      `${queue.firstDeliverySeconds <= 10 ? 'MET    ' : 'NOT MET'} delivery resumes within 10 s of a restart: first delivery ${fmt(queue.firstDeliverySeconds, 2)} s after start ` +
+        `(the earliest waiting recipient was due ${fmt(queue.firstDueSeconds, 2)} s after start, so ${fmt(afterDue, 2)} s of it is Postern's own restart cost)`,
+    );
   }
   if (lookup && lookup.length >= 2) {
     const first = lookup[0]!;
@@ -825,6 +847,8 @@ async function main(): Promise<void> {
       for (const v of r.verification) out.push(`verification (${r.name}): ${v}`);
       const ev = r.runs.map((x) => `${x.system} ${x.tls.verified}/${x.tls.unverified}/${x.tls.failed}`).join(', ');
       if (r.name !== 'plain') out.push(`TLS sessions logged by the relays as verified/unverified/failed, per run (${r.name}): ${ev}`);
+      out.push(`connections seen by the sink per run (${r.name}): ${r.runs.map((x) => `${x.system} ${x.sink.sessions}`).join(', ')}`);
+      out.push(`machine load average (1 min) at the end of each run (${r.name}): ${r.runs.map((x) => `${x.system} ${x.load.toFixed(1)}`).join(', ')}`);
     }
   }
   if (lookup) {
@@ -839,6 +863,7 @@ async function main(): Promise<void> {
     out.push('| queued | elapsed s | RSS MB | peak RSS MB |');
     out.push('| ---: | ---: | ---: | ---: |');
     for (const m of queue.milestones) out.push(`| ${fmt(m.queued)} | ${fmt(m.seconds)} | ${fmt(m.rssMb)} | ${fmt(m.hwmMb)} |`);
+    out.push(`queue at restart: ${fmt(queue.waiting)} recipients waiting, ${fmt(queue.alreadyTried)} of them already tried and deferred; earliest due ${fmt(queue.firstDueSeconds, 2)} s after the restart`);
     out.push(
       `stop took ${fmt(queue.stopSeconds, 1)} s; restart: listening after ${fmt(queue.restartListeningSeconds, 2)} s, first delivery ${fmt(queue.firstDeliverySeconds, 2)} s after start, ` +
         `${fmt(queue.deliveredIn10s)} delivered within 10 s, ${fmt(queue.deliveredIn30s)} within the observation window; peak RSS after restart ${fmt(queue.rssAfterRestartMb)} MB`,

@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ProfileStore } from '../src/config/profiles.js';
 import { ConfigStore } from '../src/config/store.js';
 import { INITIAL_DEFAULTS, type PartialSettings, type Settings } from '../src/controls/types.js';
 import { TestCA } from './peers/ca.js';
@@ -46,6 +47,14 @@ after(() => {
 function fresh(): string {
   const d = mkdtempSync(join(tmpdir(), 'postern-cli-'));
   dirs.push(d);
+  // Destination entries may only name bounce profiles that exist: create the ones used here.
+  const s = ConfigStore.open(d);
+  try {
+    const profiles = new ProfileStore(s);
+    for (const name of ['Slow_Retry', 'Fast', 'Other', 'Slow']) profiles.create(name);
+  } finally {
+    s.close();
+  }
   return d;
 }
 

@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { detailLines } from '../src/cli/format.js';
+import { ProfileStore } from '../src/config/profiles.js';
 import { ConfigStore } from '../src/config/store.js';
 import { exportFile, IMPORT_KEYS, parseImport, type ImportError } from '../src/controls/ini.js';
 import { parseDestinationName } from '../src/controls/names.js';
@@ -48,6 +49,14 @@ after(() => {
 function fresh(): string {
   const d = mkdtempSync(join(tmpdir(), 'postern-ini-'));
   dirs.push(d);
+  // Destination entries may only name bounce profiles that exist: create the ones used here.
+  const s = ConfigStore.open(d);
+  try {
+    const profiles = new ProfileStore(s);
+    for (const name of ['Main', 'Bulk']) profiles.create(name);
+  } finally {
+    s.close();
+  }
   return d;
 }
 

@@ -63,6 +63,7 @@ describe('queue control against the running gateway', { timeout: 120_000 }, () =
   let postern: PosternProcess;
   let senderPeer: SmtpPeer;
   let destPeer: SmtpPeer | undefined;
+  let limitedPeer: SmtpPeer | undefined;
   const cli = (...args: string[]) => runCliOk([...args, '--data-dir', dataDir]);
   const cliRaw = (...args: string[]) => runCli([...args, '--data-dir', dataDir]);
   const list = async (...args: string[]): Promise<Listed[]> => JSON.parse(await cli('queue', 'list', '--json', ...args)) as Listed[];
@@ -102,10 +103,14 @@ describe('queue control against the running gateway', { timeout: 120_000 }, () =
         'down.test': { MX: [{ preference: 10, exchange: 'mx.down.test' }] },
         'mx.down.test': { A: [A(4)] }, // nothing ever listens
         'relay.client.test': { A: [A(3)] }, // the sender's domain, by SMTP route
+        'limited.test': { MX: [{ preference: 10, exchange: 'mx.limited.test' }] },
+        'mx.limited.test': { A: [A(5)] }, // 1 recipient per 60 minutes (destconfig)
       },
     });
     senderPeer = await startSmtpPeer({ host: A(3), port: ROUTE_PORT, hostname: 'relay.client.test' });
+    limitedPeer = await startSmtpPeer({ host: A(5), port: SMTP_PORT, hostname: 'mx.limited.test' });
     await runCliOk(['smtproutes', 'new', 'client.test', `relay.client.test:${ROUTE_PORT}`, '--data-dir', dataDir]);
+    await runCliOk(['destconfig', 'new', 'limited.test', '--recipients', '1/60', '--limit-per', 'domain', '--enforce', 'system', '--data-dir', dataDir]);
     postern = await startPostern({
       dataDir,
       listen: LISTEN,
@@ -118,7 +123,7 @@ describe('queue control against the running gateway', { timeout: 120_000 }, () =
 
   after(async () => {
     await postern?.stop(5000);
-    await Promise.allSettled([dns?.close(), senderPeer?.close(), destPeer?.close()]);
+    await Promise.allSettled([dns?.close(), senderPeer?.close(), destPeer?.close(), limitedPeer?.close()]);
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -206,6 +211,20 @@ describe('queue control against the running gateway', { timeout: 120_000 }, () =
     // The CLI logged the action; the running gateway logged that it reset the counters.
     await waitFor('the gateway picked up delivernow', () => /Info: Queue limits-reset: destination counters of dest\.test reset/.test(mailLog()), 3000);
     assert.match(mailLog(), /Info: Queue delivernow: 3 recipients of 2 messages for dest\.test made due now; the destination counters of dest\.test reset/);
+  });
+
+  it('queue delivernow DOMAIN resets the recipient window: mail held by a full window goes at once', async () => {
+    await send(['one@limited.test'], 'limited1');
+    await limitedPeer!.waitForMessages(1, 10_000);
+    await send(['two@limited.test'], 'limited2');
+    await sleep(2000);
+    assert.equal(limitedPeer!.messages.length, 1, 'the 1-per-60-minutes window holds the second message');
+    assert.deepEqual((await list('--domain', 'limited.test')).map((r) => [r.to, r.state]), [['two@limited.test', 'queued']]);
+    const started = Date.now();
+    assert.match(await cli('queue', 'delivernow', 'limited.test'), /^1 recipient of 1 message for limited\.test made due now\./);
+    await limitedPeer!.waitForMessages(2, 5000);
+    assert.ok(Date.now() - started < 5000, `delivered ${Date.now() - started} ms after delivernow`);
+    assert.deepEqual(limitedPeer!.messages[1]!.to, ['two@limited.test']);
   });
 
   let m3 = 0;
@@ -323,8 +342,8 @@ describe('queue control against the running gateway', { timeout: 120_000 }, () =
       .map((l) => JSON.parse(l) as { event: string; action?: string });
     // In order; the gateway's last limits-reset may not be written yet.
     assert.deepEqual(
-      json.filter((e) => e.event === 'queue-action').map((e) => e.action).slice(0, 7),
-      ['delivernow', 'limits-reset', 'bounce', 'delete', 'delete', 'delete', 'delivernow'],
+      json.filter((e) => e.event === 'queue-action').map((e) => e.action).slice(0, 9),
+      ['delivernow', 'limits-reset', 'delivernow', 'limits-reset', 'bounce', 'delete', 'delete', 'delete', 'delivernow'],
     );
     // Every line is whole: the CLI's appends never tore the gateway's lines.
     for (const line of log.trimEnd().split('\n')) assert.match(line, /^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} (Info|Warning): /);
@@ -391,6 +410,8 @@ describe('queue control races with delivery in flight (the store)', () => {
       [],
     );
     assert.deepEqual([...q.stillQueued([c!.id, d!.id])], [d!.id]);
+    const cNow = q.recipientsOf(mid).find((x) => x.id === c!.id)!;
+    assert.deepEqual([cNow.state, cNow.attempts, cNow.lastReply], ['bounced', 0, '5.0.0 bounced by the administrator'], 'the late outcomes left no trace');
     const bounced = q.list({ state: 'bounced' });
     assert.deepEqual(bounced.map((x) => [x.to, x.attempts]), [['c@race.test', 0]]);
     // The DSN is queued for the sender, from the null sender, and is itself never bounced.
