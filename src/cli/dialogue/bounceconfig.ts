@@ -14,7 +14,7 @@ import { DEFAULT_PROFILE, DEFAULT_PROFILE_NAME, PROFILE_NAME_PATTERN, PROFILE_RA
 import type { ProfileStore } from '../../config/profiles.js';
 import { formatTable } from '../format.js';
 import { PROFILE_LIST_HEADER, profileDetailLines, profileListRows } from '../profile-format.js';
-import { askChoice, askInteger, askText, askYesNo, EndOfInput, type DialogueIo } from './io.js';
+import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
 
 export interface BounceconfigServices {
   profiles: ProfileStore;
@@ -29,43 +29,18 @@ export const PROFILE_OPERATIONS = [
 ] as const;
 type Operation = (typeof PROFILE_OPERATIONS)[number][0];
 
-function matchOperation(answer: string): Operation | string {
-  const a = answer.trim().toUpperCase();
-  const found = PROFILE_OPERATIONS.filter(([name]) => name === a || name.startsWith(a));
-  const exact = found.find(([name]) => name === a);
-  if (exact) return exact[0];
-  if (found.length === 1) return found[0]![0];
-  if (found.length === 0) return `Unknown operation "${answer.trim()}". Choose one of ${PROFILE_OPERATIONS.map(([n]) => n).join(', ')}.`;
-  return `"${answer.trim()}" is ambiguous: it could be ${found.map(([n]) => n).join(', ')}.`;
-}
-
 export async function runBounceconfigDialogue(io: DialogueIo, svc: BounceconfigServices): Promise<void> {
-  try {
-    for (;;) {
+  await runMenu(
+    io,
+    PROFILE_OPERATIONS,
+    () => {
       io.say('');
       io.say('Current bounce profiles:');
       svc.profiles.list().forEach((p, i) => io.say(`${i + 1}. ${p.name}`));
       io.say('');
-      io.say('Choose the operation you want to perform:');
-      for (const [name, text] of PROFILE_OPERATIONS) io.say(`- ${name} - ${text}`);
-      const answer = await io.ask(null, '');
-      if (answer === '') return;
-      const op = matchOperation(answer);
-      if (!PROFILE_OPERATIONS.some(([n]) => n === op)) {
-        io.say(op);
-        continue;
-      }
-      try {
-        await run(op as Operation, io, svc);
-      } catch (e) {
-        if (e instanceof EndOfInput) throw e;
-        io.say(e instanceof Error ? e.message : String(e));
-      }
-    }
-  } catch (e) {
-    if (e instanceof EndOfInput) return;
-    throw e;
-  }
+    },
+    (op) => run(op, io, svc),
+  );
 }
 
 async function run(op: Operation, io: DialogueIo, svc: BounceconfigServices): Promise<void> {

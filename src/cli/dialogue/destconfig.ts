@@ -20,7 +20,7 @@ import {
 import { RANGES } from '../../controls/validate.js';
 import type { ConfigStore } from '../../config/store.js';
 import { detailLines, formatTable, LIST_HEADER, listRows } from '../format.js';
-import { askChoice, askInteger, askText, askYesNo, EndOfInput, type DialogueIo } from './io.js';
+import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
 
 export interface DestconfigServices {
   store: ConfigStore;
@@ -49,48 +49,20 @@ export const OPERATIONS = [
 ] as const;
 type Operation = (typeof OPERATIONS)[number][0];
 
-/** Case-insensitive operation name or unique prefix; an error message otherwise. */
-export function matchOperation(answer: string): Operation | string {
-  const a = answer.trim().toUpperCase();
-  const exact = OPERATIONS.find(([name]) => name === a);
-  if (exact) return exact[0];
-  const found = OPERATIONS.filter(([name]) => name.startsWith(a));
-  if (found.length === 1) return found[0]![0];
-  if (found.length === 0) return `Unknown operation "${answer.trim()}". Choose one of ${OPERATIONS.map(([n]) => n).join(', ')}.`;
-  return `"${answer.trim()}" is ambiguous: it could be ${found.map(([n]) => n).join(', ')}.`;
-}
-
 const TLS_WARNING =
   "You have chosen to enable TLS. Please use the 'certconfig' command to ensure that there is a valid certificate configured.";
 
 export async function runDestconfigDialogue(io: DialogueIo, svc: DestconfigServices): Promise<void> {
-  try {
-    for (;;) {
-      const count = svc.store.table().size + 1;
+  await runMenu(
+    io,
+    OPERATIONS,
+    () => {
       io.say('');
-      io.say(`There are currently ${count} entries configured.`);
+      io.say(`There are currently ${svc.store.table().size + 1} entries configured.`);
       io.say('');
-      io.say('Choose the operation you want to perform:');
-      for (const [name, text] of OPERATIONS) io.say(`- ${name} - ${text}`);
-      const answer = await io.ask(null, '');
-      if (answer === '') return;
-      const op = matchOperation(answer);
-      if (!OPERATIONS.some(([n]) => n === op)) {
-        io.say(op);
-        continue;
-      }
-      try {
-        await run(op as Operation, io, svc);
-      } catch (e) {
-        if (e instanceof EndOfInput) throw e;
-        // A refusal from the store (an entry that exists, a bad file…): say why, change nothing.
-        io.say(e instanceof Error ? e.message : String(e));
-      }
-    }
-  } catch (e) {
-    if (e instanceof EndOfInput) return;
-    throw e;
-  }
+    },
+    (op) => run(op, io, svc),
+  );
 }
 
 async function run(op: Operation, io: DialogueIo, svc: DestconfigServices): Promise<void> {

@@ -133,3 +133,53 @@ export async function askText(io: DialogueIo, prompt: string, check: (a: string)
     io.say(err);
   }
 }
+
+/** A menu of operations: [NAME, one-line description]. */
+export type Operations<Op extends string> = readonly (readonly [Op, string])[];
+
+/** Case-insensitive operation name or unique prefix; an error message (a string) otherwise. */
+export function matchOperation<Op extends string>(operations: Operations<Op>, answer: string): { op: Op } | string {
+  const a = answer.trim().toUpperCase();
+  const exact = operations.find(([name]) => name === a);
+  if (exact) return { op: exact[0] };
+  const found = operations.filter(([name]) => name.startsWith(a));
+  if (found.length === 1) return { op: found[0]![0] };
+  if (found.length === 0) return `Unknown operation "${answer.trim()}". Choose one of ${operations.map(([n]) => n).join(', ')}.`;
+  return `"${answer.trim()}" is ambiguous: it could be ${found.map(([n]) => n).join(', ')}.`;
+}
+
+/**
+ * The appliance's operation loop: `header`, the menu, an answer; Enter alone or end of input
+ * leaves. A refusal from an operation (an entry that exists, a bad file…) is said and the menu
+ * comes back; nothing was changed by it.
+ */
+export async function runMenu<Op extends string>(
+  io: DialogueIo,
+  operations: Operations<Op>,
+  header: () => void,
+  run: (op: Op) => Promise<void>,
+): Promise<void> {
+  try {
+    for (;;) {
+      header();
+      io.say('Choose the operation you want to perform:');
+      for (const [name, text] of operations) io.say(`- ${name} - ${text}`);
+      const answer = await io.ask(null, '');
+      if (answer === '') return;
+      const m = matchOperation(operations, answer);
+      if (typeof m === 'string') {
+        io.say(m);
+        continue;
+      }
+      try {
+        await run(m.op);
+      } catch (e) {
+        if (e instanceof EndOfInput) throw e;
+        io.say(e instanceof Error ? e.message : String(e));
+      }
+    }
+  } catch (e) {
+    if (e instanceof EndOfInput) return;
+    throw e;
+  }
+}
