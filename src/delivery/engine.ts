@@ -482,10 +482,16 @@ class DestinationQueue {
           limits.countRecipients(windowKey, now, batch.recipients.length);
         }
         sent++;
-        const info = this.engine.o.queue.message(batch.messageId);
-        const body = this.engine.o.queue.body(batch.messageId);
+        // An operator may have bounced or deleted some recipients while they waited here.
+        const live = this.engine.o.queue.stillQueued(batch.recipients.map((r) => r.id));
+        if (live.size < batch.recipients.length) {
+          this.engine.release({ messageId: batch.messageId, recipients: batch.recipients.filter((r) => !live.has(r.id)) }, true);
+          batch = { messageId: batch.messageId, recipients: batch.recipients.filter((r) => live.has(r.id)) };
+        }
+        const info = batch.recipients.length ? this.engine.o.queue.message(batch.messageId) : undefined;
+        const body = info ? this.engine.o.queue.body(batch.messageId) : undefined;
         if (!info || !body) {
-          this.engine.release(batch, true); // bounced or deleted by an operator meanwhile
+          if (batch.recipients.length) this.engine.release(batch, true);
           continue;
         }
         log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid) });
