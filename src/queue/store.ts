@@ -172,6 +172,32 @@ function addWarningColumns(db: Db): void {
   if (!columns.has('last_warning_at')) db.exec('ALTER TABLE recipients ADD COLUMN last_warning_at INTEGER');
 }
 
+/** A row of the history table (final outcomes). */
+interface HistoryRow {
+  message_id: number;
+  rid: number;
+  sender: string;
+  address: string;
+  domain: string;
+  state: ListedState;
+  attempts: number;
+  reply: string | null;
+  finished_at: number;
+}
+
+const fromHistory = (r: HistoryRow): ListedRecipient => ({
+  mid: r.message_id,
+  rid: r.rid,
+  from: r.sender,
+  to: r.address,
+  domain: r.domain,
+  state: r.state,
+  attempts: r.attempts,
+  nextAttempt: null,
+  lastReply: r.reply,
+  finishedAt: r.finished_at,
+});
+
 interface RecipientRow {
   id: number;
   message_id: number;
@@ -388,29 +414,8 @@ export class QueueStore {
     if (state === 'delivered' || state === 'bounced' || state === 'deleted') {
       const rows = this.db
         .prepare(`SELECT * FROM history WHERE state = ?${byDomain} ORDER BY message_id, rid`)
-        .all(state, ...args) as {
-        message_id: number;
-        rid: number;
-        sender: string;
-        address: string;
-        domain: string;
-        state: ListedState;
-        attempts: number;
-        reply: string | null;
-        finished_at: number;
-      }[];
-      return rows.map((r) => ({
-        mid: r.message_id,
-        rid: r.rid,
-        from: r.sender,
-        to: r.address,
-        domain: r.domain,
-        state: r.state,
-        attempts: r.attempts,
-        nextAttempt: null,
-        lastReply: r.reply,
-        finishedAt: r.finished_at,
-      }));
+        .all(state, ...args) as HistoryRow[];
+      return rows.map(fromHistory);
     }
     const attempts = state === 'queued' ? ' AND r.attempts = 0' : state === 'deferred' ? ' AND r.attempts > 0' : '';
     const rows = this.db
@@ -535,29 +540,8 @@ export class QueueStore {
 
   /** The final outcomes history holds for one message (also after the message left the queue). */
   historyOf(messageId: number): ListedRecipient[] {
-    const rows = this.db.prepare('SELECT * FROM history WHERE message_id = ? ORDER BY rid').all(messageId) as {
-      message_id: number;
-      rid: number;
-      sender: string;
-      address: string;
-      domain: string;
-      state: ListedState;
-      attempts: number;
-      reply: string | null;
-      finished_at: number;
-    }[];
-    return rows.map((r) => ({
-      mid: r.message_id,
-      rid: r.rid,
-      from: r.sender,
-      to: r.address,
-      domain: r.domain,
-      state: r.state,
-      attempts: r.attempts,
-      nextAttempt: null,
-      lastReply: r.reply,
-      finishedAt: r.finished_at,
-    }));
+    const rows = this.db.prepare('SELECT * FROM history WHERE message_id = ? ORDER BY rid').all(messageId) as HistoryRow[];
+    return rows.map(fromHistory);
   }
 
   /**
