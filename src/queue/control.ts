@@ -36,22 +36,12 @@ import type { ConfigSnapshot } from '../config/store.js';
 import { resolvePolicy, type DeliveryPolicy } from '../delivery/policy.js';
 import type { EventSink } from '../observe/maillog.js';
 import { normaliseDomain } from '../tls/names.js';
-import type { ListedState, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection } from './store.js';
+import type { ListedRecipient, ListedState, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection } from './store.js';
 
 export type Selection = { mid: number } | { domain: string } | { all: true };
 
-export interface ShownRecipient {
-  rid: number;
-  to: string;
-  domain: string;
-  state: ListedState;
-  attempts: number;
-  /** ms since the epoch; null once final. */
-  nextAttempt: number | null;
-  lastReply: string | null;
-  /** When the recipient became final (ms since the epoch), else null. */
-  finishedAt: number | null;
-}
+/** A recipient as `queue show` lists it: a queue-list row without the message's own fields. */
+export type ShownRecipient = Omit<ListedRecipient, 'mid' | 'from'>;
 
 export interface HeaderField {
   name: string;
