@@ -35,6 +35,8 @@ describe('limits', () => {
     'mx.v6only.test': { AAAA: ['::1'] },
     'vg.test': { MX: [{ preference: 10, exchange: 'mx.vg.test' }] },
     'mx.vg.test': { A: [A(6)] },
+    'reuse.test': { MX: [{ preference: 10, exchange: 'mx.reuse.test' }] },
+    'mx.reuse.test': { A: [A(7)] },
   };
 
   before(async () => {
@@ -46,6 +48,7 @@ describe('limits', () => {
     await add('dual4', { host: A(5), hostname: 'mx.dual.test' });
     await add('dual6', { host: '::1', hostname: 'mx.dual.test' });
     await add('vg', { host: A(6), hostname: 'mx.vg.test' });
+    await add('reuse', { host: A(7), hostname: 'mx.reuse.test' });
     t = await startTestGateway({
       zone,
       smtpPort: PORT,
@@ -131,5 +134,28 @@ describe('limits', () => {
     assert.deepEqual([...from].sort(), [A(101), A(102)]);
     const gw1 = peer.vg!.sessions.find((s) => s.remoteAddress.endsWith(A(101)))!;
     assert.equal(gw1.commands[0], 'EHLO gw1.postern.test');
+  });
+
+  it('a connection with nothing to send stays open for the next message, then QUITs; a configuration change ends its reuse', async () => {
+    const p = peer.reuse!;
+    const mails = (i: number) => p.sessions[i]!.commands.filter((c) => c.startsWith('MAIL FROM')).length;
+    await send('s@client.test', 'a@reuse.test');
+    await p.waitForMessages(1);
+    await send('s@client.test', 'b@reuse.test');
+    await p.waitForMessages(2);
+    assert.equal(p.sessions.length, 1, 'the second message went over the open connection');
+    assert.equal(mails(0), 2);
+    await p.waitForSessions(1, 10_000);
+    assert.equal(p.sessions[0]!.commands.at(-1), 'QUIT', 'the idle connection ends with QUIT');
+
+    await send('s@client.test', 'c@reuse.test');
+    await p.waitForMessages(3);
+    t.configure((s) => s.newEntry('other.reuse.test', { concurrency: 2 }));
+    await send('s@client.test', 'd@reuse.test');
+    await p.waitForMessages(4);
+    assert.equal(p.sessions.length, 3, 'after the change the next message opened a new connection');
+    assert.equal(mails(1), 1);
+    await p.waitForSessions(3, 10_000);
+    assert.equal(p.sessions[1]!.commands.at(-1), 'QUIT');
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Opening the SQLite files of the data directory. WAL mode so that a running gateway and the
  * CLI can use the same files at once; synchronous FULL so that a commit is on stable storage
- * when it returns (the queue's 250-after-fsync rule depends on it).
+ * when it returns. The queue store switches its own connection to NORMAL and fsyncs the WAL
+ * off the event loop before it lets a 250 go (src/queue/store.ts).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';

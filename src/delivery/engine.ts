@@ -19,7 +19,7 @@ import type { ConfigSnapshot } from '../config/store.js';
 import type { DnsClient } from '../dns/resolver.js';
 import type { MailLog } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
-import type { NewMessage, QueueStore, QueuedRecipient } from '../queue/store.js';
+import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient } from '../queue/store.js';
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
 import { BrokenTlsMemory } from './broken-tls.js';
@@ -44,11 +44,27 @@ export interface EngineOptions {
   maxRecipientsPerTransaction?: number;
   /** Most recipients held in memory for delivery at once; the rest wait in the queue. */
   maxInFlight?: number;
+  /**
+   * How long a connection with nothing to send stays open for the next message to the same
+   * destination before QUIT (ms); 0 = QUIT at once. Like Postfix's connection cache.
+   */
+  idleMs?: number;
 }
+
+/** Postfix's smtp_connection_cache_time_limit, the same idea: long enough to bridge queue scans. */
+const DEFAULT_IDLE_MS = 2000;
 
 interface Batch {
   messageId: number;
   recipients: QueuedRecipient[];
+}
+
+/** Outcomes waiting for the end of this turn of the event loop, to be committed together. */
+interface PendingOutcome {
+  batch: Batch;
+  record: OutcomeRecord;
+  /** Logging and release, once committed (with the ids of the DSNs made). */
+  after: (made: number[]) => void;
 }
 
 /** Wakes closer together than this are served by one look at the queue. */
@@ -63,6 +79,10 @@ export class DeliveryEngine {
   private timerAt = 0;
   private lastTick = 0;
   private running = false;
+  private outcomes: PendingOutcome[] = [];
+  /** After stop: outcomes that still arrive (aborted sessions) are not written; see record(). */
+  private stopped = false;
+  private outcomeFlush: NodeJS.Immediate | null = null;
   private readonly dcids: IdSequence;
   readonly now: () => number;
 
@@ -95,10 +115,51 @@ export class DeliveryEngine {
   async stop(graceMs = 10_000): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
-    for (const d of this.destinations.values()) d.stopWaiting();
+    for (const d of this.destinations.values()) {
+      d.stopWaiting();
+      d.closeIdle();
+    }
     const all = [...this.destinations.values()].map((d) => d.idle());
     await Promise.race([Promise.all(all), new Promise((r) => setTimeout(r, graceMs).unref())]);
     for (const d of this.destinations.values()) d.abort();
+    this.flushOutcomes();
+    this.stopped = true;
+  }
+
+  /**
+   * Commits the outcomes gathered in this turn in one transaction. Should that fail, each is
+   * tried alone, so one bad record cannot take the others with it; a batch whose outcome cannot
+   * be written goes back to the queue without one (it is delivered again: at-least-once).
+   */
+  private flushOutcomes(): void {
+    if (this.outcomeFlush) clearImmediate(this.outcomeFlush);
+    this.outcomeFlush = null;
+    const list = this.outcomes;
+    this.outcomes = [];
+    if (list.length === 0) return;
+    let made: (number[] | Error)[];
+    try {
+      made = this.o.queue.recordMany(list.map((p) => p.record));
+    } catch {
+      made = list.map((p) => {
+        try {
+          return this.o.queue.record(p.record);
+        } catch (e) {
+          return e as Error;
+        }
+      });
+    }
+    list.forEach((p, i) => {
+      const m = made[i]!;
+      if (m instanceof Error) {
+        process.emitWarning(`delivery engine: outcome of message ${p.batch.messageId} not recorded: ${m.message}`);
+        try {
+          this.release(p.batch, false);
+        } catch {
+          // The lease is cleared at the next start.
+        }
+      } else p.after(m);
+    });
   }
 
   /**
@@ -168,6 +229,24 @@ export class DeliveryEngine {
     this.destinations.delete(key);
   }
 
+  /**
+   * A destination could not open a connection because its domain's limit is taken: connections
+   * of other destination queues of that domain (other virtual gateways) that sit idle give
+   * their slot back rather than hold it for the idle time.
+   */
+  closeIdleOf(domain: string, except: DestinationQueue): void {
+    for (const d of this.destinations.values()) if (d !== except && d.domain === domain) d.closeIdle();
+  }
+
+  /** A connection to `domain` closed: its slot may be what another queue of the domain waits for. */
+  connectionClosed(domain: string, from: DestinationQueue): void {
+    for (const d of this.destinations.values()) if (d !== from && d.domain === domain && d.hasWork) d.pump();
+  }
+
+  get idleMs(): number {
+    return this.o.idleMs ?? DEFAULT_IDLE_MS;
+  }
+
   policy(domain: string): DeliveryPolicy {
     const snapshot = this.o.config();
     return resolvePolicy(snapshot, domain, snapshot.profiles);
@@ -205,10 +284,13 @@ export class DeliveryEngine {
    * the profile's alternate address or else the sender, from the null sender, never for a DSN or
    * a null-sender message, and only where the recipient's NOTIFY (RFC 3461) allows that kind.
    */
-  record(batch: Batch, outcomes: RecipientOutcome[], policy: DeliveryPolicy, dcid?: number): void {
-    const { queue, log } = this.o;
+  record(batch: Batch, outcomes: RecipientOutcome[], policy: DeliveryPolicy, dcid?: number, known?: MessageInfo): void {
+    // The queue may be closed already; the recipients stay leased and are due again at the
+    // next start, as after a crash.
+    if (this.stopped) return;
+    const { queue } = this.o;
     const profile = policy.profile;
-    const info = queue.message(batch.messageId);
+    const info = known ?? queue.message(batch.messageId);
     const now = this.now();
     const dsnTo = info ? dsnAddressOf(profile, info.sender, info.isBounce) : null;
     const delivered: number[] = [];
@@ -282,14 +364,32 @@ export class DeliveryEngine {
     const deferredList = [...deferred.entries()];
     const firstDelivered = outcomes.find((o) => o.kind === 'delivered');
     const deliveredReply = firstDelivered?.kind === 'delivered' ? firstDelivered.reply : '';
-    const made = queue.record({
+    const record: OutcomeRecord = {
       delivered: delivered.length ? { ids: delivered, reply: deliveredReply } : undefined,
       failed: bounced.map((b) => ({ id: b.r.id, reply: `${b.enhanced} ${b.reason}` })),
       deferred: deferredList.map(([next, d]) => ({ ids: d.ids, reply: d.reply, nextAttempt: next, countAttempt: true })),
       newMessages: dsns,
       warned: warned.length > 0 ? { ids: warned.map((w) => w.r.id), at: now } : undefined,
-    });
+    };
+    this.outcomes.push({ batch, record, after: (made) => this.recorded(batch, made, { dcid, deliveredRids, deliveredReply, deferredList, bounced, dsns }) });
+    this.outcomeFlush ??= setImmediate(() => this.flushOutcomes());
+  }
 
+  /** What follows a committed outcome: the mail log, and the batch leaves memory. */
+  private recorded(
+    batch: Batch,
+    made: number[],
+    r: {
+      dcid: number | undefined;
+      deliveredRids: number[];
+      deliveredReply: string;
+      deferredList: [number, { rows: QueuedRecipient[]; enhanced: string; reason: string }][];
+      bounced: { r: QueuedRecipient; enhanced: string; reason: string }[];
+      dsns: NewMessage[];
+    },
+  ): void {
+    const log = this.o.log;
+    const { dcid, deliveredRids, deliveredReply, deferredList, bounced, dsns } = r;
     if (deliveredRids.length && dcid !== undefined) {
       log.write({ event: 'message-done', dcid, mid: batch.messageId, rids: deliveredRids, reply: deliveredReply });
     }
@@ -326,6 +426,8 @@ export interface AddressSlot {
 class DestinationQueue {
   private readonly pending: Batch[] = [];
   private active = 0;
+  /** Connections open with nothing to send: called with true when there is work, false to QUIT. */
+  private idleConns: ((work: boolean) => void)[] = [];
   private readonly sessions = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
   private windowTimer: NodeJS.Timeout | null = null;
@@ -339,6 +441,31 @@ class DestinationQueue {
 
   add(b: Batch): void {
     this.pending.push(b);
+  }
+
+  get hasWork(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /** Idle connections QUIT now (stop, or another queue of the domain needs the slot). */
+  closeIdle(): void {
+    for (const w of this.idleConns.splice(0)) w(false);
+  }
+
+  /** Waits for work on an open connection; false: QUIT (idle time over, stop, or asked to). */
+  private waitForWork(): Promise<boolean> {
+    const ms = this.engine.idleMs;
+    if (ms <= 0 || !this.engine.isRunning) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(false), ms);
+      const done = (work: boolean): void => {
+        clearTimeout(timer);
+        const i = this.idleConns.indexOf(done);
+        if (i !== -1) this.idleConns.splice(i, 1);
+        resolve(work);
+      };
+      this.idleConns.push(done);
+    });
   }
 
   /** The gateway part of limit keys: only with "per virtual gateway" enforcement. */
@@ -362,16 +489,28 @@ class DestinationQueue {
         return;
       }
     }
+    // Connections already open and idle take the work first.
+    let idleBusy = 0;
+    while (this.idleConns.length > 0 && idleBusy < this.pending.length) {
+      this.idleConns.shift()!(true);
+      idleBusy++;
+    }
     // Per MX IP, each address has its own cap; a destination never opens more connections than
     // it has batches waiting, nor more than the cap times a generous number of addresses.
     const cap = perIp ? s.concurrency * 16 : s.concurrency;
     while (this.active < cap && this.pending.length > this.active) {
-      if (!perIp && !this.engine.limits.tryOpen(domainKey, s.concurrency)) break;
+      if (!perIp && !this.engine.limits.tryOpen(domainKey, s.concurrency)) {
+        this.engine.closeIdleOf(this.domain, this);
+        break;
+      }
       this.active++;
       void this.runConnection(policy, perIp ? undefined : domainKey).then((busy) => {
         this.active--;
         // All MX addresses at their limit: look again shortly rather than spin.
-        if (busy) this.waitForWindow(100);
+        if (busy) {
+          this.engine.closeIdleOf(this.domain, this);
+          this.waitForWindow(100);
+        }
         else if (this.pending.length > 0 && this.engine.isRunning) this.pump();
         if (this.active === 0) {
           if (this.pending.length === 0 && !this.windowTimer) this.engine.forget(this.key);
@@ -436,6 +575,7 @@ class DestinationQueue {
     } finally {
       if (domainKey) limits.close(domainKey);
       for (const k of held.splice(0)) limits.close(k);
+      this.engine.connectionClosed(this.domain, this);
     }
   }
 
@@ -462,8 +602,14 @@ class DestinationQueue {
     const log = this.engine.o.log;
     const remote = `${conn.host.name}[${conn.address}]`;
     let sent = 0;
+    // A connection is reused only under the configuration it was opened with.
+    const opened = this.engine.o.config();
     try {
-      while (this.pending.length > 0 && sent < s.messagesPerConnection && conn.session.usable) {
+      while (sent < s.messagesPerConnection && conn.session.usable && this.engine.isRunning) {
+        if (this.pending.length === 0) {
+          if (!(await this.waitForWork()) || this.engine.o.config() !== opened) break;
+          continue;
+        }
         let batch = this.pending.shift()!;
         if (s.recipientLimit) {
           const now = this.engine.now();
@@ -514,7 +660,7 @@ class DestinationQueue {
           const reason = e instanceof SmtpFailureError ? `${remote}: ${e.message}` : `${remote}: ${(e as Error).message}`;
           outcomes = batch.recipients.map(() => ({ kind: 'soft' as const, enhanced: '4.4.2', reason }));
         }
-        this.engine.record(batch, outcomes, policy, conn.dcid);
+        this.engine.record(batch, outcomes, policy, conn.dcid, info);
       }
     } finally {
       await conn.session.quit();

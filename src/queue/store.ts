@@ -1,12 +1,26 @@
 /**
- * The durable queue in `<data-dir>/queue.db` (SQLite, WAL, synchronous FULL): messages, their
- * recipients and each recipient's state. A message is accepted (250 after DATA) only once
- * `accept` has returned, i.e. after the commit reached stable storage. Nothing is held only in
- * memory: a crash at any moment leaves every accepted recipient either final or `queued`.
+ * The durable queue in `<data-dir>/queue.db` (SQLite, WAL): messages, their recipients and each
+ * recipient's state. A message is accepted (250 after DATA) only once `accept` has resolved,
+ * i.e. after its commit reached stable storage. Nothing is held only in memory: a crash at any
+ * moment leaves every accepted recipient either final or `queued`.
  *
- * Concurrent SMTP sessions share commits (group commit): `accept` calls arriving within the same
- * turn of the event loop are written in one transaction, so one fsync serves them all.
+ * Durability without blocking: the connection commits with synchronous NORMAL (the commit is
+ * written to the WAL file but not fsynced, so it survives a process crash), and `accept` then
+ * waits for an fsync of the WAL file run on libuv's thread pool, so the event loop keeps
+ * serving other sessions and deliveries while the disk flushes. An fsync started after a commit
+ * covers it: either its frames are still in the WAL, or a checkpoint already copied them into
+ * the database file, which a NORMAL checkpoint syncs (after syncing the WAL) before the WAL is
+ * reused. Concurrent SMTP sessions share commits and fsyncs (group commit): `accept` calls in
+ * the same turn of the event loop are one transaction, and every commit made while an fsync
+ * runs is covered by the next one.
+ *
+ * Delivery outcomes are not fsynced on their own (the next accept's fsync or checkpoint covers
+ * them): a power loss can at worst undo the last outcomes, and a recipient that is `queued`
+ * again is delivered again (at-least-once), never lost. Operator actions from the CLI sync
+ * before they return.
  */
+import type Database from 'better-sqlite3';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import type { Db } from '../config/db.js';
 import { openDb } from '../config/db.js';
 
@@ -149,6 +163,17 @@ CREATE TABLE IF NOT EXISTS queue_control (
 CREATE TABLE IF NOT EXISTS gateway_facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
+/** Outcomes to record for some recipients (see QueueStore.record). */
+export interface OutcomeRecord {
+  delivered?: { ids: number[]; reply: string };
+  failed?: { id: number; reply: string }[];
+  failedState?: 'bounced' | 'deleted';
+  deferred?: { ids: number[]; reply: string; nextAttempt: number; countAttempt: boolean }[];
+  newMessages?: NewMessage[];
+  /** Recipients a delay warning was made for (one of `newMessages`), and when. */
+  warned?: { ids: number[]; at: number };
+}
+
 /** A request the CLI left for the running gateway. `domain` null = every destination. */
 export interface QueueControl {
   action: 'delivernow';
@@ -236,15 +261,34 @@ interface PendingAccept {
   reject: (e: Error) => void;
 }
 
+export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => void;
+
+interface SyncWaiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 export class QueueStore {
   private batch: PendingAccept[] = [];
   private flushScheduled = false;
+  /** Commits waiting for the next fsync of the WAL, and whether one is running. */
+  private syncWaiters: SyncWaiter[] = [];
+  private syncing = false;
+  private closed = false;
+  private readonly walFd: number;
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly insertMessage;
   private readonly insertRecipient;
   private readonly leaseSelect;
   private readonly leaseMark;
 
-  private constructor(private readonly db: Db) {
+  private constructor(
+    private readonly db: Db,
+    private readonly fsync: FsyncFn,
+  ) {
+    // NORMAL: commits reach the WAL file without an fsync; `durable()` adds it where needed.
+    db.pragma('synchronous = NORMAL');
+    this.walFd = openSync(`${db.name}-wal`, 'r');
     this.insertMessage = db.prepare(
       `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, body)
        VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @body)`,
@@ -260,7 +304,8 @@ export class QueueStore {
     );
   }
 
-  static open(dataDir: string): QueueStore {
+  /** `fsync` is replaceable so that tests can hold a flush and watch what waits for it. */
+  static open(dataDir: string, o: { fsync?: FsyncFn } = {}): QueueStore {
     const db = openDb(dataDir, 'queue.db');
     db.exec(SCHEMA);
     addWarningColumns(db);
@@ -268,7 +313,47 @@ export class QueueStore {
     const columns = (db.prepare('PRAGMA table_info(recipients)').all() as { name: string }[]).map((c) => c.name);
     if (!columns.includes('leased')) db.exec('ALTER TABLE recipients ADD COLUMN leased INTEGER NOT NULL DEFAULT 0');
     db.exec('CREATE INDEX IF NOT EXISTS recipients_lease ON recipients(state, leased, next_attempt)');
-    return new QueueStore(db);
+    return new QueueStore(db, o.fsync ?? fsync);
+  }
+
+  /** A prepared statement, made once per SQL text (preparing costs more than running most). */
+  private st(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
+    return s;
+  }
+
+  /** Resolves once an fsync of the WAL, started after this call, has completed. */
+  private durable(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.syncWaiters.push({ resolve, reject });
+      if (!this.syncing) this.startSync();
+    });
+  }
+
+  private startSync(): void {
+    const waiters = this.syncWaiters;
+    this.syncWaiters = [];
+    this.syncing = true;
+    this.fsync(this.walFd, (err) => {
+      this.syncing = false;
+      if (this.closed) {
+        // close() synced everything itself; this fsync only had to finish before the fd closes.
+        closeSync(this.walFd);
+        for (const w of waiters) w.resolve();
+        return;
+      }
+      for (const w of waiters) {
+        if (err) w.reject(new Error(`queue: fsync of the write-ahead log failed: ${err.message}`));
+        else w.resolve();
+      }
+      if (this.syncWaiters.length > 0) this.startSync();
+    });
+  }
+
+  /** Flushes the WAL before returning: for operator actions, whose process exits right after. */
+  private syncNow(): void {
+    fsyncSync(this.walFd);
   }
 
   /**
@@ -276,7 +361,7 @@ export class QueueStore {
    * Called once by the gateway at start, never while another process delivers from this queue.
    */
   clearLeases(): number {
-    return this.db.prepare('UPDATE recipients SET leased = 0 WHERE leased = 1').run().changes;
+    return this.st('UPDATE recipients SET leased = 0 WHERE leased = 1').run().changes;
   }
 
   /**
@@ -285,21 +370,16 @@ export class QueueStore {
    * this commit skips the fsync that accepted mail gets.
    */
   lease(now: number, limit: number): LeasedRecipient[] {
-    this.db.pragma('synchronous = OFF');
-    try {
-      return this.db.transaction(() => {
-        const rows = this.leaseSelect.all(now, limit) as (RecipientRow & { sender: string })[];
-        for (const r of rows) this.leaseMark.run(r.id);
-        return rows.map((r) => ({ ...toRecipient(r), sender: r.sender }));
-      })();
-    } finally {
-      this.db.pragma('synchronous = FULL');
-    }
+    return this.db.transaction(() => {
+      const rows = this.leaseSelect.all(now, limit) as (RecipientRow & { sender: string })[];
+      for (const r of rows) this.leaseMark.run(r.id);
+      return rows.map((r) => ({ ...toRecipient(r), sender: r.sender }));
+    })();
   }
 
   /** Gives leased recipients back without an outcome (they are due again at once). */
   unlease(ids: number[]): void {
-    const st = this.db.prepare('UPDATE recipients SET leased = 0 WHERE id = ?');
+    const st = this.st('UPDATE recipients SET leased = 0 WHERE id = ?');
     this.db.transaction(() => {
       for (const id of ids) st.run(id);
     })();
@@ -307,7 +387,11 @@ export class QueueStore {
 
   close(): void {
     this.flushNow();
+    this.syncNow();
+    this.closed = true;
+    for (const w of this.syncWaiters.splice(0)) w.resolve();
     this.db.close();
+    if (!this.syncing) closeSync(this.walFd);
   }
 
   /** Stores a message durably; resolves with its MID once the commit is on stable storage. */
@@ -354,20 +438,22 @@ export class QueueStore {
       for (const p of batch) p.reject(e as Error);
       return;
     }
-    batch.forEach((p, i) => p.resolve(ids[i]!));
+    this.durable().then(
+      () => batch.forEach((p, i) => p.resolve(ids[i]!)),
+      (e: Error) => batch.forEach((p) => p.reject(e)),
+    );
   }
 
   /** The earliest next attempt among queued recipients, or null when none is queued. */
   nextDue(): number | null {
-    const r = this.db.prepare(`SELECT MIN(next_attempt) AS t FROM recipients WHERE state = 'queued' AND leased = 0`).get() as {
+    const r = this.st(`SELECT MIN(next_attempt) AS t FROM recipients WHERE state = 'queued' AND leased = 0`).get() as {
       t: number | null;
     };
     return r.t;
   }
 
   message(id: number): MessageInfo | undefined {
-    const r = this.db
-      .prepare('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce FROM messages WHERE id = ?')
+    const r = this.st('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce FROM messages WHERE id = ?')
       .get(id) as
       | {
           id: number;
@@ -398,12 +484,12 @@ export class QueueStore {
   }
 
   body(id: number): Buffer | undefined {
-    const r = this.db.prepare('SELECT body FROM messages WHERE id = ?').get(id) as { body: Buffer } | undefined;
+    const r = this.st('SELECT body FROM messages WHERE id = ?').get(id) as { body: Buffer } | undefined;
     return r?.body;
   }
 
   recipientsOf(messageId: number): QueuedRecipient[] {
-    return (this.db.prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY rid').all(messageId) as RecipientRow[]).map(toRecipient);
+    return (this.st('SELECT * FROM recipients WHERE message_id = ? ORDER BY rid').all(messageId) as RecipientRow[]).map(toRecipient);
   }
 
   list(f: QueueFilter = {}): ListedRecipient[] {
@@ -412,14 +498,12 @@ export class QueueStore {
     const byDomain = f.domain ? ' AND domain = ?' : '';
     if (f.domain) args.push(f.domain);
     if (state === 'delivered' || state === 'bounced' || state === 'deleted') {
-      const rows = this.db
-        .prepare(`SELECT * FROM history WHERE state = ?${byDomain} ORDER BY message_id, rid`)
+      const rows = this.st(`SELECT * FROM history WHERE state = ?${byDomain} ORDER BY message_id, rid`)
         .all(state, ...args) as HistoryRow[];
       return rows.map(fromHistory);
     }
     const attempts = state === 'queued' ? ' AND r.attempts = 0' : state === 'deferred' ? ' AND r.attempts > 0' : '';
-    const rows = this.db
-      .prepare(
+    const rows = this.st(
         `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.state = 'queued'${attempts}${byDomain.replace('domain', 'r.domain')} ORDER BY r.message_id, r.rid`,
       )
@@ -440,7 +524,7 @@ export class QueueStore {
 
   /** Forgets final outcomes older than `before` (ms since the epoch); returns how many. */
   pruneHistory(before: number): number {
-    return this.db.prepare('DELETE FROM history WHERE finished_at < ?').run(before).changes;
+    return this.st('DELETE FROM history WHERE finished_at < ?').run(before).changes;
   }
 
   /**
@@ -448,51 +532,53 @@ export class QueueStore {
    * messages Postern makes in consequence (DSNs). Messages whose recipients are all final are
    * removed with them, so the queue holds only work still to do.
    */
-  record(o: {
-    delivered?: { ids: number[]; reply: string };
-    failed?: { id: number; reply: string }[];
-    failedState?: 'bounced' | 'deleted';
-    deferred?: { ids: number[]; reply: string; nextAttempt: number; countAttempt: boolean }[];
-    newMessages?: NewMessage[];
-    /** Recipients a delay warning was made for (one of `newMessages`), and when. */
-    warned?: { ids: number[]; at: number };
-  }): number[] {
-    return this.db.transaction(() => {
-      const touched = new Set<number>();
-      const now = Date.now();
-      const st = this.db.prepare(
-        `UPDATE recipients SET state = ?, last_reply = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued' RETURNING message_id`,
-      );
-      const keep = this.db.prepare(
-        `INSERT OR REPLACE INTO history (recipient_id, message_id, rid, sender, address, domain, state, attempts, reply, finished_at)
-         SELECT r.id, r.message_id, r.rid, m.sender, r.address, r.domain, r.state, r.attempts, r.last_reply, ?
-         FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`,
-      );
-      const mark = (ids: number[], state: RecipientState, reply: string) => {
-        for (const id of ids) {
-          const r = st.get(state, reply, id) as { message_id: number } | undefined;
-          if (!r) continue;
-          touched.add(r.message_id);
-          keep.run(now, id);
-        }
-      };
-      if (o.delivered) mark(o.delivered.ids, 'delivered', o.delivered.reply);
-      for (const f of o.failed ?? []) mark([f.id], o.failedState ?? 'bounced', f.reply);
-      const defer = this.db.prepare(
-        `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ?, leased = 0 WHERE id = ? AND state = 'queued'`,
-      );
-      for (const d of o.deferred ?? []) for (const id of d.ids) defer.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, id);
-      if (o.warned) {
-        const warn = this.db.prepare(`UPDATE recipients SET warnings_sent = warnings_sent + 1, last_warning_at = ? WHERE id = ? AND state = 'queued'`);
-        for (const id of o.warned.ids) warn.run(o.warned.at, id);
+  record(o: OutcomeRecord): number[] {
+    return this.db.transaction(() => this.recordIn(o))();
+  }
+
+  /**
+   * Several `record`s in one transaction (the delivery engine gathers the outcomes of one turn
+   * of the event loop): one WAL append for all of them. Returns the DSN ids of each.
+   */
+  recordMany(list: OutcomeRecord[]): number[][] {
+    return this.db.transaction(() => list.map((o) => this.recordIn(o)))();
+  }
+
+  private recordIn(o: OutcomeRecord): number[] {
+    const touched = new Set<number>();
+    const now = Date.now();
+    const st = this.st(
+      `UPDATE recipients SET state = ?, last_reply = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued' RETURNING message_id`,
+    );
+    const keep = this.st(
+      `INSERT OR REPLACE INTO history (recipient_id, message_id, rid, sender, address, domain, state, attempts, reply, finished_at)
+       SELECT r.id, r.message_id, r.rid, m.sender, r.address, r.domain, r.state, r.attempts, r.last_reply, ?
+       FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`,
+    );
+    const mark = (ids: number[], state: RecipientState, reply: string) => {
+      for (const id of ids) {
+        const r = st.get(state, reply, id) as { message_id: number } | undefined;
+        if (!r) continue;
+        touched.add(r.message_id);
+        keep.run(now, id);
       }
-      const made = (o.newMessages ?? []).map((m) => this.insertNow(m));
-      const gone = this.db.prepare(
-        `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ? AND state = 'queued')`,
-      );
-      for (const id of touched) gone.run(id, id);
-      return made;
-    })();
+    };
+    if (o.delivered) mark(o.delivered.ids, 'delivered', o.delivered.reply);
+    for (const f of o.failed ?? []) mark([f.id], o.failedState ?? 'bounced', f.reply);
+    const defer = this.st(
+      `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ?, leased = 0 WHERE id = ? AND state = 'queued'`,
+    );
+    for (const d of o.deferred ?? []) for (const id of d.ids) defer.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, id);
+    if (o.warned) {
+      const warn = this.st(`UPDATE recipients SET warnings_sent = warnings_sent + 1, last_warning_at = ? WHERE id = ? AND state = 'queued'`);
+      for (const id of o.warned.ids) warn.run(o.warned.at, id);
+    }
+    const made = (o.newMessages ?? []).map((m) => this.insertNow(m));
+    const gone = this.st(
+      `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ? AND state = 'queued')`,
+    );
+    for (const id of touched) gone.run(id, id);
+    return made;
   }
 
   /** Makes queued recipients due now (deliver now); returns how many. */
@@ -500,23 +586,23 @@ export class QueueStore {
     const sql = domain
       ? `UPDATE recipients SET next_attempt = ? WHERE state = 'queued' AND domain = ?`
       : `UPDATE recipients SET next_attempt = ? WHERE state = 'queued'`;
-    const st = this.db.prepare(sql);
+    const st = this.st(sql);
     return (domain ? st.run(now, domain) : st.run(now)).changes;
   }
 
   /** A monotonic counter kept across restarts (connection ids for the log). */
   allocate(key: string, count: number): number {
     return this.db.transaction(() => {
-      const r = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
+      const r = this.st('SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
       const start = (r?.value ?? 0) + 1;
-      this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, start + count - 1);
+      this.st('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, start + count - 1);
       return start;
     })();
   }
 
   counts(): { messages: number; queued: number } {
-    const m = this.db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number };
-    const q = this.db.prepare(`SELECT COUNT(*) AS n FROM recipients WHERE state = 'queued'`).get() as { n: number };
+    const m = this.st('SELECT COUNT(*) AS n FROM messages').get() as { n: number };
+    const q = this.st(`SELECT COUNT(*) AS n FROM recipients WHERE state = 'queued'`).get() as { n: number };
     return { messages: m.n, queued: q.n };
   }
 
@@ -534,13 +620,13 @@ export class QueueStore {
       where.push('domain = ?');
       args.push(sel.domain);
     }
-    const rows = this.db.prepare(`SELECT * FROM recipients WHERE ${where.join(' AND ')} ORDER BY message_id, rid`).all(...args) as RecipientRow[];
+    const rows = this.st(`SELECT * FROM recipients WHERE ${where.join(' AND ')} ORDER BY message_id, rid`).all(...args) as RecipientRow[];
     return rows.map(toRecipient);
   }
 
   /** The final outcomes history holds for one message (also after the message left the queue). */
   historyOf(messageId: number): ListedRecipient[] {
-    const rows = this.db.prepare('SELECT * FROM history WHERE message_id = ? ORDER BY rid').all(messageId) as HistoryRow[];
+    const rows = this.st('SELECT * FROM history WHERE message_id = ? ORDER BY rid').all(messageId) as HistoryRow[];
     return rows.map(fromHistory);
   }
 
@@ -550,28 +636,29 @@ export class QueueStore {
    * destination counters). Returns how many recipients and messages were made due.
    */
   requestDeliverNow(now: number, domain?: string): { recipients: number; messages: number } {
-    return this.db.transaction(() => {
+    const r = this.db.transaction(() => {
       const byDomain = domain === undefined ? '' : ' AND domain = ?';
       const args = domain === undefined ? [] : [domain];
-      const c = this.db
-        .prepare(`SELECT COUNT(*) AS r, COUNT(DISTINCT message_id) AS m FROM recipients WHERE state = 'queued'${byDomain}`)
+      const c = this.st(`SELECT COUNT(*) AS r, COUNT(DISTINCT message_id) AS m FROM recipients WHERE state = 'queued'${byDomain}`)
         .get(...args) as { r: number; m: number };
-      this.db.prepare(`UPDATE recipients SET next_attempt = ? WHERE state = 'queued'${byDomain}`).run(now, ...args);
-      this.db.prepare('INSERT INTO queue_control (action, domain, requested_at) VALUES (?, ?, ?)').run('delivernow', domain ?? null, now);
+      this.st(`UPDATE recipients SET next_attempt = ? WHERE state = 'queued'${byDomain}`).run(now, ...args);
+      this.st('INSERT INTO queue_control (action, domain, requested_at) VALUES (?, ?, ?)').run('delivernow', domain ?? null, now);
       return { recipients: c.r, messages: c.m };
     }).immediate();
+    this.syncNow();
+    return r;
   }
 
   /** Reads and removes the requests left for the running gateway, oldest first (cheap when none). */
   takeControl(): QueueControl[] {
-    const select = this.db.prepare('SELECT id, action, domain, requested_at FROM queue_control ORDER BY id');
+    const select = this.st('SELECT id, action, domain, requested_at FROM queue_control ORDER BY id');
     type Row = { id: number; action: string; domain: string | null; requested_at: number };
     // Polled twice a second: a plain read first; the write lock only when there is something.
     if (select.get() === undefined) return [];
     return this.db.transaction(() => {
       const rows = select.all() as Row[];
       if (rows.length === 0) return [];
-      this.db.prepare('DELETE FROM queue_control WHERE id <= ?').run(rows[rows.length - 1]!.id);
+      this.st('DELETE FROM queue_control WHERE id <= ?').run(rows[rows.length - 1]!.id);
       return rows.filter((r) => r.action === 'delivernow').map((r) => ({ action: 'delivernow' as const, domain: r.domain, requestedAt: r.requested_at }));
     }).immediate();
   }
@@ -591,28 +678,30 @@ export class QueueStore {
     reply: string,
     makeDsns: (rows: QueuedRecipient[]) => NewMessage[] = () => [],
   ): { recipients: QueuedRecipient[]; made: number[] } {
-    return this.db.transaction(() => {
+    const r = this.db.transaction(() => {
       const rows = this.queuedIn(sel);
       if (rows.length === 0) return { recipients: rows, made: [] };
       const newMessages = makeDsns(rows);
       const made = this.record({ failed: rows.map((r) => ({ id: r.id, reply })), failedState: state, newMessages });
-      const keepRecipient = this.db.prepare('UPDATE recipients SET attempts = ? WHERE id = ?');
-      const keepHistory = this.db.prepare('UPDATE history SET attempts = ? WHERE recipient_id = ?');
+      const keepRecipient = this.st('UPDATE recipients SET attempts = ? WHERE id = ?');
+      const keepHistory = this.st('UPDATE history SET attempts = ? WHERE recipient_id = ?');
       for (const r of rows) {
         keepRecipient.run(r.attempts, r.id);
         keepHistory.run(r.attempts, r.id);
       }
       return { recipients: rows, made };
     }).immediate();
+    this.syncNow();
+    return r;
   }
 
   /** Facts the gateway leaves for the CLI, e.g. `hostname` (the name its DSNs report). */
   setFact(key: string, value: string): void {
-    this.db.prepare('INSERT OR REPLACE INTO gateway_facts (key, value) VALUES (?, ?)').run(key, value);
+    this.st('INSERT OR REPLACE INTO gateway_facts (key, value) VALUES (?, ?)').run(key, value);
   }
 
   fact(key: string): string | undefined {
-    const r = this.db.prepare('SELECT value FROM gateway_facts WHERE key = ?').get(key) as { value: string } | undefined;
+    const r = this.st('SELECT value FROM gateway_facts WHERE key = ?').get(key) as { value: string } | undefined;
     return r?.value;
   }
 
@@ -622,7 +711,7 @@ export class QueueStore {
    * or deleted meanwhile before it sends to them.
    */
   stillQueued(ids: readonly number[]): Set<number> {
-    const st = this.db.prepare(`SELECT 1 AS q FROM recipients WHERE id = ? AND state = 'queued'`);
+    const st = this.st(`SELECT 1 AS q FROM recipients WHERE id = ? AND state = 'queued'`);
     return new Set(ids.filter((id) => st.get(id) !== undefined));
   }
 }

@@ -1,0 +1,93 @@
+/**
+ * The queue's durability rule with commits that do not block the event loop (SPEC §5): a
+ * message is reported accepted only after an fsync of the write-ahead log that started after its
+ * commit has completed. The fsync is held by the test to watch what waits for it.
+ */
+import assert from 'node:assert/strict';
+import { readlinkSync, rmSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { QueueStore, type FsyncFn, type NewMessage } from '../src/queue/store.js';
+import { tempDir } from './harness.js';
+
+const msg = (n: number): NewMessage => ({
+  sender: 's@client.test',
+  body: Buffer.from(`Subject: ${n}\r\n\r\nbody ${n}\r\n`),
+  receivedAt: Date.now(),
+  recipients: [{ address: `r${n}@dest.test`, domain: 'dest.test' }],
+});
+
+/** An fsync that completes only when the test says so. */
+function heldFsync(): { fn: FsyncFn; calls: { fd: number; done: (err: NodeJS.ErrnoException | null) => void }[] } {
+  const calls: { fd: number; done: (err: NodeJS.ErrnoException | null) => void }[] = [];
+  return { fn: (fd, done) => calls.push({ fd, done }), calls };
+}
+
+const turn = () => new Promise((r) => setTimeout(r, 20));
+
+describe('queue store durability', () => {
+  it('resolves accept only after an fsync of the WAL started after the commit', async () => {
+    const dir = tempDir();
+    const held = heldFsync();
+    const q = QueueStore.open(dir, { fsync: held.fn });
+    try {
+      let first: number | undefined;
+      let second: number | undefined;
+      void q.accept(msg(1)).then((id) => (first = id));
+      await turn();
+      assert.equal(held.calls.length, 1, 'one fsync after the first commit');
+      assert.match(readlinkSync(`/proc/self/fd/${held.calls[0]!.fd}`), /queue\.db-wal$/);
+      assert.equal(q.counts().messages, 1, 'committed (visible) before it is durable');
+      assert.equal(first, undefined, 'not accepted while the fsync runs');
+
+      void q.accept(msg(2)).then((id) => (second = id));
+      await turn();
+      assert.equal(held.calls.length, 1, 'a commit during a running fsync waits for the next one');
+      held.calls[0]!.done(null);
+      await turn();
+      assert.equal(typeof first, 'number');
+      assert.equal(second, undefined, 'the fsync that was running does not cover a later commit');
+      assert.equal(held.calls.length, 2);
+      held.calls[1]!.done(null);
+      await turn();
+      assert.equal(typeof second, 'number');
+    } finally {
+      for (const c of held.calls.splice(0)) c.done(null);
+      q.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects accept with a clear error when the fsync fails', async () => {
+    const dir = tempDir();
+    const held = heldFsync();
+    const q = QueueStore.open(dir, { fsync: held.fn });
+    try {
+      const p = q.accept(msg(1));
+      await turn();
+      held.calls[0]!.done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      await assert.rejects(p, /fsync of the write-ahead log failed: EIO/);
+    } finally {
+      q.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('close flushes what is waiting and keeps it: the message is there after reopening', async () => {
+    const dir = tempDir();
+    const held = heldFsync();
+    const q = QueueStore.open(dir, { fsync: held.fn });
+    const p = q.accept(msg(1));
+    await turn();
+    q.close(); // syncs itself; the held fsync finishing later must not fail anything
+    held.calls[0]!.done(null);
+    const id = await p;
+    const again = QueueStore.open(dir);
+    try {
+      assert.equal(again.message(id)?.sender, 's@client.test');
+      assert.equal(again.counts().queued, 1);
+    } finally {
+      again.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
