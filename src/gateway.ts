@@ -13,7 +13,7 @@ import { DnsClient } from './dns/resolver.js';
 import { MailLog } from './observe/maillog.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
-import { RelayListener } from './smtp/listener.js';
+import { RelayListener, STOP_GRACE_MS } from './smtp/listener.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -129,8 +129,8 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
-    await this.listener?.close();
-    await this.engine.stop(5000);
+    // Both get the same grace at the same time, so stopping takes at most that long.
+    await Promise.all([this.listener?.close(), this.engine.stop(STOP_GRACE_MS)]);
     this.queue.close();
     this.certificates.close();
     this.config.close();

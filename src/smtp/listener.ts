@@ -35,6 +35,9 @@ class SmtpReplyError extends Error {
   }
 }
 
+/** How long sessions and deliveries in progress get when Postern stops (ms). */
+export const STOP_GRACE_MS = 5000;
+
 export class RelayListener {
   private readonly server: SMTPServer;
   private readonly icids = new Map<string, number>();
@@ -50,6 +53,8 @@ export class RelayListener {
       key: o.tlsKey,
       cert: o.tlsCert,
       logger: false,
+      // At stop, client sessions still open get this long, then are disconnected (README).
+      closeTimeout: STOP_GRACE_MS,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onRcptTo: (addr, session, cb) => this.onRcptTo(addr.address, session, cb),
       onMailFrom: (addr, _session, cb) => cb(addr.address.length > 0 && !addr.address.includes('@') ? new SmtpReplyError(553, '5.1.7 Sender address must be user@domain') : undefined),
