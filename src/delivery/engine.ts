@@ -93,6 +93,7 @@ export class DeliveryEngine {
 
   start(): void {
     this.running = true;
+    this.stopped = false;
     this.o.queue.clearLeases();
     this.wake();
   }
