@@ -37,6 +37,8 @@ describe('limits', () => {
     'mx.vg.test': { A: [A(6)] },
     'reuse.test': { MX: [{ preference: 10, exchange: 'mx.reuse.test' }] },
     'mx.reuse.test': { A: [A(7)] },
+    'dropped.test': { MX: [{ preference: 10, exchange: 'mx.dropped.test' }] },
+    'mx.dropped.test': { A: [A(8)] },
   };
 
   before(async () => {
@@ -49,6 +51,12 @@ describe('limits', () => {
     await add('dual6', { host: '::1', hostname: 'mx.dual.test' });
     await add('vg', { host: A(6), hostname: 'mx.vg.test' });
     await add('reuse', { host: A(7), hostname: 'mx.reuse.test' });
+    // Drops a connection at its second MAIL FROM, as a server that timed out an idle client does.
+    await add('dropped', {
+      host: A(8),
+      hostname: 'mx.dropped.test',
+      act: (step, _arg, session) => (step === 'mail' && session.commands.filter((c) => c.startsWith('MAIL FROM')).length === 2 ? { close: 'end' } : undefined),
+    });
     t = await startTestGateway({
       zone,
       smtpPort: PORT,
@@ -157,5 +165,15 @@ describe('limits', () => {
     assert.equal(mails(1), 1);
     await p.waitForSessions(3, 10_000);
     assert.equal(p.sessions[1]!.commands.at(-1), 'QUIT');
+  });
+
+  it('a reused connection the server dropped is replaced without deferring the message', async () => {
+    const p = peer.dropped!;
+    await send('s@client.test', 'a@dropped.test');
+    await p.waitForMessages(1);
+    await send('s@client.test', 'b@dropped.test');
+    await p.waitForMessages(2);
+    assert.equal(p.sessions.length, 2, 'the second message went over a new connection');
+    assert.equal(t.events.filter((e) => e.event === 'delayed' && e.to === 'b@dropped.test').length, 0, 'no deferral');
   });
 });

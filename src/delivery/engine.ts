@@ -521,6 +521,12 @@ class DestinationQueue {
     }
   }
 
+  /** A batch goes back to the head of the queue, not as a retry: its connection was closed. */
+  private retryElsewhere(batch: Batch, dcid: number, why: string): void {
+    this.pending.unshift(batch);
+    this.engine.o.log.write({ event: 'connection-reused-closed', dcid, mid: batch.messageId, detail: why });
+  }
+
   private waitForWindow(ms: number): void {
     if (this.windowTimer) return;
     this.windowTimer = setTimeout(() => {
@@ -644,6 +650,7 @@ class DestinationQueue {
         log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid) });
         let outcomes: RecipientOutcome[];
         try {
+          const reused = sent > 1;
           const result = await conn.session.send(
             {
               from: info.sender,
@@ -656,8 +663,18 @@ class DestinationQueue {
             },
             body,
           );
+          if (reused && result.kind === 'message-refused' && result.step === 'MAIL FROM' && result.reply.code === 421) {
+            this.retryElsewhere(batch, conn.dcid, '421 at MAIL FROM');
+            break;
+          }
           outcomes = outcomesOf(result, batch.recipients.length, remote);
         } catch (e) {
+          // A server may drop a connection that sat idle: if a reused connection is gone before
+          // the reply to MAIL FROM, nothing was sent; the batch goes on a new connection.
+          if (sent > 1 && e instanceof SmtpFailureError && e.failure.kind === 'closed' && e.failure.step === 'MAIL FROM') {
+            this.retryElsewhere(batch, conn.dcid, e.message);
+            break;
+          }
           const reason = e instanceof SmtpFailureError ? `${remote}: ${e.message}` : `${remote}: ${(e as Error).message}`;
           outcomes = batch.recipients.map(() => ({ kind: 'soft' as const, enhanced: '4.4.2', reason }));
         }

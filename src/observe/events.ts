@@ -18,6 +18,8 @@ export type MailEvent =
   | { event: 'delayed'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string; nextAttempt: string }
   | { event: 'bounced'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string }
   | { event: 'connection-closed'; dcid: number }
+  /** A reused connection was gone at the next message: the message waits for a new one (not a retry). */
+  | { event: 'connection-reused-closed'; dcid: number; mid: number; detail: string }
   | { event: 'queue-action'; action: string; detail: string }
   | { event: 'dsn-created'; mid: number; original: number; to: string }
   | { event: 'config-reloaded'; detail: string };
@@ -54,6 +56,8 @@ export function formatEvent(e: MailEvent): string {
       return `Bounced: ${e.dcid !== undefined ? `DCID ${e.dcid} ` : ''}MID ${e.mid} to RID ${e.rid} <${e.to}> - ${e.enhanced} - ${e.reason}`;
     case 'connection-closed':
       return `DCID ${e.dcid} close`;
+    case 'connection-reused-closed':
+      return `DCID ${e.dcid} reused connection closed by the server (${e.detail}); MID ${e.mid} goes on a new connection`;
     case 'queue-action':
       return `Queue ${e.action}: ${e.detail}`;
     case 'dsn-created':
