@@ -17,7 +17,6 @@
  *     maxQueueSeconds 0. Every DSN is parsed with mailparser and checked field by field.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +43,7 @@ import { QueueStore } from '../src/queue/store.js';
 import { sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
 import type { Zone } from './peers/dns-server.js';
 import { startSmtpPeer, type ReceivedMessage, type SmtpPeer } from './peers/smtp-peer.js';
-import { POSTERN_BIN } from './process.js';
+import { runCli, type CliResult } from './process.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -300,28 +299,7 @@ describe('profile storage (ConfigStore, ProfileStore, QueueStore)', () => {
 
 // ---- the command line ------------------------------------------------------------------------
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(dataDir: string, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [POSTERN_BIN, ...args, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    p.stdin.end(input ?? '');
-  });
-}
+const cli = (dataDir: string, args: string[], input?: string): Promise<CliResult> => runCli([...args, '--data-dir', dataDir], { input });
 
 async function ok(dataDir: string, ...args: string[]): Promise<string> {
   const r = await cli(dataDir, args);

@@ -25,14 +25,11 @@ import { ProfileStore } from '../src/config/profiles.js';
 import { ConfigStore } from '../src/config/store.js';
 import { INITIAL_DEFAULTS, type PartialSettings, type Settings } from '../src/controls/types.js';
 import { TestCA } from './peers/ca.js';
+import { runCli, type CliResult } from './process.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliResult;
 
 interface ListJson {
   default: Settings;
@@ -59,21 +56,7 @@ function fresh(): string {
 }
 
 /** Runs the real CLI with `--data-dir dataDir` appended. */
-function cli(dataDir: string, ...args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['bin/postern.js', ...args, '--data-dir', dataDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (dataDir: string, ...args: string[]): Promise<Result> => runCli([...args, '--data-dir', dataDir]);
 
 /** Runs a command that must succeed; returns its stdout. */
 async function ok(dataDir: string, ...args: string[]): Promise<string> {

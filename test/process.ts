@@ -160,10 +160,12 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
   };
 }
 
-export function runCli(args: string[], o: { timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs the real CLI; `input` is its standard input (a pipe that ends after it, or at once). */
+export function runCli(args: string[], o: { timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
   const timeoutMs = o.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [POSTERN_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [POSTERN_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.end(o.input ?? '');
     track(child);
     let stdout = '';
     let stderr = '';
