@@ -39,6 +39,8 @@ describe('limits', () => {
     'mx.reuse.test': { A: [A(7)] },
     'dropped.test': { MX: [{ preference: 10, exchange: 'mx.dropped.test' }] },
     'mx.dropped.test': { A: [A(8)] },
+    'shared.test': { MX: [{ preference: 10, exchange: 'mx.shared.test' }] },
+    'mx.shared.test': { A: [A(9)] },
   };
 
   before(async () => {
@@ -51,6 +53,7 @@ describe('limits', () => {
     await add('dual6', { host: '::1', hostname: 'mx.dual.test' });
     await add('vg', { host: A(6), hostname: 'mx.vg.test' });
     await add('reuse', { host: A(7), hostname: 'mx.reuse.test' });
+    await add('shared', { host: A(9), hostname: 'mx.shared.test' });
     // Drops a connection at its second MAIL FROM, as a server that timed out an idle client does.
     await add('dropped', {
       host: A(8),
@@ -67,6 +70,7 @@ describe('limits', () => {
         s.newEntry('dual.test', { ipPreference: 'ipv6-preferred' });
         s.newEntry('dual4.test', { ipPreference: 'ipv4-preferred' });
         s.newEntry('v6only.test', { ipPreference: 'ipv4-required' });
+        s.newEntry('shared.test', { concurrency: 1, limitPer: 'domain', enforce: 'system' });
         s.newEntry('vg.test', { recipientLimit: { recipients: 2, minutes: 1 }, limitPer: 'domain', enforce: 'virtual-gateway' });
         const g = new GatewayStore(s);
         g.put({ name: 'gw1', address: A(101), hostname: 'gw1.postern.test' });
@@ -175,5 +179,23 @@ describe('limits', () => {
     await p.waitForMessages(2);
     assert.equal(p.sessions.length, 2, 'the second message went over a new connection');
     assert.equal(t.events.filter((e) => e.event === 'delayed' && e.to === 'b@dropped.test').length, 0, 'no deferral');
+  });
+
+  it('an idle connection of one virtual gateway gives its slot to the other gateway waiting for the domain', async () => {
+    const p = peer.shared!;
+    await send('x@one.test', 'a@shared.test');
+    await p.waitForMessages(1);
+    const started = Date.now();
+    await send('y@two.test', 'b@shared.test');
+    await p.waitForMessages(2);
+    const waited = Date.now() - started;
+    assert.equal(p.maxConcurrent, 1, 'one connection at a time for the domain');
+    assert.deepEqual(
+      p.sessions.map((s) => s.remoteAddress.replace(/^::ffff:/, '')),
+      [A(101), A(102)],
+    );
+    assert.equal(p.sessions[0]!.commands.at(-1), 'QUIT');
+    // Without the hand-over the second gateway waits for the first one's idle time (2 s).
+    assert.ok(waited < 1500, `the idle connection gave way at once (waited ${waited} ms)`);
   });
 });

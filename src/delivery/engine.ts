@@ -73,6 +73,8 @@ const MIN_TICK_MS = 20;
 export class DeliveryEngine {
   private inflight = 0;
   private readonly destinations = new Map<string, DestinationQueue>();
+  /** The destination queues of each domain (one per virtual gateway that sends to it). */
+  private readonly byDomain = new Map<string, Set<DestinationQueue>>();
   private readonly broken = new BrokenTlsMemory();
   readonly limits = new LimitCounters();
   private timer: NodeJS.Timeout | null = null;
@@ -202,7 +204,12 @@ export class DeliveryEngine {
       const max = this.o.maxRecipientsPerTransaction ?? 100;
       for (const [key, q] of byQueue) {
         let dq = this.destinations.get(key);
-        if (!dq) this.destinations.set(key, (dq = new DestinationQueue(key, q.domain, q.gateway, this)));
+        if (!dq) {
+          this.destinations.set(key, (dq = new DestinationQueue(key, q.domain, q.gateway, this)));
+          const same = this.byDomain.get(q.domain) ?? new Set<DestinationQueue>();
+          same.add(dq);
+          this.byDomain.set(q.domain, same);
+        }
         for (const [messageId, recipients] of q.msgs) {
           for (let i = 0; i < recipients.length; i += max) dq.add({ messageId, recipients: recipients.slice(i, i + max) });
         }
@@ -227,7 +234,18 @@ export class DeliveryEngine {
   }
 
   forget(key: string): void {
+    const dq = this.destinations.get(key);
     this.destinations.delete(key);
+    if (!dq) return;
+    const same = this.byDomain.get(dq.domain);
+    same?.delete(dq);
+    if (same?.size === 0) this.byDomain.delete(dq.domain);
+  }
+
+  /** The other destination queues of a domain (other virtual gateways). */
+  private othersOf(domain: string, except: DestinationQueue): DestinationQueue[] {
+    const same = this.byDomain.get(domain);
+    return same && same.size > 1 ? [...same].filter((d) => d !== except) : [];
   }
 
   /**
@@ -236,12 +254,12 @@ export class DeliveryEngine {
    * their slot back rather than hold it for the idle time.
    */
   closeIdleOf(domain: string, except: DestinationQueue): void {
-    for (const d of this.destinations.values()) if (d !== except && d.domain === domain) d.closeIdle();
+    for (const d of this.othersOf(domain, except)) d.closeIdle();
   }
 
   /** A connection to `domain` closed: its slot may be what another queue of the domain waits for. */
   connectionClosed(domain: string, from: DestinationQueue): void {
-    for (const d of this.destinations.values()) if (d !== from && d.domain === domain && d.hasWork) d.pump();
+    for (const d of this.othersOf(domain, from)) if (d.hasWork) d.pump();
   }
 
   get idleMs(): number {
