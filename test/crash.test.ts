@@ -14,6 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -333,5 +334,32 @@ describe('crash: SIGKILL during injection and delivery loses nothing accepted', 
     assert.ok(icids.length > 0, 'no incoming connection in the mail log');
     const reused = [...new Set(icids.filter((v, i) => icids.indexOf(v) !== i))];
     assert.deepEqual(reused.slice(0, 10), [], `${reused.length} ICIDs used for more than one connection`);
+  });
+});
+
+describe('stop: a client idle on the listener does not hold SIGTERM', { timeout: 60_000 }, () => {
+  test('the idle client gets 421 and Postern exits 0 within the grace time, not smtp-server’s 30 s', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'postern-stop-'));
+    const p = await startPostern({ dataDir, listen: `${LISTEN_HOST}:2643` });
+    try {
+      const socket = net.connect({ host: LISTEN_HOST, port: 2643 });
+      let received = '';
+      socket.setEncoding('utf8').on('data', (d: string) => (received += d));
+      socket.on('error', () => undefined); // the server ends the connection; that is the point
+      const deadline = Date.now() + 10_000;
+      while (!received.startsWith('220') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.match(received, /^220 /);
+      const started = Date.now();
+      const status = await p.stop(40_000);
+      const took = Date.now() - started;
+      assert.equal(status.code, 0, p.output());
+      assert.match(received, /\r\n421 /, 'the idle client was told the server is shutting down');
+      // The grace is 5 s; before, smtp-server's own closeTimeout (30 s) held the stop.
+      assert.ok(took < 20_000, `stop took ${took} ms`);
+      socket.destroy();
+    } finally {
+      await p.kill().catch(() => undefined);
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
