@@ -13,11 +13,14 @@ import { DnsClient } from './dns/resolver.js';
 import { MailLog } from './observe/maillog.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
-import { RelayListener, STOP_GRACE_MS } from './smtp/listener.js';
+import { RelayListener } from './smtp/listener.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
 export const HISTORY_DAYS = 7;
+
+/** At stop, client sessions and deliveries in progress get this long, at the same time (README). */
+const STOP_GRACE_MS = 5000;
 
 export class Gateway {
   readonly config: ConfigStore;
@@ -65,6 +68,7 @@ export class Gateway {
       nextIcid: () => icids.take(),
       tlsKey: tls.keyPem,
       tlsCert: tls.certPem,
+      closeTimeoutMs: STOP_GRACE_MS,
     });
   }
 

@@ -17,8 +17,7 @@
  *     maxQueueSeconds 0. Every DSN is parsed with mailparser and checked field by field.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -40,18 +39,13 @@ import { ValidationError } from '../src/controls/validate.js';
 import { INITIAL_DEFAULTS } from '../src/controls/types.js';
 import { resolvePolicy } from '../src/delivery/policy.js';
 import { QueueStore } from '../src/queue/store.js';
-import { sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
+import { sendMail, startTestGateway, tempDir, waitFor, type TestGateway } from './harness.js';
 import type { Zone } from './peers/dns-server.js';
 import { startSmtpPeer, type ReceivedMessage, type SmtpPeer } from './peers/smtp-peer.js';
 import { runCli, type CliResult } from './process.js';
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 function fresh(): string {
-  const d = mkdtempSync(join(tmpdir(), 'postern-bounce-'));
-  dirs.push(d);
+  const d = tempDir('postern-bounce-');
   return d;
 }
 

@@ -15,9 +15,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import { ProfileStore } from '../src/config/profiles.js';
 import { ConfigStore } from '../src/config/store.js';
 import { INITIAL_DEFAULTS, type PartialSettings, type Settings } from '../src/controls/types.js';
 import { TestCA } from './peers/ca.js';
+import { tempDir } from './harness.js';
 import { runCli, type CliResult } from './process.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -36,14 +36,8 @@ interface ListJson {
   entries: { name: string; display: string; settings: PartialSettings }[];
 }
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
 function fresh(): string {
-  const d = mkdtempSync(join(tmpdir(), 'postern-cli-'));
-  dirs.push(d);
+  const d = tempDir('postern-cli-');
   // Destination entries may only name bounce profiles that exist: create the ones used here.
   const s = ConfigStore.open(d);
   try {

@@ -23,14 +23,16 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
+/** A new temporary directory, removed when the test process exits. */
 export function tempDir(prefix = 'postern-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 export async function startTestGateway(o: { zone: Zone; smtpPort: number; options?: ConfigFile; setup?: (s: ConfigStore) => void }): Promise<TestGateway> {
   const dns = await startDnsServer({ zone: o.zone });
   const dataDir = tempDir();
-  process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
   const store = ConfigStore.open(dataDir);
   o.setup?.(store);
   store.close();

@@ -18,10 +18,9 @@
  *     refuses without --yes and removes every entry but (Default) with it.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { detailLines } from '../src/cli/format.js';
 import { ProfileStore } from '../src/config/profiles.js';
@@ -38,17 +37,13 @@ import {
   type RecipientLimit,
   type Settings,
 } from '../src/controls/types.js';
+import { tempDir } from './harness.js';
 import { runCli, type CliResult } from './process.js';
 
 const GOLDEN_DIR = fileURLToPath(new URL('../../test/golden/import/', import.meta.url));
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 function fresh(): string {
-  const d = mkdtempSync(join(tmpdir(), 'postern-ini-'));
-  dirs.push(d);
+  const d = tempDir('postern-ini-');
   // Destination entries may only name bounce profiles that exist: create the ones used here.
   const s = ConfigStore.open(d);
   try {

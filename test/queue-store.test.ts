@@ -4,7 +4,7 @@
  * commit has completed. The fsync is held by the test to watch what waits for it.
  */
 import assert from 'node:assert/strict';
-import { readlinkSync, rmSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { QueueStore, type FsyncFn, type NewMessage } from '../src/queue/store.js';
 import { tempDir } from './harness.js';
@@ -53,7 +53,6 @@ describe('queue store durability', () => {
     } finally {
       for (const c of held.calls.splice(0)) c.done(null);
       q.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -68,7 +67,6 @@ describe('queue store durability', () => {
       await assert.rejects(p, /fsync of the write-ahead log failed: EIO/);
     } finally {
       q.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -87,7 +85,6 @@ describe('queue store durability', () => {
       assert.equal(again.counts().queued, 1);
     } finally {
       again.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -153,6 +153,12 @@ CREATE INDEX IF NOT EXISTS history_finished ON history(finished_at);
  * which reads and deletes them when it polls (`postern queue delivernow`: reset the destination
  * counters), and facts the gateway leaves for the CLI (the host name its DSNs report).
  */
+const INSERT_MESSAGE = `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, body)
+  VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @body)`;
+const INSERT_RECIPIENT = `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt) VALUES (?, ?, ?, ?, ?, ?, ?)`;
+const LEASE_SELECT = `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
+  WHERE r.state = 'queued' AND r.leased = 0 AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?`;
+
 const CONTROL_SCHEMA = `
 CREATE TABLE IF NOT EXISTS queue_control (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -277,11 +283,6 @@ export class QueueStore {
   private closed = false;
   private readonly walFd: number;
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly insertMessage;
-  private readonly insertRecipient;
-  private readonly leaseSelect;
-  private readonly leaseMark;
-
   private constructor(
     private readonly db: Db,
     private readonly fsync: FsyncFn,
@@ -289,19 +290,6 @@ export class QueueStore {
     // NORMAL: commits reach the WAL file without an fsync; `durable()` adds it where needed.
     db.pragma('synchronous = NORMAL');
     this.walFd = openSync(`${db.name}-wal`, 'r');
-    this.insertMessage = db.prepare(
-      `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, body)
-       VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @body)`,
-    );
-    this.leaseSelect = db.prepare(
-      `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
-       WHERE r.state = 'queued' AND r.leased = 0 AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?`,
-    );
-    this.leaseMark = db.prepare('UPDATE recipients SET leased = 1 WHERE id = ?');
-    this.insertRecipient = db.prepare(
-      `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    );
   }
 
   /** `fsync` is replaceable so that tests can hold a flush and watch what waits for it. */
@@ -371,8 +359,9 @@ export class QueueStore {
    */
   lease(now: number, limit: number): LeasedRecipient[] {
     return this.db.transaction(() => {
-      const rows = this.leaseSelect.all(now, limit) as (RecipientRow & { sender: string })[];
-      for (const r of rows) this.leaseMark.run(r.id);
+      const rows = this.st(LEASE_SELECT).all(now, limit) as (RecipientRow & { sender: string })[];
+      const mark = this.st('UPDATE recipients SET leased = 1 WHERE id = ?');
+      for (const r of rows) mark.run(r.id);
       return rows.map((r) => ({ ...toRecipient(r), sender: r.sender }));
     })();
   }
@@ -407,7 +396,7 @@ export class QueueStore {
 
   /** Synchronous insert for messages Postern makes itself (DSNs), inside a caller's transaction. */
   insertNow(msg: NewMessage): number {
-    const info = this.insertMessage.run({
+    const info = this.st(INSERT_MESSAGE).run({
       sender: msg.sender,
       receivedAt: msg.receivedAt,
       size: msg.body.length,
@@ -420,8 +409,9 @@ export class QueueStore {
       body: msg.body,
     });
     const id = Number(info.lastInsertRowid);
+    const insertRecipient = this.st(INSERT_RECIPIENT);
     msg.recipients.forEach((r, rid) => {
-      this.insertRecipient.run(id, rid, r.address, r.domain, msg.receivedAt, r.notify ?? null, r.orcpt ?? null);
+      insertRecipient.run(id, rid, r.address, r.domain, msg.receivedAt, r.notify ?? null, r.orcpt ?? null);
     });
     return id;
   }

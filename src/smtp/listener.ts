@@ -24,6 +24,8 @@ export interface ListenerOptions {
   nextIcid: () => number;
   tlsKey?: string;
   tlsCert?: string;
+  /** How long client sessions still open at close() get before they are cut (ms). */
+  closeTimeoutMs: number;
 }
 
 class SmtpReplyError extends Error {
@@ -34,9 +36,6 @@ class SmtpReplyError extends Error {
     super(message);
   }
 }
-
-/** How long sessions and deliveries in progress get when Postern stops (ms). */
-export const STOP_GRACE_MS = 5000;
 
 export class RelayListener {
   private readonly server: SMTPServer;
@@ -53,8 +52,8 @@ export class RelayListener {
       key: o.tlsKey,
       cert: o.tlsCert,
       logger: false,
-      // At stop, client sessions still open get this long, then are disconnected (README).
-      closeTimeout: STOP_GRACE_MS,
+      // At stop, client sessions still open get this long, then are disconnected.
+      closeTimeout: o.closeTimeoutMs,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onRcptTo: (addr, session, cb) => this.onRcptTo(addr.address, session, cb),
       onMailFrom: (addr, _session, cb) => cb(addr.address.length > 0 && !addr.address.includes('@') ? new SmtpReplyError(553, '5.1.7 Sender address must be user@domain') : undefined),
