@@ -32,6 +32,7 @@ import { TestCA } from './peers/ca.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
+import { within } from './deadline.js';
 
 // Address block 127.0.9.x and port 2691 are this file's own (test files run in parallel).
 const MX_ADDRESS = '127.0.9.2';
@@ -71,7 +72,7 @@ async function presentedCertificate(host: string, port: number): Promise<tls.Pee
   };
   sock.on('data', onData);
   const reply = async (): Promise<string> => {
-    const until = Date.now() + 5000;
+    const until = Date.now() + within(5000);
     for (;;) {
       const m = /^(\d{3}) [^\r\n]*\r\n/m.exec(buf);
       if (m) {
@@ -306,7 +307,7 @@ describe('certconfig: create, import, export, delete', () => {
   });
 });
 
-describe('the demo certificate and the relay listener', { timeout: 60_000 }, () => {
+describe('the demo certificate and the relay listener', { timeout: within(60_000) }, () => {
   const running: PosternProcess[] = [];
   after(async () => {
     for (const p of running) await p.stop().catch(() => undefined);
@@ -385,7 +386,7 @@ describe('the demo-certificate warning (SPEC §2)', () => {
   });
 });
 
-describe('the outbound client certificate', { timeout: 60_000 }, () => {
+describe('the outbound client certificate', { timeout: within(60_000) }, () => {
   let dns: DnsServer | undefined;
   let peer: SmtpPeer | undefined;
   let gw: PosternProcess | undefined;
@@ -431,7 +432,7 @@ describe('the outbound client certificate', { timeout: 60_000 }, () => {
     const reloads = (): number => (readFileSync(logFile(d, 'mail.log'), 'utf8').match(/Configuration reloaded/g) ?? []).length;
     const before = reloads();
     assert.match(await cli(d, 'certconfig', 'use-client', 'outbound'), /offer client certificate outbound/);
-    const until = Date.now() + 10_000;
+    const until = Date.now() + within(10_000);
     while (reloads() === before) {
       assert.ok(Date.now() < until, 'the gateway did not reload the configuration');
       await new Promise((r) => setTimeout(r, 50));

@@ -52,7 +52,7 @@ describe('destination names', () => {
     ['.EXAMPLE.com.', '.example.com'],
     ['mx-1.sub.example.com', 'mx-1.sub.example.com'],
     ['bücher.test', 'xn--bcher-kva.test'],
-    ['BÜCHER.test', 'xn--bcher-kva.test'],
+    ['Bücher.TEST', 'xn--bcher-kva.test'], // ASCII case is never significant
     ['xn--bcher-kva.test', 'xn--bcher-kva.test'],
     ['.bücher.test', '.xn--bcher-kva.test'],
     ['例え.jp', 'xn--r8jz45g.jp'],
@@ -64,7 +64,7 @@ describe('destination names', () => {
     });
   }
 
-  const BAD = ['', '   ', '.', '..example.com', 'example..com', 'example.com..', '*.example.com', 'exa mple.com', 'under_score.com', '-lead.com', 'trail-.com', '1.2.3.4', '(Default)', 'a'.repeat(64) + '.com'];
+  const BAD = ['BÜCHER.test' /* IDNA2008: no upper-case U-labels, nothing mapped */, 'ｅｘａｍｐｌｅ.com', 'example\u3002com', 'ex%61mple.com', '', '   ', '.', '..example.com', 'example..com', 'example.com..', '*.example.com', 'exa mple.com', 'under_score.com', '-lead.com', 'trail-.com', '1.2.3.4', '(Default)', 'a'.repeat(64) + '.com'];
   for (const input of BAD) {
     test(`rejects ${JSON.stringify(input)} naming the value`, () => {
       const e = assertRejected(() => parseDestinationName(input), 'destination', JSON.stringify(input));

@@ -22,6 +22,7 @@ import { RFC5321_TIMEOUTS, SmtpSession, type SmtpTimeouts } from '../src/smtp/cl
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
 import { runCliOk, startPostern, type PosternProcess } from './process.js';
+import { within } from './deadline.js';
 
 // Address block 127.0.4.x is this file's own (other test files run in parallel).
 const LISTEN_HOST = '127.0.4.1';
@@ -91,14 +92,14 @@ function receivedCounts(peer: SmtpPeer): Map<string, number> {
 }
 
 async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25, detail: () => string = () => ''): Promise<void> {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + within(timeoutMs);
   while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${detail()}`);
+    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}\n${detail()}`);
     await sleep(stepMs);
   }
 }
 
-describe('crash: SIGKILL during injection and delivery loses nothing accepted', { timeout: 180_000 }, () => {
+describe('crash: SIGKILL during injection and delivery loses nothing accepted', { timeout: within(180_000) }, () => {
   let tmp = '';
   let dataDir = '';
   let dns: DnsServer | undefined;
@@ -150,7 +151,7 @@ describe('crash: SIGKILL during injection and delivery loses nothing accepted', 
     let sending = 0;
 
     const openSession = async (): Promise<SmtpSession> => {
-      const until = Date.now() + 30_000;
+      const until = Date.now() + within(30_000);
       for (;;) {
         if (stopping) throw new Error('test is stopping');
         try {
@@ -337,7 +338,7 @@ describe('crash: SIGKILL during injection and delivery loses nothing accepted', 
   });
 });
 
-describe('stop: a client idle on the listener does not hold SIGTERM', { timeout: 60_000 }, () => {
+describe('stop: a client idle on the listener does not hold SIGTERM', { timeout: within(60_000) }, () => {
   test('the idle client gets 421 and Postern exits 0 within the grace time, not smtp-server’s 30 s', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'postern-stop-'));
     const p = await startPostern({ dataDir, listen: `${LISTEN_HOST}:2643` });
@@ -346,7 +347,7 @@ describe('stop: a client idle on the listener does not hold SIGTERM', { timeout:
       let received = '';
       socket.setEncoding('utf8').on('data', (d: string) => (received += d));
       socket.on('error', () => undefined); // the server ends the connection; that is the point
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + within(10_000);
       while (!received.startsWith('220') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.match(received, /^220 /);
       const started = Date.now();

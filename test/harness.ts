@@ -12,6 +12,7 @@ import { Gateway } from '../src/gateway.js';
 import type { MailEvent } from '../src/observe/events.js';
 import { SmtpSession, RFC5321_TIMEOUTS } from '../src/smtp/client.js';
 import { startDnsServer, type DnsServer, type Zone } from './peers/dns-server.js';
+import { within } from './deadline.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -103,11 +104,11 @@ export async function sendMail(
 
 /** Waits until `check` returns a value (polling), or fails with `what` after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + within(timeoutMs);
   for (;;) {
     const v = check();
     if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Zone } from './peers/dns-server.js';
 import { DEFAULT_EXTENSIONS, startSmtpPeer, type PeerAction, type PeerStep, type SmtpPeer, type SmtpPeerOptions } from './peers/smtp-peer.js';
 import { fateOf, sendMail, startTestGateway, waitFor, type RecipientFate, type TestGateway } from './harness.js';
+import { within } from './deadline.js';
 
 const PORT = 2650;
 const A = (n: number) => (n < 256 ? `127.0.34.${n}` : `127.0.35.${n - 256}`);
@@ -411,7 +412,7 @@ describe('hostile and broken peers', () => {
 
   describe('each peer gets the right outcome per recipient', { concurrency: true }, () => {
     for (const s of scenarios) {
-      it(s.title, { timeout: 60_000 }, async () => {
+      it(s.title, { timeout: within(60_000) }, async () => {
         const domain = `${s.id}.test`;
         const to = (local: string) => `${local}@${domain}`;
         const locals = Object.keys(s.expect).length > 0 ? Object.keys(s.expect) : ['a'];
@@ -434,7 +435,7 @@ describe('hostile and broken peers', () => {
       });
     }
 
-    it('a connection dropped right after the final dot, before the reply: stays queued, then delivered again (at least once)', { timeout: 60_000 }, async () => {
+    it('a connection dropped right after the final dot, before the reply: stays queued, then delivered again (at least once)', { timeout: within(60_000) }, async () => {
       const rcpt = 'a@dropdot.test';
       const peer = peerOf.get('dropdot.test')!;
       await send([rcpt], 'dropdot');
@@ -456,7 +457,7 @@ describe('hostile and broken peers', () => {
       await assertStillDelivers('dropdot');
     });
 
-    it('concurrency stays within the destination limit (2) while 20 messages are delivered slowly', { timeout: 60_000 }, async () => {
+    it('concurrency stays within the destination limit (2) while 20 messages are delivered slowly', { timeout: within(60_000) }, async () => {
       const peer = peerOf.get('limited.test')!;
       const rcpts = Array.from({ length: 20 }, (_, i) => `m${i}@limited.test`);
       await Promise.all(rcpts.map((r, i) => send([r], `limited-${i}`)));

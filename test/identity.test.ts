@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 
-import { normaliseDomain, normaliseDomainSlow, toUnicode } from '../src/tls/names.js';
+import { normaliseDomain, toUnicode } from '../src/tls/names.js';
 import {
   checkHosted,
   checkVerify,
@@ -71,10 +71,11 @@ describe('normaliseDomain', () => {
     ['EXAMPLE.COM.', 'example.com'],
     ['example.com..', null], // only one trailing dot is an absolute-name marker
     ['bücher.test', 'xn--bcher-kva.test'],
-    ['BÜCHER.TEST.', 'xn--bcher-kva.test'],
+    ['BÜCHER.TEST.', null], // upper-case non-ASCII: IDNA2008 has no such U-label (no mapping)
+    ['Bücher.TEST.', 'xn--bcher-kva.test'], // ASCII case is never significant
     ['XN--BCHER-KVA.test', 'xn--bcher-kva.test'],
     ['xn--zz.test', null], // A-label that does not decode
-    ['ＥＸＡＭＰＬＥ.com', 'example.com'], // UTS #46 width mapping
+    ['ＥＸＡＭＰＬＥ.com', null], // full-width letters are not mapped onto ASCII
     ['localhost', 'localhost'],
     ['', null],
     ['.', null],
@@ -97,19 +98,6 @@ describe('normaliseDomain', () => {
   for (const [input, expected] of rows) {
     test(JSON.stringify(input).slice(0, 60), () => assert.equal(normaliseDomain(input), expected));
   }
-  test('the ASCII fast path gives what domainToASCII gives, on 50,000 generated names', () => {
-    // A fixed seed: the same names every run. Parts chosen to hit the edge cases: hex and
-    // decimal final labels, xn-- labels, hyphens at label ends, empty labels, trailing dots.
-    let seed = 12345;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
-    const parts = ['a', 'Z', '0', '9', '-', '.', 'x', 'X', 'f', 'xn--', '0x', '0X', 'ab', '1', 'g'];
-    for (let i = 0; i < 50_000; i++) {
-      let name = '';
-      for (let k = 1 + rnd(8); k > 0; k--) name += parts[rnd(parts.length)];
-      assert.equal(normaliseDomain(name), normaliseDomainSlow(name), `for ${JSON.stringify(name)}`);
-    }
-    for (const [input] of rows) assert.equal(normaliseDomain(input), normaliseDomainSlow(input), `for ${JSON.stringify(input)}`);
-  });
   test('toUnicode for display', () => {
     assert.equal(toUnicode('xn--bcher-kva.test'), 'bücher.test');
     assert.equal(toUnicode('example.com'), 'example.com');
@@ -138,7 +126,8 @@ describe('matchName', () => {
     ['*.', 'com', null],
     ['*.com', 'example.com', null], // fewer than two labels after the wildcard
     ['*.com.', 'example.com', null],
-    ['*.co.uk', 'example.co.uk', 'wildcard'], // two labels: allowed (no public suffix list)
+    ['*.co.uk', 'example.co.uk', null], // a public suffix (PSL, ICANN section)
+    ['*.example.co.uk', 'mx.example.co.uk', 'wildcard'],
     ['*.example.com', '*.example.com', null], // a reference is never a pattern
     ['mx.example.com', '*.example.com', null],
     ['example.com.', 'example.com', 'exact'], // trailing dot either side
@@ -215,50 +204,6 @@ describe('presentedFrom (tls.PeerCertificate)', () => {
   ];
   for (const [name, input, expected] of rows) {
     test(name, () => assert.deepEqual(presentedFrom(input === null ? {} : peer(input)), expected));
-  }
-});
-
-describe('presentedFromX509 (crypto.X509Certificate)', () => {
-  const rows: Array<[name: string, input: { subjectAltName: string | undefined; subject: string }, expected: PresentedIdentity]> = [
-    [
-      'CN with an escaped comma in another RDN',
-      { subjectAltName: 'DNS:a.test', subject: 'CN=mx.example.com\nO=Foo\\, Inc' },
-      { dnsNames: ['a.test'], commonNames: ['mx.example.com'] },
-    ],
-    [
-      'no SAN extension, CN last',
-      { subjectAltName: undefined, subject: 'C=US\nO=Foo\nCN=a.test' },
-      { dnsNames: [], commonNames: ['a.test'] },
-    ],
-    [
-      'two CN RDNs',
-      { subjectAltName: undefined, subject: 'CN=a.test\nCN=b.test' },
-      { dnsNames: [], commonNames: ['a.test', 'b.test'] },
-    ],
-    [
-      'multi-valued RDN',
-      { subjectAltName: undefined, subject: 'CN=a.test + O=x\nOU=y' },
-      { dnsNames: [], commonNames: ['a.test'] },
-    ],
-    [
-      'escaped plus is part of the value',
-      { subjectAltName: undefined, subject: 'CN=a\\+b' },
-      { dnsNames: [], commonNames: ['a+b'] },
-    ],
-    [
-      'escaped newline does not start a new RDN',
-      { subjectAltName: undefined, subject: 'O=x\\0ACN=evil.test' },
-      { dnsNames: [], commonNames: [] },
-    ],
-    [
-      'UTF-8 CN',
-      { subjectAltName: undefined, subject: 'CN=mx.bücher.test' },
-      { dnsNames: [], commonNames: ['mx.bücher.test'] },
-    ],
-    ['empty subject', { subjectAltName: undefined, subject: '' }, { dnsNames: [], commonNames: [] }],
-  ];
-  for (const [name, input, expected] of rows) {
-    test(name, () => assert.deepEqual(presentedFromX509(input), expected));
   }
 });
 

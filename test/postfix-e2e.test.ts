@@ -19,6 +19,7 @@ import { TestCA } from './peers/ca.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { postfixAvailable, startPostfix, type DeliveredMessage, type PostfixInstance } from './peers/postfix.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
+import { within } from './deadline.js';
 
 const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
 
@@ -70,11 +71,11 @@ async function readText(file: string): Promise<string> {
 
 /** Polls `check` (async) until it returns a value; fails with `what` and `detail()` after the timeout. */
 async function waitForAsync<T>(what: string, check: () => Promise<T | undefined>, detail: () => Promise<string>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + within(timeoutMs);
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${await detail()}`);
+    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}\n${await detail()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -88,7 +89,7 @@ if (!postfixAvailable()) {
     test('Postern to Postfix end to end', { skip: 'Postfix not installed (/usr/sbin/postfix missing); apt-get install postfix' }, () => {});
   }
 } else {
-  describe('Postern to Postfix end to end (real processes, DNS, STARTTLS)', { timeout: 120_000 }, () => {
+  describe('Postern to Postfix end to end (real processes, DNS, STARTTLS)', { timeout: within(120_000) }, () => {
     let tmp = '';
     let dataDir = '';
     let dns: DnsServer | undefined;

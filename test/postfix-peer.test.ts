@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { postfixAvailable, startPostfix, type PostfixInstance } from './peers/postfix.js';
+import { within } from './deadline.js';
 
 const TLS_HOST = 'mx1.peer.test';
 const PLAIN_HOST = 'mx2.peer.test';
@@ -212,7 +213,7 @@ if (!postfixAvailable()) {
     test('Postfix peer', { skip: 'Postfix not installed (/usr/sbin/postfix missing); apt-get install postfix' }, () => {});
   }
 } else {
-  describe('Postfix peer', { timeout: 120_000 }, () => {
+  describe('Postfix peer', { timeout: within(120_000) }, () => {
     let pkiDir = '';
     let ca = '';
     let tlsPeer: PostfixInstance | undefined;

@@ -35,6 +35,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { within } from './deadline.js';
 
 /** Absolute path of bin/postern.js (this file runs from dist/test/). */
 export const POSTERN_BIN = fileURLToPath(new URL('../../bin/postern.js', import.meta.url));
@@ -113,7 +114,7 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
   const exited = exitStatus(child);
-  const readyMs = o.readyTimeoutMs ?? 15_000;
+  const readyMs = within(o.readyTimeoutMs ?? 15_000);
 
   const listening = await new Promise<{ host: string; port: number }>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -152,7 +153,7 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
     async stop(timeoutMs = 10_000): Promise<ExitStatus> {
       if (child.exitCode !== null || child.signalCode !== null) return exited;
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const timer = setTimeout(() => child.kill('SIGKILL'), within(timeoutMs));
       const s = await exited;
       clearTimeout(timer);
       return s;
@@ -162,7 +163,7 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
 
 /** Runs the real CLI; `input` is its standard input (a pipe that ends after it, or at once). */
 export function runCli(args: string[], o: { timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
-  const timeoutMs = o.timeoutMs ?? 30_000;
+  const timeoutMs = within(o.timeoutMs ?? 30_000);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [POSTERN_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin.end(o.input ?? '');

@@ -32,6 +32,7 @@ import { sendMail, waitFor } from './harness.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
+import { within } from './deadline.js';
 
 const A = (n: number) => `127.0.32.${n}`;
 const DNS_PORT = 2640;
@@ -56,7 +57,7 @@ interface Listed {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('queue control against the running gateway', { timeout: 120_000 }, () => {
+describe('queue control against the running gateway', { timeout: within(120_000) }, () => {
   let tmp = '';
   let dataDir = '';
   let dns: DnsServer;
@@ -71,7 +72,7 @@ describe('queue control against the running gateway', { timeout: 120_000 }, () =
 
   /** Waits until `queue list` shows every recipient of `domain` deferred after ≥ 1 attempt. */
   async function deferred(domain: string, n: number): Promise<Listed[]> {
-    const until = Date.now() + 15_000;
+    const until = Date.now() + within(15_000);
     for (;;) {
       const rows = await list('--domain', domain);
       if (rows.length === n && rows.every((r) => r.state === 'deferred' && r.attempts >= 1)) return rows;

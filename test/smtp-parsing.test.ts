@@ -325,12 +325,14 @@ describe('parseRouteHost', () => {
     ['2001:db8::25', { host: '2001:db8::25' }],
     ['[::1]:2525', { host: '::1', port: 2525 }],
     ['localhost', { host: 'localhost' }],
+    ['mx.bücher.test', { host: 'mx.xn--bcher-kva.test' }], // the one name rule: A-label form
+    ['mx.example.com.', { host: 'mx.example.com' }],
   ];
   for (const [text, expected] of GOOD) {
     test(`${JSON.stringify(text)} → ${JSON.stringify(expected)}`, () => assert.deepEqual(parseRouteHost(text), expected));
   }
 
-  const BAD = ['', 'bad_host', '-mx.test', 'mx-.test', 'mx..test', 'mx.test:0', 'mx.test:70000', 'mx.test:', 'mx test', 'mx.test:25:26', '[::1]:abc'];
+  const BAD = ['', 'bad_host', '-mx.test', 'mx-.test', 'mx..test', 'mx.test:0', 'mx.test:70000', 'mx.test:', 'mx test', 'mx.test:25:26', '[::1]:abc', 'ex%61mple.com', 'ｍｘ.example.com', 'mx.example\u3002com', 'mx.*.test'];
   for (const text of BAD) {
     test(`rejects ${JSON.stringify(text)}`, () => {
       assert.throws(

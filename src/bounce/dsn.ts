@@ -11,6 +11,7 @@
  *   kind; a recipient without NOTIFY gets failure DSNs and (when the profile sends them) delay
  *   warnings.
  */
+import { escapeText } from '../observe/text.js';
 
 export interface DsnRecipient {
   address: string;
@@ -62,17 +63,17 @@ export function buildDsn(i: DsnInput): Buffer {
   const whole = !i.headersOnly && i.original.length <= i.maxCopy;
   const subject = failed ? 'Undelivered Mail Returned to Sender' : 'Delivery Status Notification (Delay)';
   const human = i.recipients
-    .map((r) => `<${r.address}>: ${r.action === 'failed' ? 'delivery failed' : 'delivery delayed'}: ${r.diagnostic}`)
+    .map((r) => `<${escapeText(r.address)}>: ${r.action === 'failed' ? 'delivery failed' : 'delivery delayed'}: ${escapeText(r.diagnostic)}`)
     .join('\r\n');
   const perRecipient = i.recipients
     .map((r) =>
       [
-        r.orcpt ? `Original-Recipient: ${r.orcpt}` : null,
-        `Final-Recipient: rfc822; ${r.address}`,
+        r.orcpt ? `Original-Recipient: ${escapeText(r.orcpt)}` : null,
+        `Final-Recipient: rfc822; ${escapeText(r.address)}`,
         `Action: ${r.action}`,
         `Status: ${r.status}`,
-        r.remoteMta ? `Remote-MTA: dns; ${r.remoteMta}` : null,
-        `Diagnostic-Code: smtp; ${r.diagnostic.replace(/[\r\n]+/g, ' ')}`,
+        r.remoteMta ? `Remote-MTA: dns; ${escapeText(r.remoteMta)}` : null,
+        `Diagnostic-Code: smtp; ${escapeText(r.diagnostic)}`,
         r.willRetryUntil ? `Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}` : null,
       ]
         .filter((l) => l !== null)
@@ -81,7 +82,7 @@ export function buildDsn(i: DsnInput): Buffer {
     .join('\r\n\r\n');
   const head = [
     `From: Mail Delivery System <MAILER-DAEMON@${i.reportingMta}>`,
-    `To: <${i.to}>`,
+    `To: <${escapeText(i.to)}>`,
     `Subject: ${subject}`,
     `Date: ${i.now.toUTCString().replace('GMT', '+0000')}`,
     `Message-ID: <dsn.${i.originalMid}.${i.boundarySeed}@${i.reportingMta}>`,
@@ -104,7 +105,7 @@ export function buildDsn(i: DsnInput): Buffer {
     'Content-Type: message/delivery-status',
     '',
     `Reporting-MTA: dns; ${i.reportingMta}`,
-    i.envid ? `Original-Envelope-Id: ${i.envid}` : null,
+    i.envid ? `Original-Envelope-Id: ${escapeText(i.envid)}` : null,
     `X-Postern-Queue-ID: ${i.originalMid}`,
     `Arrival-Date: ${i.arrivalDate.toUTCString().replace('GMT', '+0000')}`,
     '',

@@ -13,7 +13,7 @@ import { PROFILE_FIELD_LABELS, type BounceProfile, type ProfileInput } from '../
 import { ProfileStore } from '../config/profiles.js';
 import { ConfigError, ConfigStore } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
-import { dataDirOption, withStore } from './common.js';
+import { dataDirOption, out, outJson, withStore } from './common.js';
 import { runBounceconfigDialogue } from './dialogue/bounceconfig.js';
 import { StreamIo } from './dialogue/io.js';
 import { formatTable } from './format.js';
@@ -86,13 +86,13 @@ export function addBounceconfigCommand(program: Command): void {
   profileOptions(bc.command('new').argument('<name>').addOption(dataDirOption()).description('create a profile (unset fields take the Default values of SPEC §7)')).action(
     (name: string, o: ProfileFlags & { dataDir: string }) => {
       const p = withProfiles(o.dataDir, (s) => withFlags(() => s.create(name, inputOf(o))));
-      process.stdout.write(`Created bounce profile ${p.name}.\n`);
+      out(`Created bounce profile ${p.name}.\n`);
     },
   );
   profileOptions(bc.command('edit').argument('<name>').addOption(dataDirOption()).description('change fields of a profile (Default included)')).action(
     (name: string, o: ProfileFlags & { dataDir: string }) => {
       const p = withProfiles(o.dataDir, (s) => withFlags(() => s.edit(name, inputOf(o))));
-      process.stdout.write(`Changed bounce profile ${p.name}.\n`);
+      out(`Changed bounce profile ${p.name}.\n`);
     },
   );
   bc.command('delete')
@@ -101,7 +101,7 @@ export function addBounceconfigCommand(program: Command): void {
     .description('remove a profile (not Default, not while an entry uses it)')
     .action((name: string, o: { dataDir: string }) => {
       const n = withProfiles(o.dataDir, (s) => s.delete(name));
-      process.stdout.write(`Deleted bounce profile ${n}.\n`);
+      out(`Deleted bounce profile ${n}.\n`);
     });
   bc.command('list')
     .addOption(dataDirOption())
@@ -111,11 +111,11 @@ export function addBounceconfigCommand(program: Command): void {
       const { list, usage } = withProfiles(o.dataDir, (s) => ({ list: s.list(), usage: s.usage() }));
       const users = (n: string) => usage.get(n.toLowerCase()) ?? [];
       if (o.json) {
-        process.stdout.write(JSON.stringify(list.map((p) => profileJson(p, users(p.name))), null, 2) + '\n');
+        outJson(list.map((p) => profileJson(p, users(p.name))));
         return;
       }
-      process.stdout.write(`There ${list.length === 1 ? 'is' : 'are'} currently ${list.length} bounce ${list.length === 1 ? 'profile' : 'profiles'} configured.\n\n`);
-      process.stdout.write(formatTable(PROFILE_LIST_HEADER, profileListRows(list, users)) + '\n');
+      out(`There ${list.length === 1 ? 'is' : 'are'} currently ${list.length} bounce ${list.length === 1 ? 'profile' : 'profiles'} configured.\n\n`);
+      out(formatTable(PROFILE_LIST_HEADER, profileListRows(list, users)) + '\n');
     });
   bc.command('detail')
     .argument('<name>')
@@ -128,8 +128,8 @@ export function addBounceconfigCommand(program: Command): void {
         if (!found) throw new ConfigError(`no bounce profile named ${name}`);
         return { p: found, users: s.usersOf(found.name) };
       });
-      if (o.json) process.stdout.write(JSON.stringify(profileJson(p, users), null, 2) + '\n');
-      else process.stdout.write(profileDetailLines(p, users).join('\n') + '\n');
+      if (o.json) outJson(profileJson(p, users));
+      else out(profileDetailLines(p, users).join('\n') + '\n');
     });
 }
 

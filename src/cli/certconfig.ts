@@ -20,7 +20,7 @@ import { Command, Option } from 'commander';
 import { closeSync, fchmodSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { CertificateStore, DEMO_NAME, KEY_TYPES, type CertificateInfo, type KeyType } from '../config/certificates.js';
 import { ValidationError } from '../controls/validate.js';
-import { collect, dataDirOption, withStore } from './common.js';
+import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 /** Opens the certificate store (and its configuration store) for one command. */
@@ -102,7 +102,7 @@ export function addCertconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((file: string, o: { dataDir: string }) => {
       const added = withStore(o.dataDir, (s) => s.addAuthorities(readFileSync(file, 'utf8')));
-      process.stdout.write(added.length ? added.map((a) => `Added ${a.id}: ${a.subject} (SHA-256 ${a.fingerprint.slice(0, 16)}…)\n`).join('') : 'Already trusted; nothing added.\n');
+      out(added.length ? added.map((a) => `Added ${a.id}: ${a.subject} (SHA-256 ${a.fingerprint.slice(0, 16)}…)\n`).join('') : 'Already trusted; nothing added.\n');
     });
   auth
     .command('remove')
@@ -110,16 +110,16 @@ export function addCertconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((id: string, o: { dataDir: string }) => {
       const a = withStore(o.dataDir, (s) => s.removeAuthority(id));
-      process.stdout.write(`Removed ${a.id}: ${a.subject}\n`);
+      out(`Removed ${a.id}: ${a.subject}\n`);
     });
   auth
     .command('list')
     .addOption(dataDirOption())
     .action((o: { dataDir: string }) => {
       const [list, g] = withStore(o.dataDir, (s) => [s.authorities(), s.globals()] as const);
-      process.stdout.write(`System authorities: ${g.useSystemAuthorities ? 'trusted' : 'not trusted'}\n`);
+      out(`System authorities: ${g.useSystemAuthorities ? 'trusted' : 'not trusted'}\n`);
       const rows = list.map((a) => [String(a.id), a.subject, a.notAfter, a.fingerprint.slice(0, 16)]);
-      process.stdout.write(rows.length ? formatTable(['ID', 'Subject', 'Valid until', 'SHA-256'], rows) + '\n' : 'No custom authorities.\n');
+      out(rows.length ? formatTable(['ID', 'Subject', 'Valid until', 'SHA-256'], rows) + '\n' : 'No custom authorities.\n');
     });
   auth
     .command('system')
@@ -129,7 +129,7 @@ export function addCertconfigCommand(program: Command): void {
     .action((v: string, o: { dataDir: string }) => {
       if (v !== 'on' && v !== 'off') throw new ValidationError('system authorities', v, 'on, off');
       withStore(o.dataDir, (s) => s.setGlobals({ useSystemAuthorities: v === 'on' }));
-      process.stdout.write(`System authorities: ${v === 'on' ? 'trusted' : 'not trusted'}\n`);
+      out(`System authorities: ${v === 'on' ? 'trusted' : 'not trusted'}\n`);
     });
 
   addCertificateCommands(cert);
@@ -147,15 +147,15 @@ function addCertificateCommands(cert: Command): void {
         return [l, l.map((x) => c.usesOf(x.name)), c.settings()] as const;
       });
       if (o.json) {
-        process.stdout.write(
-          JSON.stringify({ listenerCertificate: g.listener, clientCertificate: g.client, certificates: list.map((c, i) => ({ ...c, usedBy: uses[i] })) }, null, 2) + '\n',
+        outJson(
+          { listenerCertificate: g.listener, clientCertificate: g.client, certificates: list.map((c, i) => ({ ...c, usedBy: uses[i] })) },
         );
         return;
       }
       const now = Date.now();
-      process.stdout.write(`Relay listener certificate: ${g.listener}\nOutbound client certificate: ${g.client ?? 'none'}\n\n`);
+      out(`Relay listener certificate: ${g.listener}\nOutbound client certificate: ${g.client ?? 'none'}\n\n`);
       if (list.length === 0) {
-        process.stdout.write(`No certificates. The demo certificate (${DEMO_NAME}) is created when the gateway first starts.\n`);
+        out(`No certificates. The demo certificate (${DEMO_NAME}) is created when the gateway first starts.\n`);
         return;
       }
       const rows = list.map((c, i) => [
@@ -166,7 +166,7 @@ function addCertificateCommands(cert: Command): void {
         c.fingerprint.slice(0, 23),
         usesText(uses[i]!),
       ]);
-      process.stdout.write(formatTable(['Name', 'Common name', 'Valid until', 'Key', 'SHA-256', 'Used by'], rows) + '\n');
+      out(formatTable(['Name', 'Common name', 'Valid until', 'Key', 'SHA-256', 'Used by'], rows) + '\n');
     });
 
   cert
@@ -180,10 +180,10 @@ function addCertificateCommands(cert: Command): void {
       if (!c) throw new ValidationError('certificate name', name, 'the name of an existing certificate (see certconfig list)');
       const { chainPem: _chain, ...facts } = c;
       if (o.json) {
-        process.stdout.write(JSON.stringify({ ...facts, usedBy: uses }, null, 2) + '\n');
+        outJson({ ...facts, usedBy: uses });
         return;
       }
-      process.stdout.write(showLines(facts, uses, Date.now()));
+      out(showLines(facts, uses, Date.now()));
     });
 
   cert
@@ -200,7 +200,7 @@ function addCertificateCommands(cert: Command): void {
       const c = await withCertificatesAsync(o.dataDir, (s) =>
         s.createSelfSigned({ name, commonName: o.cn, dnsNames: o.dns ?? [], keyType: o.keyType as KeyType, days: Number(o.days) }),
       );
-      process.stdout.write(`Created certificate ${c.name}: ${c.subject}, ${c.keyType}, valid until ${c.notAfter}\nSHA-256 ${c.fingerprint}\n`);
+      out(`Created certificate ${c.name}: ${c.subject}, ${c.keyType}, valid until ${c.notAfter}\nSHA-256 ${c.fingerprint}\n`);
     });
 
   cert
@@ -215,8 +215,8 @@ function addCertificateCommands(cert: Command): void {
       const keyPem = readInput(o.key, 'key file');
       const c = withCertificates(o.dataDir, (s) => s.importPem({ name, certPem, keyPem }));
       const note = validityNote(c, Date.now());
-      process.stdout.write(`Imported certificate ${c.name}: ${c.subject}, ${c.keyType}, valid until ${c.notAfter}${note}\nSHA-256 ${c.fingerprint}\n`);
-      if (note) process.stderr.write(`Warning: certificate ${c.name} is${note.replace(/[()]/g, '').toLowerCase()}.\n`);
+      out(`Imported certificate ${c.name}: ${c.subject}, ${c.keyType}, valid until ${c.notAfter}${note}\nSHA-256 ${c.fingerprint}\n`);
+      if (note) err(`Warning: certificate ${c.name} is${note.replace(/[()]/g, '').toLowerCase()}.\n`);
     });
 
   cert
@@ -230,9 +230,9 @@ function addCertificateCommands(cert: Command): void {
       const text = withCertificates(o.dataDir, (s) => s.exportPem(name, { includeKey: o.withKey === true }));
       if (o.out) {
         writeOutput(o.out, text, o.withKey === true);
-        process.stderr.write(`Wrote ${name} to ${o.out}${o.withKey ? ' (with its private key)' : ''}.\n`);
+        err(`Wrote ${name} to ${o.out}${o.withKey ? ' (with its private key)' : ''}.\n`);
       } else {
-        process.stdout.write(text);
+        out(text);
       }
     });
 
@@ -243,7 +243,7 @@ function addCertificateCommands(cert: Command): void {
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
       const c = withCertificates(o.dataDir, (s) => s.delete(name));
-      process.stdout.write(`Deleted certificate ${c.name}.\n`);
+      out(`Deleted certificate ${c.name}.\n`);
     });
 
   cert
@@ -253,8 +253,8 @@ function addCertificateCommands(cert: Command): void {
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
       const c = withCertificates(o.dataDir, (s) => s.useForListener(name));
-      process.stdout.write(`The relay listener offers certificate ${c.name} (${c.subject}) from the next start of the gateway.\n`);
-      if (c.demo) process.stderr.write('Warning: the demo certificate is not secure.\n');
+      out(`The relay listener offers certificate ${c.name} (${c.subject}) from the next start of the gateway.\n`);
+      if (c.demo) err('Warning: the demo certificate is not secure.\n');
     });
 
   cert
@@ -264,6 +264,6 @@ function addCertificateCommands(cert: Command): void {
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
       const c = withCertificates(o.dataDir, (s) => s.useForClient(name === 'none' ? null : name));
-      process.stdout.write(c ? `Outbound connections offer client certificate ${c.name} (${c.subject}).\n` : 'Outbound connections offer no client certificate.\n');
+      out(c ? `Outbound connections offer client certificate ${c.name} (${c.subject}).\n` : 'Outbound connections offer no client certificate.\n');
     });
 }

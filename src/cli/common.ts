@@ -3,6 +3,7 @@
  * the configuration store.
  */
 import { Option } from 'commander';
+import { escapeLines, jsonText } from '../observe/text.js';
 import { ConfigStore } from '../config/store.js';
 import { DEFAULT_OPTIONS } from '../config/options.js';
 
@@ -22,6 +23,18 @@ export function withStore<T>(dataDir: string, fn: (s: ConfigStore) => T): T {
   }
 }
 
+/**
+ * Everything a command prints goes through these, so that names and replies that came from
+ * peers (certificate names, SMTP replies, envelope fields) never reach the terminal raw.
+ */
 export function out(text: string): void {
-  process.stdout.write(text);
+  process.stdout.write(escapeLines(text));
+}
+
+export function err(text: string): void {
+  process.stderr.write(escapeLines(text));
+}
+
+export function outJson(value: unknown): void {
+  process.stdout.write(jsonText(value) + '\n');
 }

@@ -15,7 +15,7 @@ import { displayName, parseDestinationName } from '../controls/names.js';
 import { resolveEntry } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
-import { dataDirOption, withStore } from './common.js';
+import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { detailLines, formatTable, LIST_HEADER, listRows } from './format.js';
 import { parseSettingFlags, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
@@ -48,7 +48,7 @@ function demoWarning(tls: string | undefined, dataDir: string): void {
     c.close();
   }
   if (!only) return;
-  process.stderr.write(
+  err(
     "You have chosen to enable TLS. Please use the 'certconfig' command to ensure that there is a valid certificate configured.\n" +
       'Enabling TLS uses the demo certificate, which is not secure.\n',
   );
@@ -66,7 +66,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => s.newEntry(domain, p.settings));
       demoWarning(o.tls, o.dataDir);
-      process.stdout.write(`Created ${displayName(name)}.\n`);
+      out(`Created ${displayName(name)}.\n`);
     },
   );
   settingOptions(dc.command('edit').argument('<domain>').addOption(dataDirOption()).description('change an entry')).action(
@@ -74,7 +74,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => s.editEntry(domain, p.settings, p.reset));
       demoWarning(o.tls, o.dataDir);
-      process.stdout.write(`Changed ${displayName(name)}.\n`);
+      out(`Changed ${displayName(name)}.\n`);
     },
   );
   settingOptions(dc.command('default').addOption(dataDirOption()).description('change the (Default) entry')).action(
@@ -82,7 +82,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, false);
       withStore(o.dataDir, (s) => s.editDefaults(p.settings));
       demoWarning(o.tls, o.dataDir);
-      process.stdout.write(`Changed ${DEFAULT_ENTRY_NAME}.\n`);
+      out(`Changed ${DEFAULT_ENTRY_NAME}.\n`);
     },
   );
   dc.command('delete')
@@ -91,7 +91,7 @@ export function addDestconfigCommand(program: Command): void {
     .description('remove an entry')
     .action((domain: string, o: { dataDir: string }) => {
       const name = withStore(o.dataDir, (s) => s.deleteEntry(domain));
-      process.stdout.write(`Deleted ${displayName(name)}.\n`);
+      out(`Deleted ${displayName(name)}.\n`);
     });
   dc.command('list')
     .addOption(dataDirOption())
@@ -100,13 +100,13 @@ export function addDestconfigCommand(program: Command): void {
     .action((o: { dataDir: string; json?: boolean }) => {
       const table = withStore(o.dataDir, (s) => s.table());
       if (o.json) {
-        process.stdout.write(
-          JSON.stringify({ default: table.defaults, entries: table.list().map((e) => ({ name: e.name, display: displayName(e.name), settings: e.settings })) }, null, 2) + '\n',
+        outJson(
+          { default: table.defaults, entries: table.list().map((e) => ({ name: e.name, display: displayName(e.name), settings: e.settings })) },
         );
         return;
       }
-      process.stdout.write(`There are currently ${table.size + 1} entries configured.\n\n`);
-      process.stdout.write(formatTable(LIST_HEADER, listRows(table)) + '\n');
+      out(`There are currently ${table.size + 1} entries configured.\n\n`);
+      out(formatTable(LIST_HEADER, listRows(table)) + '\n');
     });
   dc.command('setup')
     .addOption(dataDirOption())
@@ -127,7 +127,7 @@ export function addDestconfigCommand(program: Command): void {
         changes.requiredTlsAlert = o.requiredTlsAlert === 'on';
       }
       const g = withStore(o.dataDir, (s) => s.setGlobals(changes));
-      process.stdout.write(
+      out(
         `Remembered broken TLS: ${g.brokenTlsMemoryHours === 0 ? 'off' : `${g.brokenTlsMemoryHours} hours`}\n` +
           `Alert when a required TLS connection fails: ${g.requiredTlsAlert ? 'on' : 'off'}\n`,
       );
@@ -151,12 +151,12 @@ export function addDestconfigCommand(program: Command): void {
       }
       if (o.json) {
         const items = shown.map((e) => detailJson(e, table.defaults));
-        process.stdout.write(JSON.stringify(domain === undefined ? items : items[0], null, 2) + '\n');
+        outJson(domain === undefined ? items : items[0]);
         return;
       }
       const blocks = shown.map((e) => detailLines(e?.name ?? DEFAULT_ENTRY_NAME, e, table.defaults).join('\n'));
-      if (domain === undefined) process.stdout.write(`There are currently ${table.size + 1} entries configured.\n\n`);
-      process.stdout.write(blocks.join('\n\n') + '\n');
+      if (domain === undefined) out(`There are currently ${table.size + 1} entries configured.\n\n`);
+      out(blocks.join('\n\n') + '\n');
     });
 
   dc.command('clear')
@@ -167,12 +167,12 @@ export function addDestconfigCommand(program: Command): void {
       // A script cannot answer the dialogue's "are you sure", so the flag is the confirmation.
       if (!o.yes) {
         const n = withStore(o.dataDir, (s) => s.table().size);
-        process.stderr.write(`destconfig clear removes all ${n} entries but ${DEFAULT_ENTRY_NAME}; add --yes to confirm. Nothing was changed.\n`);
+        err(`destconfig clear removes all ${n} entries but ${DEFAULT_ENTRY_NAME}; add --yes to confirm. Nothing was changed.\n`);
         process.exitCode = 2;
         return;
       }
       const n = withStore(o.dataDir, (s) => s.clearEntries());
-      process.stdout.write(`Removed ${n} entries; only ${DEFAULT_ENTRY_NAME} remains.\n`);
+      out(`Removed ${n} entries; only ${DEFAULT_ENTRY_NAME} remains.\n`);
     });
 
   dc.command('import')
@@ -182,14 +182,14 @@ export function addDestconfigCommand(program: Command): void {
     .action((file: string, o: { dataDir: string }) => {
       const r = parseImport(readText(file));
       if (!r.ok) {
-        for (const e of r.errors) process.stderr.write(`${file}:${e.line}: ${e.message}\n`);
-        process.stderr.write(`postern: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in ${file}; the table was not changed.\n`);
+        for (const e of r.errors) err(`${file}:${e.line}: ${e.message}\n`);
+        err(`postern: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in ${file}; the table was not changed.\n`);
         process.exitCode = 2;
         return;
       }
       withStore(o.dataDir, (s) => s.replaceTable(r.defaults, r.entries));
       demoWarning([r.defaults.tls, ...r.entries.map((e) => e.settings.tls)].find((t) => t !== undefined && t !== 'no'), o.dataDir);
-      process.stdout.write(`Imported ${file}.\nThere are currently ${r.entries.length + 1} entries configured.\n`);
+      out(`Imported ${file}.\nThere are currently ${r.entries.length + 1} entries configured.\n`);
     });
 
   dc.command('export')
@@ -206,7 +206,7 @@ export function addDestconfigCommand(program: Command): void {
         if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new ConfigError(`${file} exists; add --force to overwrite it`);
         throw new ConfigError(`cannot write ${file}: ${(e as Error).message}`);
       }
-      process.stdout.write(`Exported ${DEFAULT_ENTRY_NAME} and ${table.size} entries to ${file}.\n`);
+      out(`Exported ${DEFAULT_ENTRY_NAME} and ${table.size} entries to ${file}.\n`);
     });
 }
 

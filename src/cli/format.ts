@@ -8,6 +8,7 @@
  *   appliance's words, an inherited one as "Default (value)". Shared by `destconfig detail` and
  *   the interactive dialogue so that both print the same text.
  */
+import { escapeText } from '../observe/text.js';
 import { displayName } from '../controls/names.js';
 import type { DestinationTable } from '../controls/table.js';
 import {
@@ -53,7 +54,9 @@ export function listRows(table: DestinationTable): string[][] {
   return rows;
 }
 
-export function formatTable(header: string[], rows: string[][]): string {
+export function formatTable(header: string[], rawRows: string[][]): string {
+  // A cell is one value on one line: a CR or LF from a peer's reply must not break the table.
+  const rows = rawRows.map((r) => r.map(escapeText));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');

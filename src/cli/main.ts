@@ -13,10 +13,11 @@ import { addSmtproutesCommand } from './smtproutes.js';
 import { addStartCommand } from './start.js';
 import { addTlsverifyCommand } from './tlsverify.js';
 import { addVgconfigCommand } from './vgconfig.js';
+import { err } from './common.js';
 
 export function buildProgram(): Command {
   const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError().enablePositionalOptions();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  program.configureOutput({ writeErr: (s) => err(s) });
   addStartCommand(program);
   addDestconfigCommand(program);
   addSmtproutesCommand(program);
@@ -33,7 +34,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (e) {
     if (e instanceof ValidationError) {
-      process.stderr.write(`postern: ${e.message}\n`);
+      err(`postern: ${e.message}\n`);
       process.exit(2);
     }
     throw e;

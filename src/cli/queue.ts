@@ -13,6 +13,7 @@
  * nothing queued for the domain, not exactly one of MID/--domain/--all) prints why on stderr
  * and exits non-zero (1; 2 for usage errors).
  */
+import { escapeText } from '../observe/text.js';
 import { hostname as osHostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { ValidationError } from '../controls/validate.js';
@@ -29,7 +30,7 @@ import {
   type Selection,
 } from '../queue/control.js';
 import { QueueStore, type ListedRecipient, type ListedState } from '../queue/store.js';
-import { dataDirOption, withStore } from './common.js';
+import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
@@ -66,15 +67,16 @@ function printActed(r: ActionResult, verb: string, what: string): void {
     const dsn = m.dsns.length ? `; DSN ${m.dsns.map((d) => `MID ${d.mid} to <${d.to}>`).join(', ')}` : '';
     lines.push(`  MID ${m.mid}: ${m.rids.map((rid, i) => `RID ${rid} <${m.to[i]}>`).join(', ')}${dsn}`);
   }
-  process.stdout.write(lines.join('\n') + '\n');
+  out(lines.join('\n') + '\n');
 }
 
 function showText(v: MessageView): string {
-  const lines = [`MID ${v.mid}${v.inQueue ? '' : ' (no longer in the queue: every recipient is final)'}`, `From: <${v.from}>`];
+  // Envelope values are one line each; the message itself keeps its lines (out() escapes them).
+  const lines = [`MID ${v.mid}${v.inQueue ? '' : ' (no longer in the queue: every recipient is final)'}`, `From: <${escapeText(v.from)}>`];
   if (v.inQueue) {
     lines.push(`Size: ${v.size} bytes`);
     lines.push(`Received: ${iso(v.receivedAt)}${v.client ? ` from ${v.client}` : ''}`);
-    if (v.envid !== null || v.ret !== null) lines.push(`DSN parameters:${v.ret ? ` RET=${v.ret}` : ''}${v.envid ? ` ENVID=${v.envid}` : ''}`);
+    if (v.envid !== null || v.ret !== null) lines.push(escapeText(`DSN parameters:${v.ret ? ` RET=${v.ret}` : ''}${v.envid ? ` ENVID=${v.envid}` : ''}`));
     if (v.isBounce) lines.push('This message is a DSN made by Postern (it is never bounced itself).');
   }
   lines.push('');
@@ -114,11 +116,10 @@ export function addQueueCommand(program: Command): void {
         store.close();
       }
       if (o.json) {
-        const out = rows.map((r) => ({ ...r, nextAttempt: iso(r.nextAttempt), finishedAt: iso(r.finishedAt) }));
-        process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+        outJson(rows.map((r) => ({ ...r, nextAttempt: iso(r.nextAttempt), finishedAt: iso(r.finishedAt) })));
         return;
       }
-      process.stdout.write(`${rows.length} recipients ${o.state}\n`);
+      out(`${rows.length} recipients ${o.state}\n`);
       if (rows.length === 0) return;
       const table = rows.map((r) => [
         String(r.mid),
@@ -130,7 +131,7 @@ export function addQueueCommand(program: Command): void {
         iso(r.nextAttempt ?? r.finishedAt) ?? '',
         r.lastReply ?? '',
       ]);
-      process.stdout.write(formatTable(['MID', 'RID', 'From', 'To', 'State', 'Attempts', 'Next attempt / finished', 'Last reply'], table) + '\n');
+      out(formatTable(['MID', 'RID', 'From', 'To', 'State', 'Attempts', 'Next attempt / finished', 'Last reply'], table) + '\n');
     });
 
   q.command('show')
@@ -149,22 +150,22 @@ export function addQueueCommand(program: Command): void {
         store.close();
       }
       if (!v) {
-        process.stderr.write(`postern: MID ${mid} is not in the queue (nor among the outcomes of the last 7 days)\n`);
+        err(`postern: MID ${mid} is not in the queue (nor among the outcomes of the last 7 days)\n`);
         process.exitCode = 1;
         return;
       }
       if (!o.json) {
-        process.stdout.write(showText(v));
+        out(showText(v));
         return;
       }
       const { message, ...rest } = v;
-      const out = {
+      const shown = {
         ...rest,
         receivedAt: iso(v.receivedAt),
         recipients: v.recipients.map((r) => ({ ...r, nextAttempt: iso(r.nextAttempt), finishedAt: iso(r.finishedAt) })),
         ...(message !== undefined ? { message: message.toString('utf8') } : {}),
       };
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      outJson(shown);
     });
 
   q.command('delivernow')
@@ -177,10 +178,10 @@ export function addQueueCommand(program: Command): void {
       const counters = domain === undefined ? 'All destination counters' : `The destination counters of ${domain}`;
       const pickup = 'are reset (a running gateway picks this up within a second).';
       if (r.recipients === 0) {
-        process.stdout.write(`Nothing is queued${domain === undefined ? '' : ` for ${domain}`}. ${counters} ${pickup}\n`);
+        out(`Nothing is queued${domain === undefined ? '' : ` for ${domain}`}. ${counters} ${pickup}\n`);
         return;
       }
-      process.stdout.write(`${recipientsText(r.recipients, r.messages)}${domain === undefined ? '' : ` for ${domain}`} made due now. ${counters} ${pickup}\n`);
+      out(`${recipientsText(r.recipients, r.messages)}${domain === undefined ? '' : ` for ${domain}`} made due now. ${counters} ${pickup}\n`);
     });
 
   q.command('bounce')
@@ -197,7 +198,7 @@ export function addQueueCommand(program: Command): void {
         bounceQueued(store, log, snapshot, sel, { hostname: o.hostname ?? store.fact('hostname') ?? osHostname() }),
       );
       if (r.recipients === 0) {
-        process.stdout.write('The queue is empty: nothing bounced.\n');
+        out('The queue is empty: nothing bounced.\n');
         return;
       }
       const dsns = r.messages.reduce((n, m) => n + m.dsns.length, 0);
@@ -214,7 +215,7 @@ export function addQueueCommand(program: Command): void {
       const sel = selection(mid, o);
       const r = await withQueueAndLog(o.dataDir, (store, log) => deleteQueued(store, log, sel));
       if (r.recipients === 0) {
-        process.stdout.write('The queue is empty: nothing deleted.\n');
+        out('The queue is empty: nothing deleted.\n');
         return;
       }
       printActed(r, 'deleted', ' (no DSN)');

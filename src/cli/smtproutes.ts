@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import { parseRouteHost } from '../config/options.js';
 import type { RouteHost } from '../config/store.js';
-import { dataDirOption, withStore } from './common.js';
+import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 export function addSmtproutesCommand(program: Command): void {
@@ -17,14 +17,14 @@ export function addSmtproutesCommand(program: Command): void {
     .action((domain: string, hosts: string, o: { dataDir: string }) => {
       const list: RouteHost[] = hosts.split(',').map((h) => parseRouteHost(h));
       const d = withStore(o.dataDir, (s) => s.putRoute(domain, list));
-      process.stdout.write(`Route for ${d}: ${list.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')}\n`);
+      out(`Route for ${d}: ${list.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')}\n`);
     });
   routes
     .command('delete')
     .argument('<domain>')
     .addOption(dataDirOption())
     .action((domain: string, o: { dataDir: string }) => {
-      process.stdout.write(`Deleted the route for ${withStore(o.dataDir, (s) => s.deleteRoute(domain))}.\n`);
+      out(`Deleted the route for ${withStore(o.dataDir, (s) => s.deleteRoute(domain))}.\n`);
     });
   routes
     .command('list')
@@ -33,11 +33,11 @@ export function addSmtproutesCommand(program: Command): void {
     .action((o: { dataDir: string; json?: boolean }) => {
       const r = withStore(o.dataDir, (s) => s.routes());
       if (o.json) {
-        process.stdout.write(JSON.stringify(Object.fromEntries(r), null, 2) + '\n');
+        outJson(Object.fromEntries(r));
         return;
       }
       const rows = [...r].map(([d, hs]) => [d, hs.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')]);
-      process.stdout.write(rows.length ? formatTable(['Domain', 'Destination hosts'], rows) + '\n' : 'No SMTP routes configured.\n');
+      out(rows.length ? formatTable(['Domain', 'Destination hosts'], rows) + '\n' : 'No SMTP routes configured.\n');
     });
 
 }

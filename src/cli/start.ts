@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '../config/options.js';
 import { Gateway } from '../gateway.js';
-import { collect } from './common.js';
+import { collect, out } from './common.js';
 
 export function addStartCommand(program: Command): void {
   program
@@ -31,14 +31,14 @@ export function addStartCommand(program: Command): void {
       const options = buildOptions(file, flags);
       const gw = new Gateway(options);
       const addr = await gw.start();
-      process.stdout.write(
+      out(
         `Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, mail log ${resolve(gw.logDir, 'mail.log')}\n`,
       );
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) return;
         stopping = true;
-        process.stdout.write(`${sig}: stopping\n`);
+        out(`${sig}: stopping\n`);
         gw.stop().then(
           () => process.exit(0),
           () => process.exit(1),

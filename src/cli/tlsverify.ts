@@ -4,6 +4,7 @@
  * --hosted, Required - Verify Hosted Domains) and prints each step. Exit status 0 only when
  * the connection was verified; 1 when it was not; 2 for bad arguments.
  */
+import { escapeText } from '../observe/text.js';
 import { Command } from 'commander';
 import { CertificateStore } from '../config/certificates.js';
 import { DnsClient } from '../dns/resolver.js';
@@ -16,7 +17,7 @@ import { formatEvent, type MailEvent } from '../observe/events.js';
 import { normaliseDomain } from '../tls/names.js';
 import { secureContextFor } from '../tls/trust.js';
 import type { Comparison } from '../tls/identity.js';
-import { collect, dataDirOption, withStore } from './common.js';
+import { collect, dataDirOption, out, withStore } from './common.js';
 
 const ROLE: Record<Comparison['referenceRole'], string> = {
   'recipient-domain': 'recipient domain',
@@ -97,10 +98,11 @@ export function addTlsverifyCommand(program: Command): void {
       const mode = o.hosted ? 'required-verify-hosted' : 'required-verify';
       policy.entry = { ...policy.entry, settings: { ...policy.entry.settings, tls: mode } };
       if (hostArg) policy.route = [parseRouteHost(hostArg)];
-      const print = (lines: string[]) => process.stdout.write(lines.map((l) => l + '\n').join(''));
+      // Each line holds peers' text (greeting, certificate names, replies): escaped as one line.
+      const print = (lines: string[]) => out(lines.map((l) => escapeText(l) + '\n').join(''));
       print([`Verifying TLS for ${domain} with the ${o.hosted ? 'Hosted' : 'Verify'} algorithm`]);
       let dcid = 0;
-      const out = await connect(policy, {
+      const result = await connect(policy, {
         dns: new DnsClient({ servers: opts.dnsServers }),
         log: { write: (e) => SHOWN.includes(e.event) && print([`  ${formatEvent(e)}`]) },
         trace: (ev) => print(traceLines(ev)),
@@ -117,12 +119,12 @@ export function addTlsverifyCommand(program: Command): void {
         nextDcid: () => ++dcid,
         now: Date.now,
       });
-      if (out.ok) {
-        await out.conn.session.quit();
-        print(['', `Verdict: VERIFIED: ${domain} via ${out.conn.host.name} [${out.conn.address}]`]);
+      if (result.ok) {
+        await result.conn.session.quit();
+        print(['', `Verdict: VERIFIED: ${domain} via ${result.conn.host.name} [${result.conn.address}]`]);
         return;
       }
-      print(['', `Verdict: NOT VERIFIED: ${out.enhanced} ${out.reason}`]);
+      print(['', `Verdict: NOT VERIFIED: ${result.enhanced} ${result.reason}`]);
       process.exitCode = 1;
     });
 }

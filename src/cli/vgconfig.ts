@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { GatewayStore } from '../config/gateways.js';
-import { dataDirOption, withStore } from './common.js';
+import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 export function addVgconfigCommand(program: Command): void {
@@ -16,14 +16,14 @@ export function addVgconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((name: string, address: string, o: { hostname?: string; dataDir: string }) => {
       withStore(o.dataDir, (s) => new GatewayStore(s).put({ name, address, ...(o.hostname ? { hostname: o.hostname } : {}) }));
-      process.stdout.write(`Virtual gateway ${name}: ${address}\n`);
+      out(`Virtual gateway ${name}: ${address}\n`);
     });
   vg.command('delete')
     .argument('<name>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
       withStore(o.dataDir, (s) => new GatewayStore(s).delete(name));
-      process.stdout.write(`Deleted virtual gateway ${name}.\n`);
+      out(`Deleted virtual gateway ${name}.\n`);
     });
   vg.command('assign')
     .argument('<sender-domain>', 'sender domain, or * for every sender not assigned otherwise')
@@ -31,14 +31,14 @@ export function addVgconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((domain: string, name: string, o: { dataDir: string }) => {
       const d = withStore(o.dataDir, (s) => new GatewayStore(s).assign(domain, name));
-      process.stdout.write(`Mail from ${d === '*' ? 'every other sender' : d} leaves from ${name}.\n`);
+      out(`Mail from ${d === '*' ? 'every other sender' : d} leaves from ${name}.\n`);
     });
   vg.command('unassign')
     .argument('<sender-domain>')
     .addOption(dataDirOption())
     .action((domain: string, o: { dataDir: string }) => {
       withStore(o.dataDir, (s) => new GatewayStore(s).unassign(domain));
-      process.stdout.write(`Removed the assignment of ${domain}.\n`);
+      out(`Removed the assignment of ${domain}.\n`);
     });
   vg.command('list')
     .addOption(dataDirOption())
@@ -46,15 +46,15 @@ export function addVgconfigCommand(program: Command): void {
     .action((o: { dataDir: string; json?: boolean }) => {
       const snap = withStore(o.dataDir, (s) => new GatewayStore(s).snapshot());
       if (o.json) {
-        process.stdout.write(JSON.stringify({ gateways: [...snap.gateways.values()], assignments: Object.fromEntries(snap.assignments) }, null, 2) + '\n');
+        outJson({ gateways: [...snap.gateways.values()], assignments: Object.fromEntries(snap.assignments) });
         return;
       }
       if (snap.gateways.size === 0) {
-        process.stdout.write('No virtual gateways: mail leaves from the system address.\n');
+        out('No virtual gateways: mail leaves from the system address.\n');
         return;
       }
       const users = (name: string) => [...snap.assignments].filter(([, g]) => g === name).map(([d]) => d).join(', ');
       const rows = [...snap.gateways.values()].map((g) => [g.name, g.address, g.hostname ?? '', users(g.name)]);
-      process.stdout.write(formatTable(['Name', 'Address', 'Hostname', 'Sender domains'], rows) + '\n');
+      out(formatTable(['Name', 'Address', 'Hostname', 'Sender domains'], rows) + '\n');
     });
 }

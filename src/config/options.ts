@@ -9,6 +9,7 @@ import { hostname as osHostname } from 'node:os';
 import { ValidationError } from '../controls/validate.js';
 import { RFC5321_TIMEOUTS, type SmtpTimeouts } from '../smtp/client.js';
 import { LOOPBACK_NETWORKS } from '../smtp/networks.js';
+import { normaliseDomain } from '../tls/names.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -89,8 +90,10 @@ export function parseRouteHost(text: string): { host: string; port?: number } {
   const t = text.trim();
   if (net.isIP(t)) return { host: t };
   const hp = t.startsWith('[') || t.includes(':') ? parseHostPort('route host', t) : { host: t, port: undefined };
-  const host = hp.host.toLowerCase();
-  if (!net.isIP(host) && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/.test(host)) {
+  // The route host is a reference identity of the Hosted check: the same strict name rule as
+  // every other name (A-label form, nothing mapped), or an address.
+  const host = net.isIP(hp.host) ? hp.host.toLowerCase() : normaliseDomain(hp.host);
+  if (host === null) {
     throw new ValidationError('route host', text, 'HOST[:PORT] with a host name or address');
   }
   return hp.port === undefined ? { host } : { host, port: hp.port };

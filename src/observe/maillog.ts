@@ -6,6 +6,7 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { formatEvent, levelOf, logTimestamp, type MailEvent } from './events.js';
+import { escapeText, jsonLine } from './text.js';
 
 export type Listener = (e: MailEvent, at: Date) => void;
 
@@ -31,8 +32,9 @@ export class MailLog implements EventSink {
 
   write(e: MailEvent): void {
     const at = this.now();
-    this.text.write(`${logTimestamp(at)} ${levelOf(e)}: ${formatEvent(e)}\n`);
-    this.json.write(JSON.stringify({ time: at.toISOString(), ...e }) + '\n');
+    // Events carry peers' text (replies, certificate names, EHLO names): one line each, always.
+    this.text.write(`${logTimestamp(at)} ${levelOf(e)}: ${escapeText(formatEvent(e))}\n`);
+    this.json.write(jsonLine({ time: at.toISOString(), ...e }) + '\n');
     for (const l of this.listeners) l(e, at);
   }
 

@@ -4,8 +4,11 @@
  * only once the message is committed to the durable queue.
  */
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import './smtp-server-patches.js';
 import type { MailLog } from '../observe/maillog.js';
+import { escapeText } from '../observe/text.js';
 import type { NewMessage, QueueStore } from '../queue/store.js';
 import { normaliseDomain } from '../tls/names.js';
 import type { NetworkList } from './networks.js';
@@ -37,6 +40,31 @@ class SmtpReplyError extends Error {
   }
 }
 
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+
+
+/**
+ * What is wrong with an envelope address, or null. The domain goes through the same strict name
+ * rule as every other name (tls/names.ts): nothing is decoded or mapped, so `ex%61mple.com` or
+ * full-width letters are refused rather than taken for another domain. An address literal
+ * (`user@[192.0.2.1]`) is accepted as a sender only: destination controls are kept per domain,
+ * so a recipient must name one.
+ */
+export function addressProblem(address: string, role: 'sender' | 'recipient'): string | null {
+  if (CONTROL.test(address)) return 'control character in the address';
+  const at = address.lastIndexOf('@');
+  if (at <= 0) return 'the address must be local-part@domain';
+  const domain = address.slice(at + 1);
+  if (domain.startsWith('[') && domain.endsWith(']')) {
+    if (role === 'recipient') return 'address literals are not accepted as recipients (destination controls apply to domain names)';
+    const inner = domain.slice(1, -1);
+    const ip = inner.toLowerCase().startsWith('ipv6:') ? inner.slice(5) : inner;
+    return isIP(ip) === (ip === inner ? 4 : 6) ? null : 'not a valid address literal';
+  }
+  return normaliseDomain(domain) === null ? 'the domain is not a valid host name (letters, digits, hyphens; IDNA2008 U-labels or A-labels)' : null;
+}
+
 export class RelayListener {
   private readonly server: SMTPServer;
   private readonly icids = new Map<string, number>();
@@ -49,6 +77,10 @@ export class RelayListener {
       authOptional: true,
       disabledCommands: ['AUTH'],
       hideREQUIRETLS: true,
+      // Address checks are Postern's own (addressProblem below): the domain must be a host name
+      // as written. The library's strict mode would refuse some of the same names with a reply
+      // of its own wording; lenient mode still refuses controls and malformed paths.
+      lenientAddressParsing: true,
       key: o.tlsKey,
       cert: o.tlsCert,
       logger: false,
@@ -56,7 +88,10 @@ export class RelayListener {
       closeTimeout: o.closeTimeoutMs,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onRcptTo: (addr, session, cb) => this.onRcptTo(addr.address, session, cb),
-      onMailFrom: (addr, _session, cb) => cb(addr.address.length > 0 && !addr.address.includes('@') ? new SmtpReplyError(553, '5.1.7 Sender address must be user@domain') : undefined),
+      onMailFrom: (addr, _session, cb) => {
+        const problem = addr.address.length === 0 ? null : addressProblem(addr.address, 'sender');
+        cb(problem === null ? undefined : new SmtpReplyError(553, `5.1.7 Bad sender address syntax: ${problem}`));
+      },
       onData: (stream, session, cb) => this.onData(stream, session, cb),
       onClose: (session) => this.icids.delete(session.id),
     });
@@ -99,9 +134,9 @@ export class RelayListener {
       cb(new SmtpReplyError(554, '5.7.1 Relay access denied'));
       return;
     }
-    const at = address.lastIndexOf('@');
-    if (at <= 0 || normaliseDomain(address.slice(at + 1)) === null) {
-      cb(new SmtpReplyError(501, '5.1.3 Bad recipient address syntax'));
+    const problem = addressProblem(address, 'recipient');
+    if (problem !== null) {
+      cb(new SmtpReplyError(501, `5.1.3 Bad recipient address syntax: ${problem}`));
       return;
     }
     if (session.envelope.rcptTo.length >= this.o.maxRecipients) {
@@ -123,7 +158,7 @@ export class RelayListener {
       const env = session.envelope;
       const from = env.mailFrom ? env.mailFrom.address : '';
       const received = Buffer.from(
-        `Received: from ${session.hostNameAppearsAs || 'unknown'} (${session.clientHostname} [${session.remoteAddress}])\r\n` +
+        `Received: from ${escapeText(session.hostNameAppearsAs || 'unknown')} (${escapeText(session.clientHostname)} [${session.remoteAddress}])\r\n` +
           `\tby ${this.o.hostname} (Postern) with ${session.secure ? 'ESMTPS' : 'ESMTP'} id ${queueId};\r\n` +
           `\t${new Date().toUTCString().replace('GMT', '+0000')}\r\n`,
       );

@@ -2,18 +2,18 @@
  * Certificate identity checks (SPEC §3, stage two): does the certificate a receiving MTA
  * presented name the destination we meant to reach?
  *
- * presentedFrom(cert): the DNS identifiers of a tls.PeerCertificate — every `DNS:` entry of
- *   `subjectaltname` (Node's JSON-quoted form `DNS:"a\u002cb"` decoded) and every subject CN.
- *   Other entry types (IP Address, email, URI, ...) are dropped: they are not DNS names.
- *   Names are kept as presented; normalisation happens when comparing.
- * presentedFromX509(x): the same from a crypto.X509Certificate, whose `subject` is the
- *   multi-line RFC 2253-escaped form ("CN=a\nO=Foo\, Inc").
- * matchName(presented, reference): 'exact' when both normalise to the same name, 'wildcard'
- *   when the presented name is `*.` + a name of at least two labels and the reference is one
- *   further label + that name, otherwise null. Any other `*` (partial label, not left-most,
- *   a bare `*`) never matches. Without a public suffix list, "at least two labels after the
- *   wildcard" is the rule that refuses `*.com` (it still accepts `*.co.uk`). A reference that
- *   is not a valid domain name (including one containing `*`) never matches.
+ * presentedFrom(cert): the identifiers of a tls.PeerCertificate. From its DER (`raw`) when
+ *   present (certificate-names.ts: the exact octets the authority signed); otherwise from Node's
+ *   decoded fields — every `DNS:` entry of `subjectaltname` (Node's JSON-quoted form decoded) and
+ *   every subject CN. A `subjectaltname` that is there but not a string (Node gives `null` when
+ *   it cannot decode the extension) makes the certificate unreadable. Never throws.
+ * presentedFromX509(x): the same from a crypto.X509Certificate (its DER).
+ * matchName(presented, reference, source): 'exact' when both names are equal in comparison
+ *   form (names.ts: LDH/A-labels, ASCII case ignored, nothing mapped; a dNSName must be ASCII),
+ *   'wildcard' when the presented name is `*.` + a name that is not a public suffix (Public
+ *   Suffix List, both sections) and the reference is exactly one further label + that name,
+ *   otherwise null. Any other `*` (partial label, not left-most, a bare `*`) never matches; a
+ *   reference that is not a valid domain name never matches.
  * checkVerify(presented, refs): the Verify algorithm — passes when a dNSName matches the
  *   recipient domain, or a CN matches the recipient domain or a connected host name. The CN
  *   counts even when dNSNames exist.
@@ -21,18 +21,22 @@
  *   the dNSNames, or the CNs only when there is no dNSName at all; references are tried in the
  *   order recipient domain, route host, MX host, stopping at the first that matches.
  *
- * Both checks try references in order; for one reference every eligible presented name is
+ * A certificate whose names cannot be read (`unreadable`) fails both checks with that reason:
+ * no pass, no CN fallback. Both checks try references in order; for one reference every eligible presented name is
  * compared once (recorded in `compared` with its result), an exact match is preferred to a
  * wildcard match, and the first reference that matches ends the check. A reference equal to an
  * earlier one (after normalisation) is skipped: it would only repeat the same comparisons.
  */
 
 import type { X509Certificate } from 'node:crypto';
-import { normaliseDomain } from './names.js';
+import { namesFromDer } from './certificate-names.js';
+import { isPublicSuffix, normaliseDnsName, normaliseDomain } from './names.js';
 
 export interface PresentedIdentity {
   dnsNames: string[];
   commonNames: string[];
+  /** Set when no verdict can be reached from the certificate's names (the reason). */
+  unreadable?: string;
 }
 
 export type MatchKind = 'exact' | 'wildcard';
@@ -118,8 +122,8 @@ function dnsValue(entry: string): string | null {
   return value;
 }
 
-function dnsNamesFromAltNames(san: string | undefined): string[] {
-  if (san === undefined || san.length === 0) return [];
+function dnsNamesFromAltNames(san: string): string[] {
+  if (san.length === 0) return [];
   const names: string[] = [];
   for (const entry of splitAltNames(san)) {
     const value = dnsValue(entry);
@@ -128,85 +132,40 @@ function dnsNamesFromAltNames(san: string | undefined): string[] {
   return names;
 }
 
-export function presentedFrom(cert: {
-  subjectaltname?: string;
-  subject?: { CN?: string | string[] };
-}): PresentedIdentity {
-  const cn = cert.subject?.CN;
-  const commonNames = cn === undefined ? [] : Array.isArray(cn) ? [...cn] : [cn];
-  return { dnsNames: dnsNamesFromAltNames(cert.subjectaltname), commonNames };
-}
+const strings = (v: unknown): string[] =>
+  typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 
-const HEX2 = /^[0-9A-Fa-f]{2}$/;
-
-/**
- * The CN values of X509Certificate.subject: one RDN per line, multi-valued RDNs joined by
- * " + ", values escaped per RFC 2253 (`\,` etc.) and control characters as `\XX`.
- */
-function commonNamesFromSubject(subject: string | undefined): string[] {
-  if (subject === undefined) return [];
-  const names: string[] = [];
-  for (const line of subject.split('\n')) {
-    // Scan the line into attribute=value pairs, unescaping as we go so that an escaped
-    // "+" or "=" inside a value is not taken for a separator.
-    let key = '';
-    let value = '';
-    let inValue = false;
-    const flush = (): void => {
-      if (inValue && key === 'CN') names.push(value);
-      key = '';
-      value = '';
-      inValue = false;
-    };
-    for (let i = 0; i < line.length; i++) {
-      const c = line[i] ?? '';
-      if (!inValue) {
-        if (c === '=') inValue = true;
-        else key += c;
-        continue;
-      }
-      if (c === '\\' && i + 1 < line.length) {
-        const hex = line.slice(i + 1, i + 3);
-        if (HEX2.test(hex)) {
-          value += String.fromCharCode(parseInt(hex, 16));
-          i += 2;
-        } else {
-          value += line[i + 1] ?? '';
-          i += 1;
-        }
-      } else if (c === ' ' && line.startsWith(' + ', i)) {
-        flush();
-        i += 2;
-      } else {
-        value += c;
-      }
-    }
-    flush();
+/** The identifiers of a peer certificate (see the header); any object shape is accepted. */
+export function presentedFrom(cert: unknown): PresentedIdentity {
+  if (typeof cert !== 'object' || cert === null) return { dnsNames: [], commonNames: [], unreadable: 'the server presented no certificate' };
+  const c = cert as { raw?: unknown; subjectaltname?: unknown; subject?: unknown };
+  if (c.raw instanceof Uint8Array) return namesFromDer(c.raw);
+  const subject = typeof c.subject === 'object' && c.subject !== null ? (c.subject as { CN?: unknown }) : {};
+  const commonNames = strings(subject.CN);
+  if (c.subjectaltname === undefined) return { dnsNames: [], commonNames };
+  if (typeof c.subjectaltname !== 'string') {
+    return { dnsNames: [], commonNames, unreadable: 'subjectAltName present but undecodable' };
   }
-  return names;
+  return { dnsNames: dnsNamesFromAltNames(c.subjectaltname), commonNames };
 }
 
-export function presentedFromX509(
-  x: Pick<X509Certificate, 'subjectAltName' | 'subject'>,
-): PresentedIdentity {
-  return {
-    dnsNames: dnsNamesFromAltNames(x.subjectAltName),
-    commonNames: commonNamesFromSubject(x.subject),
-  };
+export function presentedFromX509(x: Pick<X509Certificate, 'raw'>): PresentedIdentity {
+  return namesFromDer(x.raw);
 }
 
 // ---- the single-name rule -------------------------------------------------------------------
 
-export function matchName(presented: string, reference: string): MatchKind | null {
+export function matchName(presented: string, reference: string, source: PresentedSource = 'CN'): MatchKind | null {
   const ref = normaliseDomain(reference);
   if (ref === null) return null;
+  const norm = source === 'dNSName' ? normaliseDnsName : normaliseDomain;
   if (!presented.includes('*')) {
-    return normaliseDomain(presented) === ref ? 'exact' : null;
+    return norm(presented) === ref ? 'exact' : null;
   }
   // The only wildcard form honoured: "*" as the whole left-most label, nowhere else.
   if (!presented.startsWith('*.')) return null;
-  const parent = normaliseDomain(presented.slice(2)); // refuses any further "*"
-  if (parent === null || parent.split('.').length < 2) return null;
+  const parent = norm(presented.slice(2)); // refuses any further "*"
+  if (parent === null || isPublicSuffix(parent)) return null;
   if (!ref.endsWith('.' + parent)) return null;
   const first = ref.slice(0, ref.length - parent.length - 1);
   // Exactly one label: not the bare parent, not two labels.
@@ -214,6 +173,8 @@ export function matchName(presented: string, reference: string): MatchKind | nul
 }
 
 // ---- the two algorithms ---------------------------------------------------------------------
+
+const MAX_NAMES_SHOWN = 10;
 
 interface Candidate {
   name: string;
@@ -247,7 +208,7 @@ function tryReference(ref: Reference, compared: Comparison[]): Comparison | null
   let wildcard: Comparison | null = null;
   let exact: Comparison | null = null;
   for (const candidate of ref.candidates) {
-    const result = matchName(candidate.name, ref.name) ?? 'no-match';
+    const result = matchName(candidate.name, ref.name, candidate.source) ?? 'no-match';
     const comparison: Comparison = {
       reference: ref.name,
       referenceRole: ref.role,
@@ -266,6 +227,12 @@ function label(c: Candidate): string {
   return `${c.source === 'dNSName' ? 'DNS' : 'CN'}:${c.name}`;
 }
 
+/** A name list for a log line: the first ten, then how many more. */
+function listed(names: string[]): string {
+  const shown = names.slice(0, MAX_NAMES_SHOWN).join(', ');
+  return names.length > MAX_NAMES_SHOWN ? `${shown}, … and ${names.length - MAX_NAMES_SHOWN} more` : shown;
+}
+
 function failureReason(
   algorithm: 'verify' | 'hosted',
   presented: PresentedIdentity,
@@ -276,9 +243,9 @@ function failureReason(
   if (presented.dnsNames.length === 0 && presented.commonNames.length === 0) {
     return `no certificate names: the certificate has neither a subjectAltName dNSName nor a subject CN to compare with ${refList}`;
   }
-  let reason = `name mismatch: certificate names [${used.map(label).join(', ')}] do not match ${refList}`;
+  let reason = `name mismatch: certificate names [${listed(used.map(label))}] do not match ${refList}`;
   if (algorithm === 'hosted' && presented.dnsNames.length > 0 && presented.commonNames.length > 0) {
-    const ignored = presented.commonNames.map((n) => `CN:${n}`).join(', ');
+    const ignored = listed(presented.commonNames.map((n) => `CN:${n}`));
     reason += ` (${ignored} not considered: the certificate has dNSName entries)`;
   }
   const invalid = refs.filter((r) => !r.valid).map((r) => r.name);
@@ -295,6 +262,8 @@ function run(
   refs: Reference[],
 ): IdentityVerdict {
   const compared: Comparison[] = [];
+  // Names the authority signed but Postern cannot read: no verdict from the rest (fail closed).
+  if (presented.unreadable !== undefined) return { ok: false, algorithm, reason: presented.unreadable, compared };
   for (const ref of refs) {
     const matched = tryReference(ref, compared);
     if (matched !== null) return { ok: true, algorithm, matched, compared };

@@ -48,6 +48,17 @@ export function describeChainError(code: string | undefined): string {
 }
 
 export function verifyCertificate(i: VerificationInput): VerificationResult {
+  try {
+    return judge(i);
+  } catch (e) {
+    // Defence in depth: the checks are written not to throw; if one ever does, the verdict is a
+    // failure with the reason, never a pass and never a connection error.
+    const reason = `certificate names could not be checked (${e instanceof Error ? e.message : String(e)})`;
+    return { ok: false, stage: 'identity', reason, identity: { ok: false, algorithm: i.algorithm, reason, compared: [] } };
+  }
+}
+
+function judge(i: VerificationInput): VerificationResult {
   if (!i.certificate || Object.keys(i.certificate).length === 0) {
     return { ok: false, stage: 'chain', reason: 'the server presented no certificate' };
   }
@@ -59,6 +70,10 @@ export function verifyCertificate(i: VerificationInput): VerificationResult {
           recipientDomain: i.recipientDomain,
           connectedHosts: [...(i.mxHost ? [i.mxHost] : []), ...(i.routeHost ? [i.routeHost] : []), ...(i.ptrNames ?? [])],
         });
-  if (!i.chainTrusted) return { ok: false, stage: 'chain', reason: describeChainError(i.chainError), identity };
+  if (!i.chainTrusted) {
+    // Both verdicts, so that the log says everything that is wrong with the certificate.
+    const chain = describeChainError(i.chainError);
+    return { ok: false, stage: 'chain', reason: identity.ok ? chain : `${chain}; identity: ${identity.reason}`, identity };
+  }
   return identity.ok ? { ok: true, identity } : { ok: false, stage: 'identity', reason: identity.reason, identity };
 }

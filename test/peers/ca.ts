@@ -1,6 +1,6 @@
 // Test certificate authority: issues EC P-256 / ECDSA-SHA256 certificates (root, leaves,
 // self-signed, expired, not-yet-valid, CN-only) as PEM that Node's `tls` accepts.
-import { KeyObject, webcrypto, randomBytes } from 'node:crypto';
+import { KeyObject, X509Certificate, sign, webcrypto, randomBytes } from 'node:crypto';
 import type * as X509 from '@peculiar/x509';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -21,7 +21,41 @@ export interface CertOptions {
   ipAddresses?: string[];
   notBefore?: Date;
   notAfter?: Date;
+  /** The subjectAltName extension's value as raw DER (for malformed certificates); replaces dnsNames/ipAddresses. */
+  rawSan?: Uint8Array;
+  /** The subject as raw DER (a Name), replacing `cn`. */
+  rawSubject?: Uint8Array;
 }
+
+// ---- DER by hand, for certificates no well-behaved library would write -----------------------
+
+/** One DER element: tag, definite length (short or long form), content. */
+export function tlv(tag: number, content: Uint8Array | number[]): Uint8Array {
+  const body = Uint8Array.from(content);
+  const n = body.length;
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  return Uint8Array.from([tag, ...len, ...body]);
+}
+
+const concat = (parts: Uint8Array[]): Uint8Array => Uint8Array.from(parts.flatMap((p) => [...p]));
+const CN_OID = [0x06, 0x03, 0x55, 0x04, 0x03];
+
+/** String tags for CN values. */
+export const STRING_TAG = { utf8: 0x0c, printable: 0x13, teletex: 0x14, ia5: 0x16, universal: 0x1c, bmp: 0x1e } as const;
+/** GeneralName tags in a subjectAltName. */
+export const SAN_TAG = { email: 0x81, dns: 0x82, uri: 0x86, ip: 0x87 } as const;
+
+/** A Name of one RDN per CN value: each [string tag, raw bytes]. An empty list is an empty subject. */
+export function rawName(cns: Array<[tag: number, bytes: Uint8Array | number[]]>): Uint8Array {
+  return tlv(0x30, concat(cns.map(([tag, bytes]) => tlv(0x31, tlv(0x30, concat([Uint8Array.from(CN_OID), tlv(tag, bytes)]))))));
+}
+
+/** A subjectAltName value: each entry [GeneralName tag, raw bytes]. */
+export function rawSan(entries: Array<[tag: number, bytes: Uint8Array | number[]]>): Uint8Array {
+  return tlv(0x30, concat(entries.map(([tag, bytes]) => tlv(tag, bytes))));
+}
+
+export const ascii = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'));
 
 type MetadataKey = string | symbol;
 type MetadataTarget = object;
@@ -140,7 +174,8 @@ async function leafExtensions(x509: typeof X509, opts: CertOptions, publicKey: w
     ...(opts.ipAddresses ?? []).map((value): X509.JsonGeneralName => ({ type: 'ip', value })),
   ];
   // No SAN at all when none requested: tests need CN-only certificates.
-  if (names.length > 0) exts.push(new x509.SubjectAlternativeNameExtension(names));
+  if (opts.rawSan !== undefined) exts.push(new x509.Extension('2.5.29.17', false, opts.rawSan));
+  else if (names.length > 0) exts.push(new x509.SubjectAlternativeNameExtension(names));
   return exts;
 }
 
@@ -182,13 +217,18 @@ export class TestCA {
     return new TestCA(normalisePem(cert.toString('pem')), keys, name);
   }
 
+  private issueRaw(opts: CertOptions): Promise<IssuedCert> {
+    return assembleLeaf(this, opts);
+  }
+
   /** Leaf signed by this CA: CA:FALSE, digitalSignature, serverAuth + clientAuth. */
   async issue(opts: CertOptions): Promise<IssuedCert> {
+    if (opts.rawSan !== undefined || opts.rawSubject !== undefined) return this.issueRaw(opts);
     const x509 = await loadX509();
     const keys = await generateKeys();
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
-      subject: [{ CN: [leafCn(opts)] }],
+      subject: opts.rawSubject !== undefined ? new x509.Name(opts.rawSubject) : [{ CN: [leafCn(opts)] }],
       issuer: [{ CN: [this.name] }],
       ...validity(opts),
       signingAlgorithm: SIGN_ALG,
@@ -199,6 +239,66 @@ export class TestCA {
     const certPem = normalisePem(cert.toString('pem'));
     return { certPem, keyPem: keyToPem(keys.privateKey), chainPem: certPem + this.certPem, der: Buffer.from(cert.rawData) };
   }
+}
+
+/**
+ * A leaf assembled octet by octet, so that a raw subject or subjectAltName reaches the
+ * certificate exactly as given (a library re-encodes names it decodes: a UTF8String holding
+ * 0xfc would come out as valid UTF-8 "ü"). Signed by the CA with ECDSA-SHA256.
+ */
+async function assembleLeaf(ca: { certPem: string; keyPem: string }, opts: CertOptions): Promise<IssuedCert> {
+  const x509 = await loadX509();
+  const keys = await generateKeys();
+  const v = validity(opts);
+  const caDer = new X509Certificate(ca.certPem).raw;
+  const issuer = tbsField(caDer, 5); // the CA's subject, as the CA's own certificate encodes it
+  const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey));
+  const time = (d: Date): Uint8Array => tlv(0x17, ascii(d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'));
+  const ecdsaSha256 = tlv(0x30, tlv(0x06, [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+  const exts = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+  ].map((e): Uint8Array => new Uint8Array(e.rawData));
+  if (opts.rawSan !== undefined) exts.push(tlv(0x30, concat([tlv(0x06, [0x55, 0x1d, 0x11]), tlv(0x04, opts.rawSan)])));
+  else if ((opts.dnsNames ?? []).length > 0) exts.push(new Uint8Array(new x509.SubjectAlternativeNameExtension((opts.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value }))).rawData));
+  const subject = opts.rawSubject ?? rawName([[STRING_TAG.utf8, ascii(leafCn(opts))]]);
+  const tbs = tlv(0x30, concat([
+    tlv(0xa0, tlv(0x02, [0x02])),
+    tlv(0x02, Buffer.from(randomSerial(), 'hex')),
+    ecdsaSha256,
+    issuer,
+    tlv(0x30, concat([time(v.notBefore), time(v.notAfter)])),
+    subject,
+    new Uint8Array(spki),
+    tlv(0xa3, tlv(0x30, concat(exts))),
+  ]));
+  const signature = sign('sha256', tbs, ca.keyPem); // DER-encoded ECDSA signature
+  const der = Buffer.from(tlv(0x30, concat([tbs, ecdsaSha256, tlv(0x03, [0x00, ...signature])])));
+  const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  return { certPem, keyPem: keyToPem(keys.privateKey), chainPem: certPem + ca.certPem, der };
+}
+
+/** The raw DER of the n-th field of a certificate's TBSCertificate (0 = version). */
+function tbsField(certDer: Buffer, n: number): Uint8Array {
+  const read = (buf: Uint8Array, at: number): { start: number; end: number; next: number } => {
+    let i = at + 1;
+    let len = buf[i]!;
+    i++;
+    if (len & 0x80) {
+      const k = len & 0x7f;
+      len = 0;
+      for (let j = 0; j < k; j++) len = (len << 8) | buf[i + j]!;
+      i += k;
+    }
+    return { start: at, end: i + len, next: i };
+  };
+  const cert = read(certDer, 0);
+  const tbs = read(certDer, cert.next);
+  let at = tbs.next;
+  for (let k = 0; k < n; k++) at = read(certDer, at).end;
+  const f = read(certDer, at);
+  return new Uint8Array(certDer.subarray(f.start, f.end));
 }
 
 /** Self-signed leaf (CA:FALSE), for DEPTH_ZERO_SELF_SIGNED_CERT cases. */

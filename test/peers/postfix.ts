@@ -19,6 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { within } from '../deadline.js';
 
 export interface PostfixOptions {
   /** Loopback address to listen on, e.g. '127.0.0.20' (or '::1'). */
@@ -78,7 +79,7 @@ function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<RunResult
     const chunks: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => child.kill('SIGKILL'), within(timeoutMs));
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
@@ -242,7 +243,7 @@ async function stopMaster(dir: string, timeoutMs = 10_000): Promise<void> {
   const pid = readMasterPid(dir);
   if (pid === undefined) return;
   signal(pid, 'SIGTERM');
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + within(timeoutMs);
   while (groupMembers(pid).length > 0) {
     if (Date.now() > deadline) {
       for (const p of groupMembers(pid)) signal(p, 'SIGKILL');
@@ -344,7 +345,7 @@ function connect(opts: PostfixOptions): Promise<net.Socket> {
  */
 async function probe(opts: PostfixOptions): Promise<void> {
   const sock = await connect(opts);
-  sock.setTimeout(10_000, () => sock.destroy(new Error('probe timed out')));
+  sock.setTimeout(within(10_000), () => sock.destroy(new Error('probe timed out')));
   let cur: net.Socket | tls.TLSSocket = sock;
   const r = new ReplyReader();
   r.attach(sock);
@@ -377,7 +378,7 @@ async function probe(opts: PostfixOptions): Promise<void> {
 }
 
 async function waitReady(dir: string, opts: PostfixOptions, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + within(timeoutMs);
   for (;;) {
     try {
       await probe(opts);
@@ -475,13 +476,13 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     maildir,
     readDelivered: () => readDelivered(maildir),
     async waitForDelivered(n: number, timeoutMs = 20_000): Promise<DeliveredMessage[]> {
-      const deadline = Date.now() + timeoutMs;
+      const deadline = Date.now() + within(timeoutMs);
       for (;;) {
         const got = await readDelivered(maildir);
         if (got.length >= n) return got;
         if (Date.now() > deadline) {
           throw new Error(
-            `postfix ${opts.address}:${opts.port}: ${got.length} of ${n} messages delivered after ${timeoutMs} ms\n--- maillog ---\n${await tailLog(dir)}`,
+            `postfix ${opts.address}:${opts.port}: ${got.length} of ${n} messages delivered after ${within(timeoutMs)} ms\n--- maillog ---\n${await tailLog(dir)}`,
           );
         }
         await sleep(100);

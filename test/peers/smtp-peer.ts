@@ -6,6 +6,7 @@
 // and closing (FIN) or resetting (RST) the connection instead of or after a reply.
 import net from 'node:net';
 import tls from 'node:tls';
+import { within } from '../deadline.js';
 
 export type StarttlsBehaviour =
   | 'none' // STARTTLS not advertised (and answered 502 if sent anyway)
@@ -632,8 +633,8 @@ export async function startSmtpPeer(opts: SmtpPeerOptions): Promise<SmtpPeer> {
       };
       const timer = setTimeout(() => {
         waiters = waiters.filter((w) => w !== waiter);
-        reject(new Error(`smtp-peer: timed out after ${timeoutMs} ms waiting for ${n} ${what} (have ${count()})`));
-      }, timeoutMs);
+        reject(new Error(`smtp-peer: timed out after ${within(timeoutMs)} ms waiting for ${n} ${what} (have ${count()})`));
+      }, within(timeoutMs));
       waiters.push(waiter);
     });
   };
