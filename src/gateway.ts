@@ -5,12 +5,17 @@
  */
 import { join } from 'node:path';
 import { CertificateStore } from './config/certificates.js';
+import { prepareDataDir } from './config/datadir.js';
 import { GatewayStore } from './config/gateways.js';
+import { acquireGatewayLock, type GatewayLock } from './config/lock.js';
 import { ConfigStore, type ConfigSnapshot } from './config/store.js';
 import type { GatewayOptions } from './config/options.js';
-import { DeliveryEngine } from './delivery/engine.js';
+import { DeliveryEngine, STORAGE } from './delivery/engine.js';
 import { DnsClient } from './dns/resolver.js';
-import { MailLog } from './observe/maillog.js';
+import { Conditions } from './observe/conditions.js';
+import { MailLog, StdoutSink } from './observe/maillog.js';
+import { SyslogSink } from './observe/syslog.js';
+import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
 import { RelayListener } from './smtp/listener.js';
@@ -26,6 +31,7 @@ export class Gateway {
   readonly config: ConfigStore;
   readonly queue: QueueStore;
   readonly log: MailLog;
+  readonly conditions: Conditions;
   readonly engine: DeliveryEngine;
   readonly certificates: CertificateStore;
   /** Made in start(), once the listener certificate exists (the demo is created then). */
@@ -37,15 +43,33 @@ export class Gateway {
   private pruneTimer: NodeJS.Timeout | null = null;
   address: { address: string; port: number } | null = null;
 
+  private readonly lock: GatewayLock;
+
   constructor(readonly options: GatewayOptions) {
-    this.config = ConfigStore.open(options.dataDir);
-    this.queue = QueueStore.open(options.dataDir);
-    this.log = new MailLog(options.dataDir);
-    this.certificates = CertificateStore.open(options.dataDir, this.config);
+    prepareDataDir(options.dataDir, { create: true });
+    // One gateway per data directory: a second one would deliver the same messages again.
+    this.lock = acquireGatewayLock(options.dataDir);
+    try {
+      this.config = ConfigStore.open(options.dataDir);
+      this.queue = QueueStore.open(options.dataDir);
+      this.log = new MailLog(options.dataDir, {
+        text: options.logTo === 'stdout' ? new StdoutSink() : options.logTo === 'syslog' ? new SyslogSink(options.syslog) : undefined,
+        onTrouble: (t) =>
+          t.state === 'failing'
+            ? this.conditions.raise('mail log', `cannot write ${t.file}: ${t.reason}; log lines are kept in memory meanwhile`)
+            : this.conditions.clear('mail log'),
+      });
+      this.conditions = new Conditions(this.log);
+      this.certificates = CertificateStore.open(options.dataDir, this.config);
+    } catch (e) {
+      this.lock.release();
+      throw e;
+    }
     this.snapshot = this.readSnapshot();
     this.version = this.config.dataVersion();
     this.engine = new DeliveryEngine({
       queue: this.queue,
+      conditions: this.conditions,
       config: () => this.snapshot,
       dns: new DnsClient({ servers: options.dnsServers }),
       log: this.log,
@@ -69,6 +93,7 @@ export class Gateway {
       tlsKey: tls.keyPem,
       tlsCert: tls.certPem,
       closeTimeoutMs: STOP_GRACE_MS,
+      conditions: this.conditions,
     });
   }
 
@@ -96,6 +121,7 @@ export class Gateway {
     }
     this.listener = this.makeListener(this.certificates.listenerCredentials());
     this.address = await this.listener.listen();
+    this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
     this.engine.start();
     this.reloadTimer = setInterval(() => {
@@ -126,7 +152,7 @@ export class Gateway {
       }
       if (requests.length > 0) this.engine.wake();
     } catch (e) {
-      process.emitWarning(`queue control: ${(e as Error).message}`);
+      this.conditions.raise(STORAGE, `queue control requests cannot be read: ${(e as Error).message}`);
     }
   }
 
@@ -135,9 +161,11 @@ export class Gateway {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     // Both get the same grace at the same time, so stopping takes at most that long.
     await Promise.all([this.listener?.close(), this.engine.stop(STOP_GRACE_MS)]);
+    this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });
     this.queue.close();
     this.certificates.close();
     this.config.close();
     await this.log.close();
+    this.lock.release();
   }
 }

@@ -6,6 +6,20 @@ import { resolve } from 'node:path';
 import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '../config/options.js';
 import { Gateway } from '../gateway.js';
 import { collect, out } from './common.js';
+import net from 'node:net';
+
+/** Binds the listener address once and lets it go: EADDRINUSE or EACCES here, with words. */
+async function checkListenAddress(listen: { host: string; port: number }): Promise<void> {
+  if (listen.port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => {
+      const why = e.code === 'EADDRINUSE' ? 'is in use by another process' : e.code === 'EACCES' ? 'needs privileges this user does not have' : e.code === 'EADDRNOTAVAIL' ? 'is not an address of this machine' : e.message;
+      reject(new Error(`cannot listen on ${listen.host}:${listen.port}: the address ${why}; nothing was started`));
+    });
+    probe.listen(listen.port, listen.host, () => probe.close(() => resolve()));
+  });
+}
 
 export function addStartCommand(program: Command): void {
   program
@@ -18,7 +32,9 @@ export function addStartCommand(program: Command): void {
     .option('--smtp-port <n>', 'port of remote mail servers (default 25)')
     .option('--hostname <name>', 'EHLO name (default: the machine name)')
     .option('--allow <cidr>', 'client network allowed to relay (repeatable; default loopback)', collect)
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[] }) => {
+    .option('--log-to <where>', 'text mail log to: file (logs/mail.log), stdout or syslog; logs/mail.jsonl is always written (default file)')
+    .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -27,13 +43,21 @@ export function addStartCommand(program: Command): void {
         smtpPort: o.smtpPort === undefined ? undefined : Number.isInteger(Number(o.smtpPort)) ? Number(o.smtpPort) : (o.smtpPort as unknown as number),
         hostname: o.hostname,
         allowedNetworks: o.allow,
+        logTo: o.logTo,
+        syslog: o.syslog,
       };
       const options = buildOptions(file, flags);
+      // A listener address in use is found before anything is created in the data directory.
+      await checkListenAddress(options.listen);
       const gw = new Gateway(options);
       const addr = await gw.start();
-      out(
-        `Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, mail log ${resolve(gw.logDir, 'mail.log')}\n`,
-      );
+      const where = options.logTo === 'file' ? `mail log ${resolve(gw.logDir, 'mail.log')}` : `mail log to ${options.logTo}, JSON lines in ${resolve(gw.logDir, 'mail.jsonl')}`;
+      out(`Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, ${where}\n`);
+      // SIGHUP (logrotate's postrotate, systemd's ExecReload): open the log files again by name.
+      process.on('SIGHUP', () => {
+        gw.log.reopen();
+        gw.log.write({ event: 'config-reloaded', detail: 'SIGHUP: log files reopened' });
+      });
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) return;

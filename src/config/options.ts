@@ -25,6 +25,10 @@ export interface GatewayOptions {
   /** How often the running gateway looks for configuration changes (ms). */
   reloadMs: number;
   pollMs: number;
+  /** Where the text mail log goes: mail.log (file), standard output, or syslog. mail.jsonl is always written. */
+  logTo: 'file' | 'stdout' | 'syslog';
+  /** For `logTo: 'syslog'`: a remote syslog HOST:PORT over UDP; the local /dev/log when absent. */
+  syslog?: { host: string; port: number };
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -38,6 +42,8 @@ export interface ConfigFile {
   maxMessageSize?: number;
   maxRecipients?: number;
   timeouts?: Partial<Record<keyof SmtpTimeouts, number>>;
+  logTo?: string;
+  syslog?: string;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -52,6 +58,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   timeouts: { ...RFC5321_TIMEOUTS },
   reloadMs: 500,
   pollMs: 1000,
+  logTo: 'file',
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -123,7 +130,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -140,6 +147,11 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       o.hostname = src.hostname;
     }
     if (src.allowedNetworks !== undefined) o.allowedNetworks = src.allowedNetworks;
+    if (src.logTo !== undefined) {
+      if (src.logTo !== 'file' && src.logTo !== 'stdout' && src.logTo !== 'syslog') throw new ValidationError('log-to', src.logTo, 'file, stdout or syslog');
+      o.logTo = src.logTo;
+    }
+    if (src.syslog !== undefined) o.syslog = parseHostPort('syslog', src.syslog, 514);
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;
     for (const [k, v] of Object.entries(src.timeouts ?? {})) {

@@ -27,9 +27,15 @@ import { LimitCounters, limitKey } from './limits.js';
 import { connect, type Connection, type ConnectDeps } from './connect.js';
 import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
+import type { Conditions } from '../observe/conditions.js';
+
+/** The condition raised while the queue cannot be read or written (a full disk). */
+export const STORAGE = 'queue storage';
 
 export interface EngineOptions {
   queue: QueueStore;
+  /** Where a queue that cannot be read or written is reported (once, not per attempt). */
+  conditions?: Conditions;
   config: () => ConfigSnapshot;
   dns: DnsClient;
   log: MailLog;
@@ -155,14 +161,22 @@ export class DeliveryEngine {
     list.forEach((p, i) => {
       const m = made[i]!;
       if (m instanceof Error) {
-        process.emitWarning(`delivery engine: outcome of message ${p.batch.messageId} not recorded: ${m.message}`);
+        this.storageTrouble(`the outcome of MID ${p.batch.messageId} was not recorded (it will be delivered again): ${m.message}`);
         try {
           this.release(p.batch, false);
         } catch {
           // The lease is cleared at the next start.
         }
-      } else p.after(m);
+      } else {
+        this.o.conditions?.clear(STORAGE);
+        p.after(m);
+      }
     });
+  }
+
+  private storageTrouble(detail: string): void {
+    if (this.o.conditions) this.o.conditions.raise(STORAGE, detail);
+    else process.emitWarning(`delivery engine: ${detail}`);
   }
 
   /**
@@ -216,11 +230,18 @@ export class DeliveryEngine {
         dq.pump();
       }
     } catch (e) {
-      process.emitWarning(`delivery engine: ${(e as Error).message}`);
+      // Cleared only by writes that add data (an accepted message, a recorded outcome): a lease
+      // can still fit in the WAL of a full disk.
+      this.storageTrouble(`the queue cannot be read or written: ${(e as Error).message}`);
     }
     if (full) return this.schedule(MIN_TICK_MS);
-    const next = this.o.queue.nextDue();
     const poll = this.o.pollMs ?? 1000;
+    let next: number | null = null;
+    try {
+      next = this.o.queue.nextDue();
+    } catch (e) {
+      this.storageTrouble(`the queue cannot be read: ${(e as Error).message}`);
+    }
     this.schedule(next === null ? poll : Math.max(MIN_TICK_MS, Math.min(poll, next - this.now())));
   }
 

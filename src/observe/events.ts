@@ -22,7 +22,13 @@ export type MailEvent =
   | { event: 'connection-reused-closed'; dcid: number; mid: number; detail: string }
   | { event: 'queue-action'; action: string; detail: string }
   | { event: 'dsn-created'; mid: number; original: number; to: string }
-  | { event: 'config-reloaded'; detail: string };
+  | { event: 'config-reloaded'; detail: string }
+  /** A condition that stops normal work (the disk is full): said once when it starts, once when it ends. */
+  | { event: 'condition-start'; condition: string; detail: string }
+  | { event: 'condition-end'; condition: string; detail: string }
+  | { event: 'log-recovered'; file: string; lost: number; seconds: number }
+  | { event: 'gateway-start'; version: string; detail: string }
+  | { event: 'gateway-stop'; version: string; detail: string };
 
 export function formatEvent(e: MailEvent): string {
   switch (e.event) {
@@ -64,6 +70,16 @@ export function formatEvent(e: MailEvent): string {
       return `MID ${e.mid} DSN for MID ${e.original} to <${e.to}>`;
     case 'config-reloaded':
       return `Configuration reloaded: ${e.detail}`;
+    case 'condition-start':
+      return `Condition started: ${e.condition}: ${e.detail}`;
+    case 'condition-end':
+      return `Condition ended: ${e.condition}: ${e.detail}`;
+    case 'log-recovered':
+      return `Log file ${e.file} can be written again after ${e.seconds} s${e.lost > 0 ? `; ${e.lost} lines were lost while it could not` : ''}`;
+    case 'gateway-start':
+      return `Postern ${e.version} starting: ${e.detail}`;
+    case 'gateway-stop':
+      return `Postern ${e.version} stopped: ${e.detail}`;
   }
 }
 
@@ -88,7 +104,7 @@ export function logTimestamp(d: Date): string {
 }
 
 export function levelOf(e: MailEvent): 'Info' | 'Warning' {
-  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed'
+  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed' || e.event === 'condition-start'
     ? 'Warning'
     : 'Info';
 }

@@ -12,6 +12,8 @@ import { escapeText } from '../observe/text.js';
 import type { NewMessage, QueueStore } from '../queue/store.js';
 import { normaliseDomain } from '../tls/names.js';
 import type { NetworkList } from './networks.js';
+import type { Conditions } from '../observe/conditions.js';
+import { STORAGE } from '../delivery/engine.js';
 
 export interface ListenerOptions {
   host: string;
@@ -29,6 +31,8 @@ export interface ListenerOptions {
   tlsCert?: string;
   /** How long client sessions still open at close() get before they are cut (ms). */
   closeTimeoutMs: number;
+  /** Where a queue that cannot be written is reported (once, not per message). */
+  conditions?: Conditions;
 }
 
 class SmtpReplyError extends Error {
@@ -186,6 +190,7 @@ export class RelayListener {
       };
       this.o.queue.accept(msg).then(
         (mid) => {
+          this.o.conditions?.clear(STORAGE);
           this.o.log.write({
             event: 'message-accepted',
             icid: this.icids.get(session.id) ?? 0,
@@ -197,7 +202,10 @@ export class RelayListener {
           cb(null, `2.0.0 Ok: queued as MID ${mid}`);
           this.o.onAccepted();
         },
-        (e: Error) => cb(new SmtpReplyError(451, `4.3.0 Could not store the message: ${e.message}`)),
+        (e: Error) => {
+          this.o.conditions?.raise(STORAGE, `messages cannot be stored, clients are answered 451 4.3.0: ${e.message}`);
+          cb(new SmtpReplyError(451, `4.3.0 Could not store the message: ${e.message}`));
+        },
       );
     });
   }
