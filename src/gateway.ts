@@ -94,6 +94,7 @@ export class Gateway {
       tlsCert: tls.certPem,
       closeTimeoutMs: STOP_GRACE_MS,
       conditions: this.conditions,
+      idleTimeoutMs: options.idleTimeoutMs,
     });
   }
 

@@ -320,7 +320,11 @@ describe('the demo certificate and the relay listener', { timeout: within(60_000
 
   test('the first start creates the demo certificate and STARTTLS offers it; use-listener takes effect after a restart', async () => {
     const d = dataDir();
-    assert.match(await cli(d, 'certconfig', 'list'), /No certificates/);
+    // A command that only reads never creates the data directory: a mistyped path is an error.
+    const missing = await runCli(['certconfig', 'list', '--data-dir', d]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /data directory .* does not exist/);
+    assert.ok(!existsSync(d), 'certconfig list created nothing');
     const first = await start(d);
     const demoFp = await shownFingerprint(d, 'demo');
     const show = await cli(d, 'certconfig', 'show', 'demo');

@@ -4,6 +4,7 @@
  * wait for the outcome of each recipient as the queue records it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildOptions, type ConfigFile } from '../src/config/options.js';
@@ -127,4 +128,42 @@ export function fateOf(t: TestGateway, address: string): RecipientFate | undefin
     if (t.events.some((e) => e.event === 'message-done' && e.mid === mid)) return { kind: 'delivered' };
   }
   return undefined;
+}
+
+/**
+ * A plain-text SMTP client that sends exactly the bytes given (UTF-8) and returns each reply (its
+ * lines joined by "\n"); `closed` resolves with the replies nobody asked for (a 421 at an idle
+ * timeout) and any unread text when the server closes the connection.
+ */
+export async function rawSession(port: number, host = '127.0.0.1'): Promise<{ greeting: string; cmd: (line: string) => Promise<string>; closed: Promise<string>; close: () => void }> {
+  const socket = net.connect(port, host);
+  let buffer = '';
+  const waiting: Array<(reply: string) => void> = [];
+  const unsolicited: string[] = [];
+  socket.setEncoding('utf8');
+  socket.on('data', (d: string) => {
+    buffer += d;
+    // A reply ends with a line "NNN text" (no hyphen after the code).
+    for (let m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(buffer); m; m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(buffer)) {
+      buffer = buffer.slice(m[0].length);
+      const reply = m[0].trim().replace(/\r\n/g, '\n');
+      const w = waiting.shift();
+      if (w) w(reply);
+      else unsolicited.push(reply);
+    }
+  });
+  const next = () => new Promise<string>((resolve) => waiting.push(resolve));
+  const greeting = next();
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const closed = new Promise<string>((resolve) => socket.once('close', () => resolve([...unsolicited, buffer].join('\n'))));
+  return {
+    greeting: await greeting,
+    closed,
+    cmd: (line) => {
+      const r = next();
+      socket.write(line + '\r\n');
+      return r;
+    },
+    close: () => socket.destroy(),
+  };
 }

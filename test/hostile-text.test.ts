@@ -12,12 +12,11 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { TestCA, SAN_TAG, ascii, rawSan } from './peers/ca.js';
 import type { Zone } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
-import { fateOf, sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
+import { fateOf, rawSession, sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
 import { logFile, runCli } from './process.js';
 import { within } from './deadline.js';
 
@@ -200,31 +199,3 @@ describe('hostile certificates and text, end to end', { timeout: within(120_000)
     }
   });
 });
-
-/** A plain-text SMTP client that sends exactly the bytes given (UTF-8) and returns each reply. */
-async function rawSession(port: number): Promise<{ cmd: (line: string) => Promise<string>; close: () => void }> {
-  const socket = net.connect(port, '127.0.0.1');
-  let buffer = '';
-  const waiting: Array<(reply: string) => void> = [];
-  socket.setEncoding('utf8');
-  socket.on('data', (d: string) => {
-    buffer += d;
-    // A reply ends with a line "NNN text" (no hyphen after the code).
-    for (let m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(buffer); m; m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(buffer)) {
-      buffer = buffer.slice(m[0].length);
-      waiting.shift()?.(m[0].trim().split(/\r?\n/).pop()!);
-    }
-  });
-  const next = () => new Promise<string>((resolve) => waiting.push(resolve));
-  const greeting = next();
-  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  await greeting;
-  return {
-    cmd: (line) => {
-      const r = next();
-      socket.write(line + '\r\n');
-      return r;
-    },
-    close: () => socket.destroy(),
-  };
-}

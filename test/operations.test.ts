@@ -9,18 +9,20 @@
  * - a full file system (a small tmpfs): 451 4.3.0, the gateway keeps running, the condition is
  *   reported once when it starts and once when it ends, and accepting and delivering resume
  *   without a restart, losing nothing acknowledged.
- * Address block 127.0.71.x and ports 2671–2672 are this file's own.
+ * - errors that name the data directory and the reason; SMTP polish at the listener.
+ * Address block 127.0.71.x and ports 2671–2673 are this file's own.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
-import { sendMail, tempDir, waitFor } from './harness.js';
-import { logFile, runCli, startPostern, type PosternProcess } from './process.js';
+import { rawSession, sendMail, tempDir, waitFor } from './harness.js';
+import { logFile, POSTERN_BIN, runCli, startPostern, type PosternProcess } from './process.js';
 import { within } from './deadline.js';
 
 const MX_PORT = 2671;
@@ -224,6 +226,141 @@ describe('a full disk', { timeout: within(180_000) }, () => {
     } finally {
       const status = await gw.stop();
       assert.equal(status.code, 0, `the gateway ran to the end:\n${gw.output()}`);
+    }
+  });
+});
+
+describe('errors that say where and why', { timeout: within(120_000) }, () => {
+  it('commands that only read never create a data directory: a mistyped path is an error', async () => {
+    const dir = join(tempDir(), 'mistyped');
+    for (const args of [['queue', 'list'], ['queue', 'show', '1'], ['destconfig', 'list'], ['destconfig', 'detail'], ['destconfig', 'export', join(tempDir(), 'out.ini')], ['smtproutes', 'list'], ['vgconfig', 'list'], ['bounceconfig', 'list'], ['certconfig', 'list'], ['tlsverify', 'example.com']]) {
+      const r = await runCli([...args, '--data-dir', dir]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^postern: data directory ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: does not exist`), args.join(' '));
+      assert.ok(!existsSync(dir), `${args.join(' ')} created the directory`);
+    }
+  });
+
+  it('a data directory that cannot be used is named with the reason, at once', async () => {
+    const file = join(tempDir(), 'a-file');
+    writeFileSync(file, 'x');
+    for (const [dir, reason] of [['/proc', /kernel pseudo file system/], [file, /exists and is not a directory/], [join(file, 'sub'), /not a directory/]] as const) {
+      const r = await runCli(['destconfig', 'new', 'a.test', '--data-dir', dir]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, reason);
+      assert.doesNotMatch(r.stderr, /EEXIST|ENOTDIR|    at /, 'no raw error code or stack');
+      const s = await startPostern({ dataDir: dir }).then(
+        async (p) => {
+          await p.kill();
+          return 'started';
+        },
+        (e: Error) => e.message,
+      );
+      assert.match(s, reason);
+    }
+  });
+
+  it('a listener address in use creates nothing and says so', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as net.AddressInfo).port;
+    const dir = join(tempDir(), 'never');
+    try {
+      const msg = await startPostern({ dataDir: dir, listen: `127.0.0.1:${port}` }).then(
+        async (p) => {
+          await p.kill();
+          return 'started';
+        },
+        (e: Error) => e.message,
+      );
+      assert.match(msg, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is in use by another process; nothing was started`));
+      assert.ok(!existsSync(dir), 'no data directory was created');
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('vgconfig new refuses an address this machine does not have', async () => {
+    const dir = tempDir();
+    const r = await runCli(['vgconfig', 'new', 'g1', '192.0.2.77', '--data-dir', dir]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /invalid gateway address "192\.0\.2\.77": allowed an IPv4 or IPv6 address of this machine/);
+    assert.equal((await runCli(['vgconfig', 'new', 'g1', '127.0.71.9', '--data-dir', dir])).code, 0, 'any loopback address is local');
+  });
+
+  it('output into a closed pipe ends quietly (postern ... | head -1)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'big.ini');
+    const sections = Array.from({ length: 3000 }, (_, i) => `[d${i}.example.com]\ntls = preferred\n`).join('');
+    writeFileSync(file, `[DEFAULT]\nip_sort_pref = PREFER_V6\nmax_host_concurrency = 500\nmax_messages_per_connection = 50\nlimit_type = 0\nlimit_apply = 0\ntls = 0\nbounce_validation = 0\n${sections}`);
+    const imported = await runCli(['destconfig', 'import', file, '--data-dir', dir]);
+    assert.equal(imported.code, 0, imported.stderr);
+    const child = spawn(process.execPath, [POSTERN_BIN, 'destconfig', 'list', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    // Read one chunk, then close our end, as `head -1` does.
+    await new Promise<void>((r) => child.stdout.once('data', () => r()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+    assert.equal(stderr, '', 'no stack trace');
+    assert.equal(code, 0);
+  });
+
+  it('postern --version prints the version', async () => {
+    const r = await runCli(['--version']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout.trim(), /^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('SMTP at the listener', { timeout: within(120_000) }, () => {
+  it('greets with ESMTP once, advertises ENHANCEDSTATUSCODES, and every reply carries a code; quoted local parts are accepted', async () => {
+    const peer = await startSmtpPeer({ host: A(3), port: 2673, hostname: 'mx.quoted.test' });
+    const dns = await startDnsServer({ zone: { 'quoted.test': { MX: [{ preference: 10, exchange: 'mx.quoted.test' }] }, 'mx.quoted.test': { A: [A(3)] } } });
+    const gw = await startPostern({ dataDir: tempDir(), dnsServer: dns.address, smtpPort: 2673, hostname: 'postern-smtp.test', args: ['--allow', '127.0.0.1/32'] });
+    try {
+      const s = await rawSession(gw.port, gw.host);
+      assert.match(s.greeting, /^220 postern-smtp\.test ESMTP Postern$/);
+      assert.equal(s.greeting.match(/ESMTP/g)?.length, 1);
+      const ehlo = await s.cmd('EHLO client.test');
+      assert.match(ehlo, /^250-ENHANCEDSTATUSCODES$/m);
+      const replies = [
+        await s.cmd('MAIL FROM:<sender@client.test>'),
+        await s.cmd('RCPT TO:<"john smith"@quoted.test>'),
+        await s.cmd('RCPT TO:<"a@b"@quoted.test>'),
+        await s.cmd('RCPT TO:<bad@-x.test>'),
+        await s.cmd('FOO'),
+        await s.cmd('DATA'),
+      ];
+      for (const r of replies.filter((x) => !x.startsWith('354'))) assert.match(r, /^\d{3} [245]\.\d{1,3}\.\d{1,3} /, `no enhanced code in ${JSON.stringify(r)}`);
+      assert.match(replies[1]!, /^250 2\.1\.5 /);
+      assert.match(replies[2]!, /^250 2\.1\.5 /);
+      assert.match(replies[3]!, /^501 5\.1\.3 /);
+      assert.match(replies[4]!, /^500 5\.5\.2 /);
+      assert.match(await s.cmd('Subject: q\r\n\r\nhi\r\n.'), /^250 2\.0\.0 /);
+      assert.match(await s.cmd('QUIT'), /^221 2\.0\.0 /);
+      s.close();
+      await waitFor('the message at the peer', () => peer.messages.find((m) => m.to.includes('"john smith"@quoted.test')));
+      assert.deepEqual(peer.messages.at(-1)!.to, ['"john smith"@quoted.test', '"a@b"@quoted.test']);
+    } finally {
+      await gw.stop();
+      await peer.close();
+      await dns.close();
+    }
+  });
+
+  it('relay refusal and the idle timeout carry codes; the idle timeout is configurable', async () => {
+    const gw = await startPostern({ dataDir: tempDir(), args: ['--allow', '127.0.0.2/32', '--idle-timeout', '1'] });
+    try {
+      const s = await rawSession(gw.port, gw.host);
+      await s.cmd('EHLO client.test');
+      await s.cmd('MAIL FROM:<a@client.test>');
+      assert.match(await s.cmd('RCPT TO:<b@example.com>'), /^554 5\.7\.1 Relay access denied/);
+      // Say nothing: the listener gives up after the idle timeout.
+      const rest = await s.closed;
+      assert.match(rest, /^421 4\.4\.2 /m);
+    } finally {
+      await gw.stop();
     }
   });
 });

@@ -4,7 +4,9 @@
  * module each.
  */
 import { Command } from 'commander';
+import { DataDirError, prepareDataDir } from '../config/datadir.js';
 import { ValidationError } from '../controls/validate.js';
+import { VERSION } from '../version.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
@@ -15,9 +17,31 @@ import { addTlsverifyCommand } from './tlsverify.js';
 import { addVgconfigCommand } from './vgconfig.js';
 import { err } from './common.js';
 
+/**
+ * Commands that only read: they never create a data directory, so a mistyped --data-dir is an
+ * error ("does not exist") rather than an empty queue or a default table. The queue commands
+ * act on mail that must already be there, so they count as readers here too.
+ */
+const READERS = new Set([
+  'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
+  'destconfig list', 'destconfig detail', 'destconfig export',
+  'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify',
+]);
+
+function commandPath(c: Command): string {
+  return c.parent && c.parent.name() !== 'postern' ? `${c.parent.name()} ${c.name()}` : c.name();
+}
+
 export function buildProgram(): Command {
   const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError().enablePositionalOptions();
+  program.version(VERSION, '-V, --version', 'print the version');
   program.configureOutput({ writeErr: (s) => err(s) });
+  program.hook('preAction', (_root, action) => {
+    const dataDir = (action.opts() as { dataDir?: unknown }).dataDir;
+    // `start` prepares its directory itself, after checking that it can listen.
+    if (typeof dataDir === 'string' && action.name() !== 'start') prepareDataDir(dataDir, { create: !READERS.has(commandPath(action)) });
+  });
   addStartCommand(program);
   addDestconfigCommand(program);
   addSmtproutesCommand(program);
@@ -30,10 +54,17 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `postern queue list | head -1`: the reader went away; stop quietly, as Unix tools do.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
-    if (e instanceof ValidationError) {
+    if (e instanceof ValidationError || e instanceof DataDirError) {
       err(`postern: ${e.message}\n`);
       process.exit(2);
     }

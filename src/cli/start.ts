@@ -33,8 +33,9 @@ export function addStartCommand(program: Command): void {
     .option('--hostname <name>', 'EHLO name (default: the machine name)')
     .option('--allow <cidr>', 'client network allowed to relay (repeatable; default loopback)', collect)
     .option('--log-to <where>', 'text mail log to: file (logs/mail.log), stdout or syslog; logs/mail.jsonl is always written (default file)')
+    .option('--idle-timeout <seconds>', 'disconnect a client that sends nothing for this long (default 300, RFC 5321)')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -44,6 +45,7 @@ export function addStartCommand(program: Command): void {
         hostname: o.hostname,
         allowedNetworks: o.allow,
         logTo: o.logTo,
+        idleTimeout: o.idleTimeout === undefined ? undefined : (o.idleTimeout as unknown as number),
         syslog: o.syslog,
       };
       const options = buildOptions(file, flags);

@@ -3,22 +3,30 @@
  * sender domains use each (`*` for every other sender).
  */
 import { Command } from 'commander';
+import net from 'node:net';
 import { GatewayStore } from '../config/gateways.js';
+import { isLocalAddress } from '../config/local-address.js';
+import { ValidationError } from '../controls/validate.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 export function addVgconfigCommand(program: Command): void {
   const vg = program.command('vgconfig').description('virtual gateways: sending addresses and the senders that use them');
   vg.command('new')
+    .description('add (or change) a virtual gateway: a name and the local address its connections leave from')
     .argument('<name>')
     .argument('<address>', 'local IPv4 or IPv6 address connections are bound to')
     .option('--hostname <name>', 'EHLO name used from this address')
     .addOption(dataDirOption())
-    .action((name: string, address: string, o: { hostname?: string; dataDir: string }) => {
+    .action(async (name: string, address: string, o: { hostname?: string; dataDir: string }) => {
+      if (net.isIP(address) !== 0 && !(await isLocalAddress(address))) {
+        throw new ValidationError('gateway address', address, 'an IPv4 or IPv6 address of this machine (it is not configured here)');
+      }
       withStore(o.dataDir, (s) => new GatewayStore(s).put({ name, address, ...(o.hostname ? { hostname: o.hostname } : {}) }));
       out(`Virtual gateway ${name}: ${address}\n`);
     });
   vg.command('delete')
+    .description('remove a virtual gateway (refused while a sender domain is assigned to it)')
     .argument('<name>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
@@ -26,6 +34,7 @@ export function addVgconfigCommand(program: Command): void {
       out(`Deleted virtual gateway ${name}.\n`);
     });
   vg.command('assign')
+    .description('send the mail of a sender domain (or * for every other sender) from a virtual gateway')
     .argument('<sender-domain>', 'sender domain, or * for every sender not assigned otherwise')
     .argument('<name>')
     .addOption(dataDirOption())
@@ -34,6 +43,7 @@ export function addVgconfigCommand(program: Command): void {
       out(`Mail from ${d === '*' ? 'every other sender' : d} leaves from ${name}.\n`);
     });
   vg.command('unassign')
+    .description('remove the assignment of a sender domain (its mail then follows *, or the system address)')
     .argument('<sender-domain>')
     .addOption(dataDirOption())
     .action((domain: string, o: { dataDir: string }) => {
@@ -41,6 +51,7 @@ export function addVgconfigCommand(program: Command): void {
       out(`Removed the assignment of ${domain}.\n`);
     });
   vg.command('list')
+    .description('show the virtual gateways and the sender domains assigned to each')
     .addOption(dataDirOption())
     .option('--json', 'machine-readable output')
     .action((o: { dataDir: string; json?: boolean }) => {

@@ -5,14 +5,19 @@
  * off the event loop before it lets a 250 go (src/queue/store.ts).
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DataDirError, prepareDataDir } from './datadir.js';
 
 export type Db = Database.Database;
 
 export function openDb(dataDir: string, file: string): Db {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const db = new Database(join(dataDir, file));
+  prepareDataDir(dataDir, { create: true });
+  let db: Db;
+  try {
+    db = new Database(join(dataDir, file));
+  } catch (e) {
+    throw new DataDirError(dataDir, `cannot open ${file}: ${(e as Error).message}`);
+  }
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');

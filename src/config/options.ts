@@ -25,6 +25,8 @@ export interface GatewayOptions {
   /** How often the running gateway looks for configuration changes (ms). */
   reloadMs: number;
   pollMs: number;
+  /** The listener disconnects a client idle this long (ms); RFC 5321 §4.5.3.2.7: at least 5 minutes. */
+  idleTimeoutMs: number;
   /** Where the text mail log goes: mail.log (file), standard output, or syslog. mail.jsonl is always written. */
   logTo: 'file' | 'stdout' | 'syslog';
   /** For `logTo: 'syslog'`: a remote syslog HOST:PORT over UDP; the local /dev/log when absent. */
@@ -44,6 +46,8 @@ export interface ConfigFile {
   timeouts?: Partial<Record<keyof SmtpTimeouts, number>>;
   logTo?: string;
   syslog?: string;
+  /** Seconds. */
+  idleTimeout?: number;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -59,6 +63,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   reloadMs: 500,
   pollMs: 1000,
   logTo: 'file',
+  idleTimeoutMs: 300_000,
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -130,7 +135,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -152,6 +157,11 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       o.logTo = src.logTo;
     }
     if (src.syslog !== undefined) o.syslog = parseHostPort('syslog', src.syslog, 514);
+    if (src.idleTimeout !== undefined) {
+      const n = Number(src.idleTimeout);
+      if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new ValidationError('idle-timeout', src.idleTimeout, 'a number of seconds from 1 to 86400');
+      o.idleTimeoutMs = Math.round(n * 1000);
+    }
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;
     for (const [k, v] of Object.entries(src.timeouts ?? {})) {

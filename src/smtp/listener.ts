@@ -33,6 +33,8 @@ export interface ListenerOptions {
   closeTimeoutMs: number;
   /** Where a queue that cannot be written is reported (once, not per message). */
   conditions?: Conditions;
+  /** A client that sends nothing for this long is disconnected (421), ms. */
+  idleTimeoutMs: number;
 }
 
 class SmtpReplyError extends Error {
@@ -76,7 +78,9 @@ export class RelayListener {
   constructor(private readonly o: ListenerOptions) {
     this.server = new SMTPServer({
       name: o.hostname,
-      banner: 'Postern ESMTP',
+      banner: 'Postern', // the library writes "220 NAME ESMTP Postern"
+      hideENHANCEDSTATUSCODES: false,
+      socketTimeout: o.idleTimeoutMs,
       size: o.maxMessageSize,
       authOptional: true,
       disabledCommands: ['AUTH'],

@@ -1,30 +1,48 @@
 /**
- * Two narrow corrections to smtp-server's address handling, installed once on its connection
- * class when the listener module loads. Both exist because Postern's name rule (tls/names.ts)
- * must see an envelope address exactly as the client sent it.
+ * Narrow corrections to smtp-server's address handling and replies, installed once on its
+ * connection class when the listener module loads. They exist because Postern's name rule
+ * (tls/names.ts) must see an envelope address exactly as the client sent it, and because every
+ * reply of Postern's carries an enhanced status code.
  *
  * 1. The raw address. The library converts the domain of every MAIL/RCPT address with
  *    punycode.js `toUnicode`, which also maps the IDNA2003 dots (U+3002, U+FF0E, U+FF61) to
  *    "." — so `a@example。com` would reach Postern as `a@example.com`, one name taken for
  *    another. After the library has parsed a command, the address it returns is replaced by the
- *    address as written in the command (angle brackets and any source route removed); the
- *    listener then checks it with the strict rule and refuses what is not a host name.
- * 2. Enhanced status codes on the library's own syntax refusals ("501 Error: Bad recipient
- *    address syntax" for a control character or a path without a single `@`): they get 5.1.3 /
- *    5.1.7 like every refusal of Postern's own, so a client sees one form whichever layer refused.
+ *    address as written (angle brackets and any source route removed); the listener then checks
+ *    it with the strict rule and refuses what is not a host name.
+ * 2. Quoted local parts. The library splits the command at white space, so `"a b"@example.org`
+ *    (RFC 5321 §4.1.2 Quoted-string) never parses. Such a path is handed to the library with a
+ *    plain stand-in local part, and the address as written is put back afterwards.
+ * 3. Enhanced status codes. With ENHANCEDSTATUSCODES advertised the library puts a code of its
+ *    choosing before every reply; a reply of Postern's own already starts with the right one
+ *    (`554 5.7.1 Relay access denied`), so the library's is not added to those.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
-const SYNTAX_CODES: Record<string, string> = { MAILBOX_SYNTAX_ERROR: '5.1.3', SENDER_SYNTAX_ERROR: '5.1.7' };
 const SOURCE_ROUTE = /^@[^\s,:@]+(?:,@[^\s,:@]+)*:/;
+// A path: <...> holding quoted strings (RFC 5321 qtextSMTP and quoted-pairSMTP) or characters
+// that are neither brackets, quotes nor white space.
+const PATH = /^<((?:"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\uffff]|\\[\x20-\x7e])*"|[^<>\s"])*)>/;
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
-/** The address inside `MAIL FROM:<...>` / `RCPT TO:<...>`, as the library finds it, unconverted. */
-export function rawPathAddress(command: string): string | null {
+export interface SplitPath {
+  /** `MAIL FROM:` or `RCPT TO:` as written, up to the path. */
+  head: string;
+  /** The address inside the brackets, source route removed. */
+  address: string;
+  /** What follows the path (parameters). */
+  tail: string;
+}
+
+/** The address inside `MAIL FROM:<...>` / `RCPT TO:<...>` as written, or null. */
+export function splitPath(command: string): SplitPath | null {
   const colon = command.indexOf(':');
   if (colon === -1) return null;
-  const path = command.slice(colon + 1).trim().split(/\s+/)[0] ?? '';
-  if (!/^<[^<>]*>$/.test(path)) return null;
-  return path.slice(1, -1).replace(SOURCE_ROUTE, '');
+  const after = command.slice(colon + 1);
+  const lead = after.length - after.trimStart().length;
+  const m = PATH.exec(after.trimStart());
+  if (!m) return null;
+  return { head: command.slice(0, colon + 1 + lead), address: m[1]!.replace(SOURCE_ROUTE, ''), tail: after.trimStart().slice(m[0].length) };
 }
 
 type Proto = typeof SMTPConnection.prototype & { posternPatched?: boolean };
@@ -34,17 +52,18 @@ if (!proto.posternPatched) {
   proto.posternPatched = true;
   const parse = proto._parseAddressCommand;
   proto._parseAddressCommand = function (this: SMTPConnection, rawName: string, rawCommand: Buffer | string) {
-    const parsed = parse.call(this, rawName, rawCommand);
-    if (parsed === false || !parsed.address) return parsed;
-    const raw = rawPathAddress(rawCommand.toString());
-    // The postmaster special case and anything the library accepted keep their parsed form
-    // only when no raw address can be read, which its own checks make impossible.
-    if (raw !== null) parsed.address = raw;
+    const command = rawCommand.toString();
+    const path = splitPath(command);
+    const quoted = path !== null && path.address.startsWith('"');
+    // The library cannot parse a quoted local part: it sees a stand-in with the same domain.
+    const given = quoted ? `${path.head}<postern-quoted${path.address.slice(path.address.lastIndexOf('@'))}>${path.tail}` : command;
+    const parsed = parse.call(this, rawName, given);
+    if (parsed === false || !parsed.address || path === null) return parsed;
+    parsed.address = path.address;
     return parsed;
   };
   const send = proto.send;
   proto.send = function (this: SMTPConnection, code: number, data?: string | string[] | null, context?: string | false): void {
-    const enhanced = typeof context === 'string' ? SYNTAX_CODES[context] : undefined;
-    send.call(this, code, enhanced !== undefined && typeof data === 'string' ? `${enhanced} ${data.replace(/^Error: /, '')}` : data, context);
+    send.call(this, code, data, typeof data === 'string' && ENHANCED.test(data) ? false : context);
   };
 }
