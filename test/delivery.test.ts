@@ -248,7 +248,7 @@ describe('relay control', () => {
     try {
       const r = await sendMail(t.gw.address!.port, 's@client.test', ['x@example.test']);
       assert.equal(r.code, 554);
-      assert.match(r.text, /5\.7\.1 Relay access denied/);
+      assert.match(r.text, /5\.7\.1 <x@example\.test>: Relay access denied/);
       assert.equal(t.gw.queue.counts().messages, 0);
     } finally {
       await t.close();

@@ -122,8 +122,8 @@ export function fateOf(t: TestGateway, address: string): RecipientFate | undefin
     if (e.event === 'bounced' && e.to === address) return { kind: 'bounced', reply: `${e.enhanced} ${e.reason}` };
     if (e.event === 'delayed' && e.to === address) return { kind: 'deferred', reply: `${e.enhanced} ${e.reason}` };
   }
-  const accepted = t.events.find((e) => e.event === 'message-accepted' && e.recipients.includes(address));
-  if (accepted && accepted.event === 'message-accepted') {
+  const accepted = t.events.find((e) => (e.event === 'message-accepted' || e.event === 'message-recipients') && e.recipients.includes(address));
+  if (accepted && (accepted.event === 'message-accepted' || accepted.event === 'message-recipients')) {
     const mid = accepted.mid;
     if (t.events.some((e) => e.event === 'message-done' && e.mid === mid)) return { kind: 'delivered' };
   }

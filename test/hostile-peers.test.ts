@@ -476,7 +476,7 @@ describe('hostile and broken peers', () => {
   describe('afterwards', () => {
     it('lost nothing: every accepted recipient is queued, bounced, or delivered and really at its peer', () => {
       for (const e of t.events) {
-        if (e.event !== 'message-accepted') continue;
+        if (e.event !== 'message-accepted' && e.event !== 'message-recipients') continue;
         for (const rcpt of e.recipients) {
           const domain = rcpt.slice(rcpt.lastIndexOf('@') + 1);
           const pending = t.gw.queue.list({ domain }).some((r) => r.to === rcpt && r.mid === e.mid);

@@ -349,18 +349,58 @@ describe('SMTP at the listener', { timeout: within(120_000) }, () => {
     }
   });
 
-  it('relay refusal and the idle timeout carry codes; the idle timeout is configurable', async () => {
-    const gw = await startPostern({ dataDir: tempDir(), args: ['--allow', '127.0.0.2/32', '--idle-timeout', '1'] });
+  it('relay refusal and the idle timeout carry codes; the idle timeout is configurable; the listener logs every refusal and the close', async () => {
+    const dir = tempDir();
+    const gw = await startPostern({ dataDir: dir, args: ['--allow', '127.0.0.2/32', '--idle-timeout', '1'] });
     try {
       const s = await rawSession(gw.port, gw.host);
       await s.cmd('EHLO client.test');
+      assert.match(await s.cmd('BOGUS'), /^500 5\.5\.2 /);
       await s.cmd('MAIL FROM:<a@client.test>');
-      assert.match(await s.cmd('RCPT TO:<b@example.com>'), /^554 5\.7\.1 Relay access denied/);
+      assert.match(await s.cmd('RCPT TO:<b@example.com>'), /^554 5\.7\.1 <b@example\.com>: Relay access denied/);
       // Say nothing: the listener gives up after the idle timeout.
       const rest = await s.closed;
       assert.match(rest, /^421 4\.4\.2 /m);
+      await waitFor('the close logged', () => /ICID \d+ close/.test(readFileSync(logFile(dir, 'mail.log'), 'utf8')));
     } finally {
       await gw.stop();
     }
+    const log = readFileSync(logFile(dir, 'mail.log'), 'utf8');
+    const icid = /New SMTP ICID (\d+) interface 127\.0\.0\.1 address 127\.0\.0\.1 port \d+/.exec(log)?.[1];
+    assert.ok(icid, log);
+    assert.match(log, new RegExp(`Warning: ICID ${icid} refused: 500 5\\.5\\.2 .*\\(address 127\\.0\\.0\\.1\\)`));
+    assert.match(log, new RegExp(`Warning: ICID ${icid} refused: 554 5\\.7\\.1 <b@example\\.com>: Relay access denied`));
+    assert.match(log, new RegExp(`Warning: ICID ${icid} refused: 421 4\\.4\\.2 `));
+    assert.match(log, new RegExp(`Info: ICID ${icid} close`));
+    assert.match(log, /Info: Postern \d+\.\d+\.\d+\S* starting: process \d+, listening on 127\.0\.0\.1:\d+/);
+    assert.match(log, /Info: Postern \d+\.\d+\.\d+\S* stopped/);
+  });
+
+  it('logs the Received id in the Start line, many recipients over bounded lines, and a delivery cut off by a stop', async () => {
+    const peer = await startSmtpPeer({ host: A(4), port: 2675, hostname: 'mx.many.test', act: (step) => (step === 'dot' ? { reply: '250 2.0.0 late', delayMs: 9_000 } : undefined) });
+    const dns = await startDnsServer({ zone: { 'many.test': { MX: [{ preference: 10, exchange: 'mx.many.test' }] }, 'mx.many.test': { A: [A(4)] } } });
+    const dir = tempDir();
+    const gw = await startPostern({ dataDir: dir, dnsServer: dns.address, smtpPort: 2675, hostname: 'postern-many.test' });
+    let stopped = false;
+    try {
+      const rcpts = Array.from({ length: 45 }, (_, i) => `r${i + 1}@many.test`);
+      assert.equal((await sendMail(gw.port, 'sender@client.test', rcpts, 'Subject: many\r\n\r\nhi\r\n', gw.host)).code, 250);
+      await waitFor('the delivery in progress', () => readFileSync(logFile(dir, 'mail.log'), 'utf8').includes('Delivery start'));
+      assert.equal((await gw.stop()).code, 0);
+      stopped = true;
+    } finally {
+      if (!stopped) await gw.stop();
+      await peer.close();
+      await dns.close();
+    }
+    const log = readFileSync(logFile(dir, 'mail.log'), 'utf8');
+    const start = log.split('\n').find((l) => l.includes('Start MID'))!;
+    assert.match(start, /To: <r1@many\.test>, .*<r20@many\.test> \(and 25 more on the next lines\) ready \d+ bytes, Received id [0-9a-f]{12}$/);
+    assert.doesNotMatch(start, /r21@/);
+    assert.match(log, /MID \d+ ICID \d+ To: <r21@many\.test>, .*<r40@many\.test> \(recipients 21–40 of 45\)/);
+    assert.match(log, /MID \d+ ICID \d+ To: <r41@many\.test>, .*<r45@many\.test> \(recipients 41–45 of 45\)/);
+    assert.match(log, /Warning: DCID \d+ delivery to many\.test cut off: the gateway is stopping; messages in progress stay queued/);
+    const list = await runCli(['queue', 'list', '--data-dir', dir]);
+    assert.match(list.stdout, /^45 recipients pending/, 'the cut-off recipients are still queued');
   });
 });

@@ -586,7 +586,11 @@ class DestinationQueue {
   }
 
   abort(): void {
-    for (const c of this.sessions) c.session.destroy();
+    for (const c of this.sessions) {
+      // Whatever this connection was sending stays queued (no outcome is recorded for it).
+      this.engine.o.log.write({ event: 'delivery-cut', dcid: c.dcid, domain: this.domain, detail: 'the gateway is stopping; messages in progress stay queued and are delivered after the next start' });
+      c.session.destroy();
+    }
   }
 
   /** One connection's life; resolves true when it could not start because every MX address is busy. */

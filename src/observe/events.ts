@@ -6,7 +6,11 @@
 export type MailEvent =
   | { event: 'incoming-connection'; icid: number; interface: string; address: string; port: number }
   | { event: 'incoming-refused'; icid: number; address: string; reason: string }
-  | { event: 'message-accepted'; icid: number; mid: number; from: string; recipients: string[]; size: number }
+  /** `recipients` holds at most RECIPIENTS_PER_LINE; the rest follow as message-recipients events. */
+  | { event: 'message-accepted'; icid: number; mid: number; from: string; recipients: string[]; size: number; receivedId: string; total: number }
+  | { event: 'message-recipients'; icid: number; mid: number; recipients: string[]; first: number; total: number }
+  | { event: 'incoming-close'; icid: number }
+  | { event: 'delivery-cut'; dcid: number; domain: string; detail: string }
   | { event: 'connection'; dcid: number; interface: string; address: string; port: number; host: string; domain: string }
   | { event: 'connection-failed'; domain: string; host: string; address: string; port: number; reason: string }
   | { event: 'tls-success'; dcid: number; domain: string; protocol: string; cipher: string; verified: 'yes' | 'no' | 'not-attempted' }
@@ -37,7 +41,15 @@ export function formatEvent(e: MailEvent): string {
     case 'incoming-refused':
       return `ICID ${e.icid} refused: ${e.reason} (address ${e.address})`;
     case 'message-accepted':
-      return `Start MID ${e.mid} ICID ${e.icid} From: <${e.from}> To: ${e.recipients.map((r) => `<${r}>`).join(', ')} ready ${e.size} bytes`;
+      return `Start MID ${e.mid} ICID ${e.icid} From: <${e.from}> To: ${e.recipients.map((r) => `<${r}>`).join(', ')}${
+        e.total > e.recipients.length ? ` (and ${e.total - e.recipients.length} more on the next lines)` : ''
+      } ready ${e.size} bytes, Received id ${e.receivedId}`;
+    case 'message-recipients':
+      return `MID ${e.mid} ICID ${e.icid} To: ${e.recipients.map((r) => `<${r}>`).join(', ')} (recipients ${e.first}–${e.first + e.recipients.length - 1} of ${e.total})`;
+    case 'incoming-close':
+      return `ICID ${e.icid} close`;
+    case 'delivery-cut':
+      return `DCID ${e.dcid} delivery to ${e.domain} cut off: ${e.detail}`;
     case 'connection':
       return `New SMTP DCID ${e.dcid} interface ${e.interface} address ${e.address} port ${e.port} (host ${e.host} for ${e.domain})`;
     case 'connection-failed':
@@ -96,6 +108,9 @@ function describeOutcome(o: 'clear-text' | 'refused' | 'dropped' | 'encrypted'):
   }
 }
 
+/** Recipients named on one log line; a message with more is logged over several lines. */
+export const RECIPIENTS_PER_LINE = 20;
+
 /** `Sat Nov 28 08:02:37 2026`, the appliance's timestamp. */
 export function logTimestamp(d: Date): string {
   const s = d.toUTCString(); // "Sat, 28 Nov 2026 08:02:37 GMT"
@@ -104,7 +119,7 @@ export function logTimestamp(d: Date): string {
 }
 
 export function levelOf(e: MailEvent): 'Info' | 'Warning' {
-  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed' || e.event === 'condition-start'
+  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed' || e.event === 'condition-start' || e.event === 'incoming-refused' || e.event === 'delivery-cut'
     ? 'Warning'
     : 'Info';
 }

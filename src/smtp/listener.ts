@@ -6,9 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import './smtp-server-patches.js';
+import { onRefusal } from './smtp-server-patches.js';
 import type { MailLog } from '../observe/maillog.js';
 import { escapeText } from '../observe/text.js';
+import { RECIPIENTS_PER_LINE } from '../observe/events.js';
 import type { NewMessage, QueueStore } from '../queue/store.js';
 import { normaliseDomain } from '../tls/names.js';
 import type { NetworkList } from './networks.js';
@@ -101,7 +102,16 @@ export class RelayListener {
         cb(problem === null ? undefined : new SmtpReplyError(553, `5.1.7 Bad sender address syntax: ${problem}`));
       },
       onData: (stream, session, cb) => this.onData(stream, session, cb),
-      onClose: (session) => this.icids.delete(session.id),
+      onClose: (session) => {
+        const icid = this.icids.get(session.id);
+        if (icid !== undefined) this.o.log.write({ event: 'incoming-close', icid });
+        this.icids.delete(session.id);
+      },
+    });
+    // Every refusal the client sees (Postern's own and the library's: bad command, size, idle
+    // timeout) is logged once, with the reply, by the reply hook in smtp-server-patches.ts.
+    onRefusal(this.server, (session, reply) => {
+      this.o.log.write({ event: 'incoming-refused', icid: this.icids.get(session.id) ?? 0, address: session.remoteAddress, reason: reply });
     });
     this.server.on('error', () => {
       /* per-connection errors are answered to the client; the listener keeps running */
@@ -138,8 +148,7 @@ export class RelayListener {
 
   private onRcptTo(address: string, session: SMTPServerSession, cb: (err?: Error) => void): void {
     if (!this.o.allowed.allows(session.remoteAddress)) {
-      this.o.log.write({ event: 'incoming-refused', icid: this.icids.get(session.id) ?? 0, address: session.remoteAddress, reason: `relaying denied for <${address}>` });
-      cb(new SmtpReplyError(554, '5.7.1 Relay access denied'));
+      cb(new SmtpReplyError(554, `5.7.1 <${address}>: Relay access denied`));
       return;
     }
     const problem = addressProblem(address, 'recipient');
@@ -195,14 +204,13 @@ export class RelayListener {
       this.o.queue.accept(msg).then(
         (mid) => {
           this.o.conditions?.clear(STORAGE);
-          this.o.log.write({
-            event: 'message-accepted',
-            icid: this.icids.get(session.id) ?? 0,
-            mid,
-            from,
-            recipients: msg.recipients.map((r) => r.address),
-            size: body.length,
-          });
+          const icid = this.icids.get(session.id) ?? 0;
+          const all = msg.recipients.map((r) => r.address);
+          // Bounded lines: the first recipients on the Start line, the rest RECIPIENTS_PER_LINE a line.
+          this.o.log.write({ event: 'message-accepted', icid, mid, from, recipients: all.slice(0, RECIPIENTS_PER_LINE), size: body.length, receivedId: queueId, total: all.length });
+          for (let i = RECIPIENTS_PER_LINE; i < all.length; i += RECIPIENTS_PER_LINE) {
+            this.o.log.write({ event: 'message-recipients', icid, mid, recipients: all.slice(i, i + RECIPIENTS_PER_LINE), first: i + 1, total: all.length });
+          }
           cb(null, `2.0.0 Ok: queued as MID ${mid}`);
           this.o.onAccepted();
         },

@@ -13,11 +13,23 @@
  * 2. Quoted local parts. The library splits the command at white space, so `"a b"@example.org`
  *    (RFC 5321 §4.1.2 Quoted-string) never parses. Such a path is handed to the library with a
  *    plain stand-in local part, and the address as written is put back afterwards.
- * 3. Enhanced status codes. With ENHANCEDSTATUSCODES advertised the library puts a code of its
+ * 3. Refusals. Every reply of 400 or above that a client is sent goes to the hook its server
+ *    registered with onRefusal (the listener logs it), whoever made it: Postern's callbacks or
+ *    the library itself (an unknown command, the idle timeout, a syntax error).
+ * 4. Enhanced status codes. With ENHANCEDSTATUSCODES advertised the library puts a code of its
  *    choosing before every reply; a reply of Postern's own already starts with the right one
- *    (`554 5.7.1 Relay access denied`), so the library's is not added to those.
+ *    (`554 5.7.1 <a@example.com>: Relay access denied`), so the library's is not added to those.
  */
+import type { SMTPServer, SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+
+type RefusalHook = (session: SMTPServerSession, reply: string) => void;
+const refusalHooks = new WeakMap<object, RefusalHook>();
+
+/** Calls `hook` with every reply of 400 or above that `server` sends to a client. */
+export function onRefusal(server: SMTPServer, hook: RefusalHook): void {
+  refusalHooks.set(server, hook);
+}
 
 const SOURCE_ROUTE = /^@[^\s,:@]+(?:,@[^\s,:@]+)*:/;
 // A path: <...> holding quoted strings (RFC 5321 qtextSMTP and quoted-pairSMTP) or characters
@@ -65,5 +77,10 @@ if (!proto.posternPatched) {
   const send = proto.send;
   proto.send = function (this: SMTPConnection, code: number, data?: string | string[] | null, context?: string | false): void {
     send.call(this, code, data, typeof data === 'string' && ENHANCED.test(data) ? false : context);
+    if (code >= 400) {
+      const self = this as unknown as { _server: object; session: SMTPServerSession & { error?: string } };
+      // The library keeps the reply it just wrote (with its enhanced code) in session.error.
+      refusalHooks.get(self._server)?.(self.session, self.session.error ?? `${code} ${Array.isArray(data) ? data.join(' ') : (data ?? '')}`);
+    }
   };
 }
