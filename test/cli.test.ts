@@ -360,7 +360,7 @@ describe('destconfig setup', () => {
 });
 
 describe('smtproutes', PARALLEL, () => {
-  test('new, list (text and --json), replace, delete', async () => {
+  test('new, list (text and --json), edit, delete', async () => {
     const d = fresh();
     assert.match(await ok(d, 'smtproutes', 'list'), /No SMTP routes configured\./);
     const out = await ok(d, 'smtproutes', 'new', 'Example.COM', 'MX1.test:2525,[::1]:26,10.0.0.1');
@@ -374,7 +374,8 @@ describe('smtproutes', PARALLEL, () => {
     assert.match(text, /^Domain\s+Destination hosts$/m);
     assert.match(text, /^example\.com\s+mx1\.test:2525, ::1:26, 10\.0\.0\.1$/m);
     assert.match(text, /^other\.test\s+relay\.test$/m);
-    await ok(d, 'smtproutes', 'new', 'other.test', 'relay2.test:587');
+    await rejected(d, ['smtproutes', 'new', 'other.test', 'relay2.test:587'], ['other.test', 'already exists', 'smtproutes edit']);
+    await ok(d, 'smtproutes', 'edit', 'other.test', 'relay2.test:587');
     assert.deepEqual((JSON.parse(await ok(d, 'smtproutes', 'list', '--json')) as Record<string, unknown>)['other.test'], [{ host: 'relay2.test', port: 587 }]);
     assert.match(await ok(d, 'smtproutes', 'delete', 'EXAMPLE.com'), /Deleted the route for example\.com\./);
     assert.deepEqual(Object.keys(JSON.parse(await ok(d, 'smtproutes', 'list', '--json')) as object), ['other.test']);

@@ -9,18 +9,26 @@ import { formatTable } from './format.js';
 
 export function addSmtproutesCommand(program: Command): void {
   const routes = program.command('smtproutes').description('SMTP routes: hosts that replace MX lookup for a domain');
-  routes
-    .command('new')
-    .argument('<domain>')
-    .argument('<hosts>', 'HOST[:PORT][,HOST[:PORT]...] in order of priority')
-    .addOption(dataDirOption())
-    .action((domain: string, hosts: string, o: { dataDir: string }) => {
-      const list: RouteHost[] = hosts.split(',').map((h) => parseRouteHost(h));
-      const d = withStore(o.dataDir, (s) => s.putRoute(domain, list));
-      out(`Route for ${d}: ${list.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')}\n`);
-    });
+  for (const mode of ['new', 'edit'] as const) {
+    routes
+      .command(mode)
+      .description(
+        mode === 'new'
+          ? 'add a route: DOMAIN, .DOMAIN (its subdomains) or ALL (the default route, a smarthost for everything else)'
+          : 'change the hosts of an existing route',
+      )
+      .argument('<domain>', 'example.com, .example.com or ALL')
+      .argument('<hosts>', 'HOST[:PORT][,HOST[:PORT]...] in order of priority')
+      .addOption(dataDirOption())
+      .action((domain: string, hosts: string, o: { dataDir: string }) => {
+        const list: RouteHost[] = hosts.split(',').map((h) => parseRouteHost(h));
+        const d = withStore(o.dataDir, (s) => s.putRoute(domain, list, mode));
+        out(`Route for ${d}: ${list.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')}\n`);
+      });
+  }
   routes
     .command('delete')
+    .description('remove a route')
     .argument('<domain>')
     .addOption(dataDirOption())
     .action((domain: string, o: { dataDir: string }) => {
@@ -28,6 +36,7 @@ export function addSmtproutesCommand(program: Command): void {
     });
   routes
     .command('list')
+    .description('show the routes (ALL is the default route)')
     .addOption(dataDirOption())
     .option('--json', 'machine-readable output')
     .action((o: { dataDir: string; json?: boolean }) => {

@@ -12,6 +12,7 @@ import { DestinationTable } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
 import { checkSettings, ValidationError } from '../controls/validate.js';
 import { normaliseDomain } from '../tls/names.js';
+import { parseRouteKey } from '../controls/routes.js';
 import type { BounceProfile } from '../bounce/profile.js';
 import { openDb, type Db } from './db.js';
 import { ensureProfileTable, knownProfileName, readProfiles } from './profile-table.js';
@@ -223,16 +224,25 @@ export class ConfigStore {
     return new Map(rows.map((r) => [r.domain, JSON.parse(r.hosts) as RouteHost[]]));
   }
 
-  putRoute(domain: string, hosts: RouteHost[]): string {
-    const d = normaliseDomain(domain);
-    if (d === null || d === '') throw new ValidationError('route domain', domain, 'a domain name');
+  /**
+   * Adds or replaces a route. `mode` 'new' refuses a route that exists and 'edit' one that does
+   * not (as destconfig new/edit do); 'put' does either. Returns the stored key.
+   */
+  putRoute(domain: string, hosts: RouteHost[], mode: 'new' | 'edit' | 'put' = 'put'): string {
+    const d = parseRouteKey(domain);
     if (hosts.length === 0) throw new ValidationError('route hosts', '', 'one or more HOST[:PORT]');
-    this.db.prepare('INSERT OR REPLACE INTO routes (domain, hosts) VALUES (?, ?)').run(d, JSON.stringify(hosts));
+    const write = this.db.transaction(() => {
+      const exists = this.db.prepare('SELECT 1 FROM routes WHERE domain = ?').get(d) !== undefined;
+      if (mode === 'new' && exists) throw new ConfigError(`a route for ${d} already exists (use smtproutes edit to change it)`);
+      if (mode === 'edit' && !exists) throw new ConfigError(`no route for ${d} (use smtproutes new to add one)`);
+      this.db.prepare('INSERT OR REPLACE INTO routes (domain, hosts) VALUES (?, ?)').run(d, JSON.stringify(hosts));
+    });
+    write.immediate();
     return d;
   }
 
   deleteRoute(domain: string): string {
-    const d = normaliseDomain(domain) ?? domain;
+    const d = parseRouteKey(domain);
     if (this.db.prepare('DELETE FROM routes WHERE domain = ?').run(d).changes === 0) throw new ConfigError(`no route for ${d}`);
     return d;
   }

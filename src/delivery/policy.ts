@@ -6,6 +6,7 @@
 import type { ResolvedEntry } from '../controls/types.js';
 import { DEFAULT_PROFILE, type BounceProfile } from '../bounce/profile.js';
 import type { ConfigSnapshot, GlobalSettings, RouteHost } from '../config/store.js';
+import { routeFor } from '../controls/routes.js';
 
 export interface DeliveryPolicy {
   domain: string;
@@ -21,7 +22,7 @@ export interface DeliveryPolicy {
  */
 export function resolvePolicy(snapshot: ConfigSnapshot, domain: string, profiles: Map<string, BounceProfile> = snapshot.profiles): DeliveryPolicy {
   const entry = snapshot.table.resolve(domain);
-  const route = snapshot.routes.get(domain);
+  const route = routeFor(snapshot.routes, domain);
   return {
     domain,
     entry,
