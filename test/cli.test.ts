@@ -270,7 +270,7 @@ describe('destconfig: new, edit, default, delete, list', PARALLEL, () => {
   test('LIST text: the appliance columns, every entry, the (Default) row and the count', async () => {
     const d = fresh();
     let out = await ok(d, 'destconfig', 'list');
-    assert.match(out, /^There are currently 1 entries configured\.$/m);
+    assert.match(out, /^There is currently 1 entry configured\.$/m);
     await ok(d, 'destconfig', 'new', 'example.com', '--tls', 'required-verify-hosted', '--concurrency', '10');
     await ok(d, 'destconfig', 'new', 'bücher.test', '--bounce-verification', 'on', '--bounce-profile', 'Slow', '--ip-preference', 'ipv4-required');
     out = await ok(d, 'destconfig', 'list');
@@ -317,7 +317,7 @@ describe('destconfig: rejected values name field and value, and change nothing',
     [['destconfig', 'new', 'a.test', '--recipients', 'lots'], '--recipients', '"lots"'],
     [['destconfig', 'new', 'a.test', '--recipients', '10'], '--recipients', '"10"'],
     [['destconfig', 'new', 'a.test', '--tls', 'sometimes'], '--tls', '"sometimes"', 'required-verify-hosted'],
-    [['destconfig', 'new', 'a.test', '--limit-per', 'host'], '--limit-per', '"host"', 'mx-ip'],
+    [['destconfig', 'new', 'a.test', '--limit-per', 'entire'], '--limit-per', '"entire"', 'mx-ip'],
     [['destconfig', 'new', 'a.test', '--enforce', 'cluster'], '--enforce', '"cluster"', 'virtual-gateway'],
     [['destconfig', 'new', 'a.test', '--bounce-verification', 'maybe'], '--bounce-verification', '"maybe"'],
     [['destconfig', 'new', 'a.test', '--bounce-profile', 'has space'], 'bounce profile', '"has space"'],
@@ -612,5 +612,34 @@ describe('hot reload of a running gateway', () => {
     ]);
     assert.deepEqual(result, { code: 0, signal: null }, `stderr: ${stderr}`);
     assert.match(stdout, /SIGTERM: stopping/);
+  });
+});
+
+describe('consistency of words and messages', PARALLEL, () => {
+  test('--limit-per, --enforce and --bounce-verification take the import file\'s words too, as their help says', async () => {
+    const d = fresh();
+    const r = await cli(d, 'destconfig', 'new', 'a.test', '--limit-per', 'mxip', '--enforce', 'vg', '--bounce-verification', '1');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await entry(d, 'a.test'), { limitPer: 'mx-ip', enforce: 'virtual-gateway', bounceVerification: true });
+    assert.match(r.stderr, /bounce verification address tagging is stored but not in effect yet/);
+    await ok(d, 'destconfig', 'new', 'b.test', '--limit-per', 'host', '--enforce', '0', '--bounce-verification', 'no');
+    assert.deepEqual(await entry(d, 'b.test'), { limitPer: 'domain', enforce: 'system', bounceVerification: false });
+    await rejected(d, ['destconfig', 'new', 'c.test', '--bounce-verification', 'maybe'], ['--bounce-verification', '"maybe"', 'on (or yes, 1), off (or no, 0), default']);
+    const help = (await cli(d, 'destconfig', 'new', '--help')).stdout.replace(/\s+/g, ' '); // commander wraps lines
+    assert.match(help, /on \(or yes, 1\), off \(or no, 0\), default/);
+    assert.match(help, /domain \(or host, 0\), mx-ip \(or mxip, 1\), default/);
+  });
+
+  test('turning on a setting that is not in effect yet says so', async () => {
+    const d = fresh();
+    const r = await cli(d, 'destconfig', 'setup', '--required-tls-alert', 'on');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /required-TLS alert is stored but not in effect yet/);
+  });
+
+  test('counts read as English: one entry, one recipient', async () => {
+    const d = fresh();
+    assert.match(await ok(d, 'destconfig', 'list'), /^There is currently 1 entry configured\.$/m);
+    assert.match(await ok(d, 'queue', 'list'), /^0 recipients pending$/m);
   });
 });

@@ -599,7 +599,7 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
     const after = JSON.parse(await list(dir)) as { default: Settings; entries: unknown[] };
     assert.deepEqual(after.entries, []);
     assert.deepEqual(after.default, (JSON.parse(before) as { default: Settings }).default, '(Default) keeps its settings');
-    assert.match(await ok(dir, 'destconfig', 'list'), /There are currently 1 entries configured\./);
+    assert.match(await ok(dir, 'destconfig', 'list'), /There is currently 1 entry configured\./);
   });
 });
 

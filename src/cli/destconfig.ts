@@ -5,7 +5,7 @@
  * cannot disagree. Exit status: 0 done; 2 a rejected value, file or unconfirmed CLEAR (nothing
  * changed); 1 any other failure (e.g. no such entry, export target exists).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { CertificateStore } from '../config/certificates.js';
 import { ProfileStore } from '../config/profiles.js';
@@ -16,8 +16,8 @@ import { resolveEntry } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
-import { detailLines, formatTable, LIST_HEADER, listRows } from './format.js';
-import { parseSettingFlags, type SettingFlags } from './settings-flags.js';
+import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT } from './format.js';
+import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
 
@@ -27,9 +27,9 @@ function settingOptions(cmd: Command): Command {
     .option('--concurrency <n>', 'concurrent connections, 1-1000, or default')
     .option('--messages-per-connection <n>', 'maximum messages per connection, 1-1000, or default')
     .option('--recipients <n/m>', 'N recipients (0-1000000000) per M minutes (1-60), none, or default')
-    .option('--limit-per <scope>', 'apply limits per: domain, mx-ip, default')
-    .option('--enforce <scope>', 'enforce limits: system, virtual-gateway, default')
-    .option('--bounce-verification <on|off>', 'bounce verification address tagging: on, off, default')
+    .option('--limit-per <scope>', `apply limits per: ${LIMIT_PER_HELP}`)
+    .option('--enforce <scope>', `enforce limits: ${ENFORCE_HELP}`)
+    .option('--bounce-verification <on|off>', `bounce verification address tagging: ${BOUNCE_VERIFICATION_HELP}`)
     .option('--bounce-profile <name>', 'bounce profile name, or default')
     .option('--ip-preference <pref>', 'ipv6-preferred, ipv6-required, ipv4-preferred, ipv4-required, default');
 }
@@ -54,6 +54,10 @@ function demoWarning(tls: string | undefined, dataDir: string): void {
   );
 }
 
+function notInEffect(settings: { bounceVerification?: boolean }): void {
+  if (settings.bounceVerification === true) err(`${NOT_IN_EFFECT.bounceVerification}\n`);
+}
+
 export function addDestconfigCommand(program: Command): void {
   const dc = program
     .command('destconfig')
@@ -66,6 +70,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => s.newEntry(domain, p.settings));
       demoWarning(o.tls, o.dataDir);
+      notInEffect(p.settings);
       out(`Created ${displayName(name)}.\n`);
     },
   );
@@ -74,6 +79,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => s.editEntry(domain, p.settings, p.reset));
       demoWarning(o.tls, o.dataDir);
+      notInEffect(p.settings);
       out(`Changed ${displayName(name)}.\n`);
     },
   );
@@ -82,6 +88,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, false);
       withStore(o.dataDir, (s) => s.editDefaults(p.settings));
       demoWarning(o.tls, o.dataDir);
+      notInEffect(p.settings);
       out(`Changed ${DEFAULT_ENTRY_NAME}.\n`);
     },
   );
@@ -105,7 +112,7 @@ export function addDestconfigCommand(program: Command): void {
         );
         return;
       }
-      out(`There are currently ${table.size + 1} entries configured.\n\n`);
+      out(`${entriesConfigured(table.size + 1)}\n\n`);
       out(formatTable(LIST_HEADER, listRows(table)) + '\n');
     });
   dc.command('setup')
@@ -127,6 +134,7 @@ export function addDestconfigCommand(program: Command): void {
         changes.requiredTlsAlert = o.requiredTlsAlert === 'on';
       }
       const g = withStore(o.dataDir, (s) => s.setGlobals(changes));
+      if (changes.requiredTlsAlert === true) err(`${NOT_IN_EFFECT.requiredTlsAlert}\n`);
       out(
         `Remembered broken TLS: ${g.brokenTlsMemoryHours === 0 ? 'off' : `${g.brokenTlsMemoryHours} hours`}\n` +
           `Alert when a required TLS connection fails: ${g.requiredTlsAlert ? 'on' : 'off'}\n`,
@@ -155,7 +163,7 @@ export function addDestconfigCommand(program: Command): void {
         return;
       }
       const blocks = shown.map((e) => detailLines(e?.name ?? DEFAULT_ENTRY_NAME, e, table.defaults).join('\n'));
-      if (domain === undefined) out(`There are currently ${table.size + 1} entries configured.\n\n`);
+      if (domain === undefined) out(`${entriesConfigured(table.size + 1)}\n\n`);
       out(blocks.join('\n\n') + '\n');
     });
 
@@ -189,7 +197,7 @@ export function addDestconfigCommand(program: Command): void {
       }
       withStore(o.dataDir, (s) => s.replaceTable(r.defaults, r.entries));
       demoWarning([r.defaults.tls, ...r.entries.map((e) => e.settings.tls)].find((t) => t !== undefined && t !== 'no'), o.dataDir);
-      out(`Imported ${file}.\nThere are currently ${r.entries.length + 1} entries configured.\n`);
+      out(`Imported ${file}.\n${entriesConfigured(r.entries.length + 1)}\n`);
     });
 
   dc.command('export')
@@ -232,7 +240,8 @@ async function runDialogue(dataDir: string): Promise<void> {
       clientCertificate: () => certs.settings().client,
       setClientCertificate: (name) => void certs.useForClient(name),
       readFile: (path) => readFileSync(path, 'utf8'),
-      writeFile: (path, text) => writeFileSync(path, text, { flag: 'wx' }),
+      writeFile: (path, text, overwrite) => writeFileSync(path, text, { flag: overwrite ? 'w' : 'wx' }),
+      fileExists: (path) => existsSync(path),
     });
   } finally {
     io.close();

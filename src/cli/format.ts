@@ -110,3 +110,19 @@ export function detailLines(name: string, entry: Entry | undefined, defaults: Se
   }
   return lines;
 }
+
+/** The appliance's count line, singular when only the (Default) entry exists. */
+export function entriesConfigured(n: number): string {
+  return n === 1 ? 'There is currently 1 entry configured.' : `There are currently ${n} entries configured.`;
+}
+
+/** `1 recipient`, `2 recipients`; `1 entry`, `2 entries` with the plural given. */
+export function plural(n: number, word: string, words = `${word}s`): string {
+  return `${n} ${n === 1 ? word : words}`;
+}
+
+/** Said when a setting that is stored but not yet in effect is turned on (docs/status.md). */
+export const NOT_IN_EFFECT = {
+  bounceVerification: 'Note: bounce verification address tagging is stored but not in effect yet: envelope senders are not tagged.',
+  requiredTlsAlert: 'Note: the required-TLS alert is stored but not in effect yet: no alert is sent.',
+} as const;

@@ -31,7 +31,7 @@ import {
 } from '../queue/control.js';
 import { QueueStore, type ListedRecipient, type ListedState } from '../queue/store.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
-import { formatTable } from './format.js';
+import { formatTable, plural } from './format.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -119,7 +119,7 @@ export function addQueueCommand(program: Command): void {
         outJson(rows.map((r) => ({ ...r, nextAttempt: iso(r.nextAttempt), finishedAt: iso(r.finishedAt) })));
         return;
       }
-      out(`${rows.length} recipients ${o.state}\n`);
+      out(`${plural(rows.length, 'recipient')} ${o.state}\n`);
       if (rows.length === 0) return;
       const table = rows.map((r) => [
         String(r.mid),

@@ -80,18 +80,25 @@ export function parseSettingFlags(f: SettingFlags, allowDefault: boolean): Parse
         };
         break;
       }
-      case 'limitPer':
-        if (v !== 'domain' && v !== 'mx-ip') throw new ValidationError('--limit-per', raw, 'domain, mx-ip, default');
-        settings.limitPer = v;
+      // Each flag also takes the import file's words for the same values (SPEC §11).
+      case 'limitPer': {
+        const scope = LIMIT_PER_WORDS[v];
+        if (scope === undefined) throw new ValidationError('--limit-per', raw, LIMIT_PER_HELP);
+        settings.limitPer = scope;
         break;
-      case 'enforce':
-        if (v !== 'system' && v !== 'virtual-gateway') throw new ValidationError('--enforce', raw, 'system, virtual-gateway, default');
-        settings.enforce = v;
+      }
+      case 'enforce': {
+        const scope = ENFORCE_WORDS[v];
+        if (scope === undefined) throw new ValidationError('--enforce', raw, ENFORCE_HELP);
+        settings.enforce = scope;
         break;
-      case 'bounceVerification':
-        if (!['on', 'off', 'yes', 'no'].includes(v)) throw new ValidationError('--bounce-verification', raw, 'on, off, default');
-        settings.bounceVerification = v === 'on' || v === 'yes';
+      }
+      case 'bounceVerification': {
+        const on = BOUNCE_VERIFICATION_WORDS[v];
+        if (on === undefined) throw new ValidationError('--bounce-verification', raw, BOUNCE_VERIFICATION_HELP);
+        settings.bounceVerification = on;
         break;
+      }
       case 'bounceProfile':
         settings.bounceProfile = raw.trim();
         break;
@@ -102,6 +109,14 @@ export function parseSettingFlags(f: SettingFlags, allowDefault: boolean): Parse
   }
   return { settings, reset };
 }
+
+const LIMIT_PER_WORDS: Record<string, 'domain' | 'mx-ip'> = { domain: 'domain', host: 'domain', '0': 'domain', 'mx-ip': 'mx-ip', mxip: 'mx-ip', '1': 'mx-ip' };
+const ENFORCE_WORDS: Record<string, 'system' | 'virtual-gateway'> = { system: 'system', '0': 'system', 'virtual-gateway': 'virtual-gateway', vg: 'virtual-gateway', '1': 'virtual-gateway' };
+const BOUNCE_VERIFICATION_WORDS: Record<string, boolean> = { on: true, yes: true, '1': true, off: false, no: false, '0': false };
+/** The words each flag takes, as its --help and its error message say them. */
+export const LIMIT_PER_HELP = 'domain (or host, 0), mx-ip (or mxip, 1), default';
+export const ENFORCE_HELP = 'system (or 0), virtual-gateway (or vg, 1), default';
+export const BOUNCE_VERIFICATION_HELP = 'on (or yes, 1), off (or no, 0), default';
 
 function flagName(k: keyof SettingFlags): string {
   return '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());

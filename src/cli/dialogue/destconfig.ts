@@ -19,7 +19,7 @@ import {
 } from '../../controls/types.js';
 import { RANGES } from '../../controls/validate.js';
 import type { ConfigStore } from '../../config/store.js';
-import { detailLines, formatTable, LIST_HEADER, listRows } from '../format.js';
+import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, plural } from '../format.js';
 import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
 
 export interface DestconfigServices {
@@ -32,7 +32,9 @@ export interface DestconfigServices {
   clientCertificate(): string | null;
   setClientCertificate(name: string | null): void;
   readFile(path: string): string;
-  writeFile(path: string, text: string): void;
+  /** Writes a new file; with `overwrite`, replaces one that exists. */
+  writeFile(path: string, text: string, overwrite?: boolean): void;
+  fileExists(path: string): boolean;
 }
 
 export const OPERATIONS = [
@@ -58,7 +60,7 @@ export async function runDestconfigDialogue(io: DialogueIo, svc: DestconfigServi
     OPERATIONS,
     () => {
       io.say('');
-      io.say(`There are currently ${svc.store.table().size + 1} entries configured.`);
+      io.say(entriesConfigured(svc.store.table().size + 1));
       io.say('');
     },
     (op) => run(op, io, svc),
@@ -160,6 +162,7 @@ async function askEntrySettings(io: DialogueIo, svc: DestconfigServices, domain:
 
   if (await askYesNo(io, 'Do you wish to apply a specific bounce verification address tagging setting for this domain?', current.bounceVerification !== undefined)) {
     settings.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', current.bounceVerification ?? d.bounceVerification);
+    if (settings.bounceVerification) io.say(NOT_IN_EFFECT.bounceVerification);
   } else reset.push('bounceVerification');
 
   if (await askYesNo(io, 'Do you wish to apply a specific bounce profile to this domain?', current.bounceProfile !== undefined)) {
@@ -244,6 +247,7 @@ async function editDefault(io: DialogueIo, svc: DestconfigServices): Promise<voi
   next.tls = TLS_MODES[tls]!;
   if (next.tls !== 'no') tlsWarning(io, svc);
   next.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', d.bounceVerification);
+  if (next.bounceVerification) io.say(NOT_IN_EFFECT.bounceVerification);
   next.bounceProfile = await askProfile(io, svc, d.bounceProfile);
   next.ipPreference = await askIpPreference(io, d.ipPreference);
   svc.store.editDefaults(next);
@@ -299,26 +303,32 @@ async function importTable(io: DialogueIo, svc: DestconfigServices): Promise<voi
     return;
   }
   svc.store.replaceTable(r.defaults, r.entries);
-  io.say(`Imported ${r.entries.length + 1} entries from ${file}.`);
+  io.say(`Imported ${plural(r.entries.length + 1, 'entry', 'entries')} from ${file}.`);
 }
 
 async function exportTable(io: DialogueIo, svc: DestconfigServices): Promise<void> {
   io.say('');
   const file = await askText(io, 'Enter a name for the exported file.', () => null);
   const table = svc.store.table();
+  const overwrite = svc.fileExists(file);
+  if (overwrite && !(await askYesNo(io, `The file ${file} already exists. Do you want to overwrite it?`, false))) {
+    io.say('Nothing was written.');
+    return;
+  }
   try {
-    svc.writeFile(file, exportFile(table.defaults, table.list()));
+    svc.writeFile(file, exportFile(table.defaults, table.list()), overwrite);
   } catch (e) {
     io.say(`Cannot write ${file}: ${(e as Error).message}`);
     return;
   }
-  io.say(`Exported ${table.size + 1} entries to ${file}.`);
+  io.say(`Exported ${plural(table.size + 1, 'entry', 'entries')} to ${file}.`);
 }
 
 async function setup(io: DialogueIo, svc: DestconfigServices): Promise<void> {
   const g = svc.store.globals();
   io.say('');
   const alert = await askYesNo(io, 'Do you want to send an alert when a required TLS connection fails?', g.requiredTlsAlert);
+  if (alert) io.say(NOT_IN_EFFECT.requiredTlsAlert);
   const certs = svc.certificateNames();
   let client = svc.clientCertificate();
   if (certs.length > 0) {
