@@ -252,7 +252,10 @@ export class SmtpSession {
       t.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         t.destroy();
-        resolve(e.code ? `${e.code}: ${e.message}` : e.message);
+        // OpenSSL's error text can span lines ("...:SSL routines::...\n"); a reason is one line
+        // wherever it goes (mail log, the queue's last reply, a DSN, tlsverify).
+        const text = e.message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+        resolve(e.code ? `${e.code}: ${text}` : text);
       });
       plain.once('close', () => {
         clearTimeout(timer);
