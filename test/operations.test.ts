@@ -133,6 +133,19 @@ describe('running as a service', { timeout: within(240_000) }, () => {
     assert.match(readFileSync(logFile(dir, 'mail.jsonl'), 'utf8'), /"event":"message-done"/);
   });
 
+  it('--log-to syslog without a local syslog socket is refused at start, not silently lost', { skip: existsSync('/dev/log') ? 'this machine has /dev/log' : false }, async () => {
+    const dir = join(tempDir(), 'nolog');
+    const msg = await start(dir, ['--log-to', 'syslog']).then(
+      async (p) => {
+        await p.kill();
+        return 'started';
+      },
+      (e: Error) => e.message,
+    );
+    assert.match(msg, /--log-to syslog: \/dev\/log does not exist .*give --syslog HOST:PORT/);
+    assert.ok(!existsSync(dir));
+  });
+
   it('--log-to syslog sends each line with the mail facility and its severity', async () => {
     const server = dgram.createSocket('udp4');
     const got: string[] = [];

@@ -7,6 +7,7 @@ import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '
 import { Gateway } from '../gateway.js';
 import { collect, out } from './common.js';
 import net from 'node:net';
+import { existsSync } from 'node:fs';
 
 /** Binds the listener address once and lets it go: EADDRINUSE or EACCES here, with words. */
 async function checkListenAddress(listen: { host: string; port: number }): Promise<void> {
@@ -51,6 +52,9 @@ export function addStartCommand(program: Command): void {
       const options = buildOptions(file, flags);
       // A listener address in use is found before anything is created in the data directory.
       await checkListenAddress(options.listen);
+      if (options.logTo === 'syslog' && options.syslog === undefined && !existsSync('/dev/log')) {
+        throw new Error('--log-to syslog: /dev/log does not exist (no local syslog daemon or journald); give --syslog HOST:PORT or use --log-to file|stdout');
+      }
       const gw = new Gateway(options);
       const addr = await gw.start();
       const where = options.logTo === 'file' ? `mail log ${resolve(gw.logDir, 'mail.log')}` : `mail log to ${options.logTo}, JSON lines in ${resolve(gw.logDir, 'mail.jsonl')}`;

@@ -23,7 +23,8 @@ export class SyslogSink implements LineSink {
   }
 
   private start(): void {
-    const args = ['--prio-prefix', '--tag', 'postern'];
+    // --socket-errors=on: logger reports a socket it cannot write instead of dropping lines silently.
+    const args = ['--prio-prefix', '--tag', 'postern', '--socket-errors=on'];
     if (this.target) args.push('--udp', '--server', this.target.host, '--port', String(this.target.port));
     const child = spawn('logger', args, { stdio: ['pipe', 'ignore', 'pipe'] }) as unknown as ChildProcessWithoutNullStreams;
     child.on('error', (e) => this.fail(`cannot run logger: ${e.message}`));
