@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { DataDirError, prepareDataDir } from '../config/datadir.js';
 import { ValidationError } from '../controls/validate.js';
 import { VERSION } from '../version.js';
+import { addAdminuserCommand } from './adminuser.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
@@ -26,7 +27,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list',
 ]);
 
 function commandPath(c: Command): string {
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   addTlsverifyCommand(program);
   addBounceconfigCommand(program);
   addVgconfigCommand(program);
+  addAdminuserCommand(program);
   return program;
 }
 

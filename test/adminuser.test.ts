@@ -1,0 +1,96 @@
+/**
+ * Administrator accounts (issue T2 3/9, first part): `postern adminuser add|list|delete|passwd`
+ * over manage/users.ts — names, roles and passwords validated, passwords stored as scrypt
+ * hashes, the last administrator protected, every change in logs/audit.log.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { ConfigStore } from '../src/config/store.js';
+import { hashPassword, verifyPassword } from '../src/manage/passwords.js';
+import { INITIAL_PASSWORD_FILE, UserStore } from '../src/manage/users.js';
+import { tempDir } from './harness.js';
+import { runCli } from './process.js';
+
+const BY = { actor: 'test', client: 'test' };
+
+describe('adminuser', () => {
+  it('add, list, passwd, delete from the command line; passwords hashed with scrypt; every change audited', async () => {
+    const d = tempDir();
+    const cli = (input: string | undefined, ...args: string[]) => runCli(['adminuser', ...args, '--data-dir', d], input === undefined ? {} : { input });
+    assert.equal((await cli('first password 1\n', 'add', 'alice', '--role', 'administrator', '--password-stdin')).code, 0);
+    assert.equal((await cli('second password 2\n', 'add', 'olga', '--role', 'operator', '--password-stdin')).code, 0);
+    assert.equal((await cli('third password 3\n', 'add', 'rita', '--role', 'READ-ONLY', '--password-stdin')).code, 0);
+    const list = JSON.parse((await cli(undefined, 'list', '--json')).stdout) as Array<{ name: string; role: string }>;
+    assert.deepEqual(list.map((u) => [u.name, u.role]), [['alice', 'administrator'], ['olga', 'operator'], ['rita', 'read-only']]);
+
+    const db = new Database(join(d, 'config.db'), { readonly: true });
+    const rows = db.prepare('SELECT name, hash FROM admin_users').all() as Array<{ name: string; hash: string }>;
+    db.close();
+    for (const r of rows) {
+      assert.match(r.hash, /^scrypt\$32768\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+      assert.ok(!r.hash.includes('password'), 'the password itself is not stored');
+    }
+
+    const dup = await cli('fourth password 4\n', 'add', 'alice', '--role', 'operator', '--password-stdin');
+    assert.notEqual(dup.code, 0);
+    assert.match(dup.stderr, /a user named alice already exists/);
+    for (const [args, pattern] of [
+      [['add', 'x y', '--role', 'operator'], /invalid user name "x y"/],
+      [['add', 'zed', '--role', 'root'], /invalid role "root": allowed administrator, operator, read-only/],
+    ] as const) {
+      const r = await cli('long enough password\n', ...args, '--password-stdin');
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, pattern);
+    }
+    const short = await cli('short\n', 'add', 'zed', '--role', 'operator', '--password-stdin');
+    assert.equal(short.code, 2);
+    assert.match(short.stderr, /at least 10 characters/);
+    const noInput = await cli(undefined, 'add', 'zed', '--role', 'operator');
+    assert.equal(noInput.code, 2);
+    assert.match(noInput.stderr, /--password-stdin/);
+
+    const last = await cli(undefined, 'delete', 'alice');
+    assert.notEqual(last.code, 0);
+    assert.match(last.stderr, /alice is the last administrator and cannot be deleted/);
+    assert.equal((await cli('a new password 5\n', 'passwd', 'olga', '--password-stdin')).code, 0);
+    assert.equal((await cli(undefined, 'delete', 'rita')).code, 0);
+
+    const audit = readFileSync(join(d, 'logs', 'audit.log'), 'utf8').trim().split('\n');
+    assert.deepEqual(
+      audit.map((l) => /action=(\S+) target="([^"]+)"/.exec(l)!.slice(1).join(' ')),
+      ['adminuser.add alice', 'adminuser.add olga', 'adminuser.add rita', 'adminuser.passwd olga', 'adminuser.delete rita'],
+    );
+    for (const l of audit) assert.match(l, /^\d{4}-\d\d-\d\dT\S+Z actor=cli:\S+ client=cli /);
+    assert.ok(!audit.join('\n').includes('password 5'), 'no password in the audit log');
+  });
+
+  it('verify answers the same for a wrong password and an unknown user; passwd clears the initial password file', async () => {
+    const d = tempDir();
+    const config = ConfigStore.open(d);
+    try {
+      const users = new UserStore(config, d);
+      await users.add('admin', 'administrator', 'initial password', BY, { mustChange: true });
+      writeFileSync(join(d, INITIAL_PASSWORD_FILE), 'initial password\n', { mode: 0o600 });
+      assert.equal((await users.verify('admin', 'initial password'))?.mustChange, true);
+      assert.equal(await users.verify('admin', 'wrong password'), null);
+      assert.equal(await users.verify('nobody', 'initial password'), null);
+      await assert.rejects(users.setPassword('admin', 'initial password', BY), /a password other than the current one/);
+      await users.setPassword('admin', 'a better password', BY);
+      assert.equal((await users.verify('admin', 'a better password'))?.mustChange, false);
+      assert.ok(!existsSync(join(d, INITIAL_PASSWORD_FILE)), 'the initial password file is gone once the password changed');
+    } finally {
+      config.close();
+    }
+  });
+
+  it('a stored hash that cannot be read never verifies', async () => {
+    const h = await hashPassword('some password');
+    assert.equal(await verifyPassword('some password', h), true);
+    for (const bad of ['', 'plain', 'scrypt$x$8$1$AA==$AA==', h.replace('scrypt', 'bcrypt'), `${h}$extra`]) {
+      assert.equal(await verifyPassword('some password', bad), false, bad);
+    }
+  });
+});
