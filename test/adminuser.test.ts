@@ -94,3 +94,39 @@ describe('adminuser', () => {
     }
   });
 });
+
+describe('audit of destination changes (one service for the CLI, the dialogue and the page)', () => {
+  it('each change is one line saying who, from where, what and what changed from what', async () => {
+    const d = tempDir();
+    const cli = (...args: string[]) => runCli([...args, '--data-dir', d]);
+    assert.equal((await cli('destconfig', 'new', 'a.test', '--tls', 'required')).code, 0);
+    assert.equal((await cli('destconfig', 'edit', 'a.test', '--tls', 'preferred', '--concurrency', '5')).code, 0);
+    assert.equal((await cli('destconfig', 'edit', 'a.test', '--concurrency', 'default')).code, 0);
+    assert.equal((await cli('destconfig', 'default', '--tls', 'preferred')).code, 0);
+    assert.equal((await cli('destconfig', 'setup', '--broken-tls-memory', '2')).code, 0);
+    assert.equal((await cli('destconfig', 'delete', 'a.test')).code, 0);
+    const rejected = await cli('destconfig', 'edit', 'b.test', '--tls', 'no');
+    assert.notEqual(rejected.code, 0, 'a refused change is not audited');
+    const lines = readFileSync(join(d, 'logs', 'audit.log'), 'utf8').trim().split('\n');
+    const parsed = lines.map((l) => {
+      const m = /^\S+ actor=(\S+) client=(\S+) action=(\S+) target=("[^"]*") changed=(.*)$/.exec(l);
+      assert.ok(m, l);
+      return { actor: m[1]!, client: m[2]!, action: m[3]!, target: JSON.parse(m[4]!) as string, changed: JSON.parse(m[5]!) as unknown };
+    });
+    assert.deepEqual(
+      parsed.map(({ action, target, changed }) => ({ action, target, changed })),
+      [
+        { action: 'destination.new', target: 'a.test', changed: { tls: { from: 'Default', to: 'required' } } },
+        { action: 'destination.edit', target: 'a.test', changed: { tls: { from: 'required', to: 'preferred' }, concurrency: { from: 'Default', to: 5 } } },
+        { action: 'destination.edit', target: 'a.test', changed: { concurrency: { from: 5, to: 'Default' } } },
+        { action: 'destination.default', target: '(Default)', changed: { tls: { from: 'no', to: 'preferred' } } },
+        { action: 'destination.setup', target: 'global settings', changed: { brokenTlsMemoryHours: { from: 24, to: 2 } } },
+        { action: 'destination.delete', target: 'a.test', changed: { tls: { from: 'preferred', to: 'Default' } } },
+      ],
+    );
+    for (const p of parsed) {
+      assert.match(p.actor, /^cli:/);
+      assert.equal(p.client, 'cli');
+    }
+  });
+});

@@ -20,6 +20,8 @@ import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT
 import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
+import { cliActor } from '../manage/audit.js';
+import { DestinationService } from '../manage/destinations.js';
 
 function settingOptions(cmd: Command): Command {
   return cmd
@@ -54,6 +56,11 @@ function demoWarning(tls: string | undefined, dataDir: string): void {
   );
 }
 
+/** The destination service for one command, acting for the user who runs it. */
+function service(store: ConfigStore, dataDir: string): DestinationService {
+  return new DestinationService(store, dataDir, { actor: cliActor(), client: 'cli' });
+}
+
 function notInEffect(settings: { bounceVerification?: boolean }): void {
   if (settings.bounceVerification === true) err(`${NOT_IN_EFFECT.bounceVerification}\n`);
 }
@@ -68,7 +75,7 @@ export function addDestconfigCommand(program: Command): void {
   settingOptions(dc.command('new').argument('<domain>').addOption(dataDirOption()).description('create an entry')).action(
     (domain: string, o: SettingFlags & { dataDir: string }) => {
       const p = parseSettingFlags(o, true);
-      const name = withStore(o.dataDir, (s) => s.newEntry(domain, p.settings));
+      const name = withStore(o.dataDir, (s) => service(s, o.dataDir).newEntry(domain, p.settings));
       demoWarning(o.tls, o.dataDir);
       notInEffect(p.settings);
       out(`Created ${displayName(name)}.\n`);
@@ -77,7 +84,7 @@ export function addDestconfigCommand(program: Command): void {
   settingOptions(dc.command('edit').argument('<domain>').addOption(dataDirOption()).description('change an entry')).action(
     (domain: string, o: SettingFlags & { dataDir: string }) => {
       const p = parseSettingFlags(o, true);
-      const name = withStore(o.dataDir, (s) => s.editEntry(domain, p.settings, p.reset));
+      const name = withStore(o.dataDir, (s) => service(s, o.dataDir).editEntry(domain, p.settings, p.reset));
       demoWarning(o.tls, o.dataDir);
       notInEffect(p.settings);
       out(`Changed ${displayName(name)}.\n`);
@@ -86,7 +93,7 @@ export function addDestconfigCommand(program: Command): void {
   settingOptions(dc.command('default').addOption(dataDirOption()).description('change the (Default) entry')).action(
     (o: SettingFlags & { dataDir: string }) => {
       const p = parseSettingFlags(o, false);
-      withStore(o.dataDir, (s) => s.editDefaults(p.settings));
+      withStore(o.dataDir, (s) => service(s, o.dataDir).editDefaults(p.settings));
       demoWarning(o.tls, o.dataDir);
       notInEffect(p.settings);
       out(`Changed ${DEFAULT_ENTRY_NAME}.\n`);
@@ -97,7 +104,7 @@ export function addDestconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .description('remove an entry')
     .action((domain: string, o: { dataDir: string }) => {
-      const name = withStore(o.dataDir, (s) => s.deleteEntry(domain));
+      const name = withStore(o.dataDir, (s) => service(s, o.dataDir).deleteEntry(domain));
       out(`Deleted ${displayName(name)}.\n`);
     });
   dc.command('list')
@@ -133,7 +140,7 @@ export function addDestconfigCommand(program: Command): void {
         if (o.requiredTlsAlert !== 'on' && o.requiredTlsAlert !== 'off') throw new ValidationError('--required-tls-alert', o.requiredTlsAlert, 'on, off');
         changes.requiredTlsAlert = o.requiredTlsAlert === 'on';
       }
-      const g = withStore(o.dataDir, (s) => s.setGlobals(changes));
+      const g = withStore(o.dataDir, (s) => service(s, o.dataDir).setGlobals(changes));
       if (changes.requiredTlsAlert === true) err(`${NOT_IN_EFFECT.requiredTlsAlert}\n`);
       out(
         `Remembered broken TLS: ${g.brokenTlsMemoryHours === 0 ? 'off' : `${g.brokenTlsMemoryHours} hours`}\n` +
@@ -179,7 +186,7 @@ export function addDestconfigCommand(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const n = withStore(o.dataDir, (s) => s.clearEntries());
+      const n = withStore(o.dataDir, (s) => service(s, o.dataDir).clearEntries());
       out(`Removed ${n} entries; only ${DEFAULT_ENTRY_NAME} remains.\n`);
     });
 
@@ -195,7 +202,7 @@ export function addDestconfigCommand(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      withStore(o.dataDir, (s) => s.replaceTable(r.defaults, r.entries));
+      withStore(o.dataDir, (s) => service(s, o.dataDir).importTable(r.defaults, r.entries, file));
       demoWarning([r.defaults.tls, ...r.entries.map((e) => e.settings.tls)].find((t) => t !== undefined && t !== 'no'), o.dataDir);
       out(`Imported ${file}.\n${entriesConfigured(r.entries.length + 1)}\n`);
     });
@@ -234,6 +241,7 @@ async function runDialogue(dataDir: string): Promise<void> {
   try {
     await runDestconfigDialogue(io, {
       store,
+      destinations: service(store, dataDir),
       onlyDemo: () => certs.onlyDemo(),
       bounceProfiles: () => new ProfileStore(store).list().map((p) => p.name),
       certificateNames: () => certs.list().map((c) => c.name),

@@ -154,6 +154,12 @@ export class ConfigStore {
     return n;
   }
 
+  /** The stored settings of one entry (only those it sets), or undefined; `(Default)` for the defaults. */
+  entrySettings(name: string): PartialSettings | undefined {
+    const row = this.db.prepare('SELECT settings FROM destinations WHERE name = ?').get(name) as { settings: string } | undefined;
+    return row ? (JSON.parse(row.settings) as PartialSettings) : undefined;
+  }
+
   /** DEFAULT: changes settings of the (Default) entry, which always holds every setting. */
   editDefaults(settings: PartialSettings): Settings {
     const clean = checkSettings(settings);

@@ -21,9 +21,12 @@ import { RANGES } from '../../controls/validate.js';
 import type { ConfigStore } from '../../config/store.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, plural } from '../format.js';
 import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
+import type { DestinationService } from '../../manage/destinations.js';
 
 export interface DestconfigServices {
+  /** For reading; every change goes through `destinations` (validation and audit in one place). */
   store: ConfigStore;
+  destinations: DestinationService;
   /** True while only the demo certificate is configured (SPEC §2's warning). */
   onlyDemo(): boolean;
   bounceProfiles(): string[];
@@ -200,7 +203,7 @@ async function newEntry(io: DialogueIo, svc: DestconfigServices): Promise<void> 
   const domain = await askDomain(io, 'Enter the domain you wish to configure.', false, svc);
   io.say('');
   const { settings } = await askEntrySettings(io, svc, domain, {});
-  svc.store.newEntry(domain, settings);
+  svc.destinations.newEntry(domain, settings);
 }
 
 async function editEntry(io: DialogueIo, svc: DestconfigServices): Promise<void> {
@@ -213,7 +216,7 @@ async function editEntry(io: DialogueIo, svc: DestconfigServices): Promise<void>
   io.say('');
   const current = svc.store.table().get(domain)!.settings;
   const { settings, reset } = await askEntrySettings(io, svc, domain, current);
-  svc.store.editEntry(domain, settings, reset);
+  svc.destinations.editEntry(domain, settings, reset);
 }
 
 async function deleteEntry(io: DialogueIo, svc: DestconfigServices): Promise<void> {
@@ -224,7 +227,7 @@ async function deleteEntry(io: DialogueIo, svc: DestconfigServices): Promise<voi
   io.say('');
   const domain = await askDomain(io, 'Enter the domain you wish to delete.', true, svc);
   if (!(await askYesNo(io, `Are you sure you want to delete the entry for ${displayName(domain)}?`, false))) return;
-  svc.store.deleteEntry(domain);
+  svc.destinations.deleteEntry(domain);
   io.say(`${displayName(domain)} deleted.`);
 }
 
@@ -250,7 +253,7 @@ async function editDefault(io: DialogueIo, svc: DestconfigServices): Promise<voi
   if (next.bounceVerification) io.say(NOT_IN_EFFECT.bounceVerification);
   next.bounceProfile = await askProfile(io, svc, d.bounceProfile);
   next.ipPreference = await askIpPreference(io, d.ipPreference);
-  svc.store.editDefaults(next);
+  svc.destinations.editDefaults(next);
 }
 
 async function detail(io: DialogueIo, svc: DestconfigServices): Promise<void> {
@@ -282,7 +285,7 @@ async function detail(io: DialogueIo, svc: DestconfigServices): Promise<void> {
 
 async function clear(io: DialogueIo, svc: DestconfigServices): Promise<void> {
   if (!(await askYesNo(io, 'Do you want to remove all entries (the (Default) entry is kept)?', false))) return;
-  const n = svc.store.clearEntries();
+  const n = svc.destinations.clearEntries();
   io.say(`${n} ${n === 1 ? 'entry' : 'entries'} removed.`);
 }
 
@@ -302,7 +305,7 @@ async function importTable(io: DialogueIo, svc: DestconfigServices): Promise<voi
     for (const err of r.errors) io.say(`  line ${err.line}: ${err.message}`);
     return;
   }
-  svc.store.replaceTable(r.defaults, r.entries);
+  svc.destinations.importTable(r.defaults, r.entries, file);
   io.say(`Imported ${plural(r.entries.length + 1, 'entry', 'entries')} from ${file}.`);
 }
 
@@ -343,7 +346,7 @@ async function setup(io: DialogueIo, svc: DestconfigServices): Promise<void> {
     8760,
     g.brokenTlsMemoryHours,
   );
-  svc.store.setGlobals({ requiredTlsAlert: alert, brokenTlsMemoryHours: hours });
+  svc.destinations.setGlobals({ requiredTlsAlert: alert, brokenTlsMemoryHours: hours });
   if (certs.length > 0) svc.setClientCertificate(client);
 }
 

@@ -1,0 +1,94 @@
+/**
+ * The destination controls as a service: every interface (the CLI's batch commands and its
+ * dialogue now, the page and the API next) changes the table through these functions, so the
+ * validation (in ConfigStore and controls/), the messages and the audit record are the same
+ * whichever way a change comes in.
+ *
+ * Each change runs in one write transaction that also reads what was there before, and is then
+ * written to the audit log with what changed from what (`Default` where a setting inherits).
+ */
+import type { ConfigStore, GlobalSettings } from '../config/store.js';
+import { parseDestinationName } from '../controls/names.js';
+import { DEFAULT_ENTRY_NAME, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
+import { audit } from './audit.js';
+import type { Actor } from './users.js';
+
+type Change = Record<string, { from: unknown; to: unknown }>;
+
+/** What differs between two settings objects; an absent setting shows as `Default`. */
+export function settingsDiff(before: object | undefined, after: object | undefined): Change {
+  const b = (before ?? {}) as Record<string, unknown>;
+  const a = (after ?? {}) as Record<string, unknown>;
+  const out: Change = {};
+  for (const k of new Set([...Object.keys(b), ...Object.keys(a)])) {
+    if (JSON.stringify(b[k]) !== JSON.stringify(a[k])) out[k] = { from: k in b ? b[k] : 'Default', to: k in a ? a[k] : 'Default' };
+  }
+  return out;
+}
+
+export class DestinationService {
+  constructor(
+    private readonly store: ConfigStore,
+    private readonly dataDir: string,
+    private readonly by: Actor,
+  ) {}
+
+  private record(action: string, target: string, changed?: unknown): void {
+    audit(this.dataDir, { ...this.by, action, target, changed });
+  }
+
+  /** Runs `fn` in one write transaction and returns its result with the entry before and after. */
+  private around<T>(name: string, fn: () => T): { result: T; before?: PartialSettings; after?: PartialSettings } {
+    const tx = this.store.db.transaction(() => {
+      const before = this.store.entrySettings(name);
+      const result = fn();
+      return { result, before, after: this.store.entrySettings(name) };
+    });
+    return tx.immediate();
+  }
+
+  newEntry(domain: string, settings: PartialSettings): string {
+    const n = parseDestinationName(domain);
+    const r = this.around(n, () => this.store.newEntry(n, settings));
+    this.record('destination.new', n, settingsDiff(undefined, r.after));
+    return r.result;
+  }
+
+  editEntry(domain: string, settings: PartialSettings, reset: (keyof Settings)[] = []): string {
+    const n = parseDestinationName(domain);
+    const r = this.around(n, () => this.store.editEntry(n, settings, reset));
+    this.record('destination.edit', n, settingsDiff(r.before, r.after));
+    return r.result;
+  }
+
+  editDefaults(settings: PartialSettings): Settings {
+    const r = this.around(DEFAULT_ENTRY_NAME, () => this.store.editDefaults(settings));
+    this.record('destination.default', DEFAULT_ENTRY_NAME, settingsDiff(r.before, r.after));
+    return r.result;
+  }
+
+  deleteEntry(domain: string): string {
+    const n = domain.trim() === DEFAULT_ENTRY_NAME ? DEFAULT_ENTRY_NAME : parseDestinationName(domain);
+    const r = this.around(n, () => this.store.deleteEntry(n));
+    this.record('destination.delete', n, settingsDiff(r.before, undefined));
+    return r.result;
+  }
+
+  clearEntries(): number {
+    const n = this.store.clearEntries();
+    this.record('destination.clear', 'all entries', { removed: n });
+    return n;
+  }
+
+  importTable(defaults: Settings, entries: Entry[], source: string): void {
+    this.store.replaceTable(defaults, entries);
+    this.record('destination.import', source, { entries: entries.length + 1 });
+  }
+
+  setGlobals(changes: Partial<GlobalSettings>): GlobalSettings {
+    const before = this.store.globals();
+    const after = this.store.setGlobals(changes);
+    this.record('destination.setup', 'global settings', settingsDiff(before, after));
+    return after;
+  }
+}
