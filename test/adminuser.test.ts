@@ -130,3 +130,28 @@ describe('audit of destination changes (one service for the CLI, the dialogue an
     }
   });
 });
+
+describe('audit of routes and virtual gateways', () => {
+  it('route and gateway changes are audited through their services', async () => {
+    const d = tempDir();
+    const cli = (...args: string[]) => runCli([...args, '--data-dir', d]);
+    for (const args of [
+      ['smtproutes', 'new', 'ALL', 'smarthost.test:587'],
+      ['smtproutes', 'edit', 'ALL', 'other.test'],
+      ['smtproutes', 'delete', 'ALL'],
+      ['vgconfig', 'new', 'g1', '127.0.72.9'],
+      ['vgconfig', 'assign', 'client.test', 'g1'],
+      ['vgconfig', 'unassign', 'client.test'],
+      ['vgconfig', 'delete', 'g1'],
+    ]) {
+      const r = await cli(...args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    const lines = readFileSync(join(d, 'logs', 'audit.log'), 'utf8').trim().split('\n');
+    assert.deepEqual(
+      lines.map((l) => /action=(\S+) target="([^"]+)"/.exec(l)!.slice(1).join(' ')),
+      ['route.new ALL', 'route.edit ALL', 'route.delete ALL', 'gateway.new g1', 'gateway.assign client.test', 'gateway.unassign client.test', 'gateway.delete g1'],
+    );
+    assert.match(lines[1]!, /changed=\{"hosts":\{"from":"smarthost\.test:587","to":"other\.test"\}\}/);
+  });
+});

@@ -2,10 +2,15 @@
  * `postern smtproutes`: SMTP routes that replace MX lookup for a domain.
  */
 import { Command } from 'commander';
-import { parseRouteHost } from '../config/options.js';
-import type { RouteHost } from '../config/store.js';
+import type { ConfigStore } from '../config/store.js';
+import { cliActor } from '../manage/audit.js';
+import { parseRouteHosts, RouteService } from '../manage/routes.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
+
+function service(store: ConfigStore, dataDir: string): RouteService {
+  return new RouteService(store, dataDir, { actor: cliActor(), client: 'cli' });
+}
 
 export function addSmtproutesCommand(program: Command): void {
   const routes = program.command('smtproutes').description('SMTP routes: hosts that replace MX lookup for a domain');
@@ -21,8 +26,8 @@ export function addSmtproutesCommand(program: Command): void {
       .argument('<hosts>', 'HOST[:PORT][,HOST[:PORT]...] in order of priority')
       .addOption(dataDirOption())
       .action((domain: string, hosts: string, o: { dataDir: string }) => {
-        const list: RouteHost[] = hosts.split(',').map((h) => parseRouteHost(h));
-        const d = withStore(o.dataDir, (s) => s.putRoute(domain, list, mode));
+        const list = parseRouteHosts(hosts);
+        const d = withStore(o.dataDir, (s) => service(s, o.dataDir).put(domain, list, mode));
         out(`Route for ${d}: ${list.map((h) => (h.port ? `${h.host}:${h.port}` : h.host)).join(', ')}\n`);
       });
   }
@@ -32,7 +37,7 @@ export function addSmtproutesCommand(program: Command): void {
     .argument('<domain>')
     .addOption(dataDirOption())
     .action((domain: string, o: { dataDir: string }) => {
-      out(`Deleted the route for ${withStore(o.dataDir, (s) => s.deleteRoute(domain))}.\n`);
+      out(`Deleted the route for ${withStore(o.dataDir, (s) => service(s, o.dataDir).delete(domain))}.\n`);
     });
   routes
     .command('list')

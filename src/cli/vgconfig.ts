@@ -3,12 +3,16 @@
  * sender domains use each (`*` for every other sender).
  */
 import { Command } from 'commander';
-import net from 'node:net';
 import { GatewayStore } from '../config/gateways.js';
-import { isLocalAddress } from '../config/local-address.js';
-import { ValidationError } from '../controls/validate.js';
+import { ConfigStore } from '../config/store.js';
+import { cliActor } from '../manage/audit.js';
+import { GatewayService } from '../manage/gateways.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
+
+function service(store: ConfigStore, dataDir: string): GatewayService {
+  return new GatewayService(store, dataDir, { actor: cliActor(), client: 'cli' });
+}
 
 export function addVgconfigCommand(program: Command): void {
   const vg = program.command('vgconfig').description('virtual gateways: sending addresses and the senders that use them');
@@ -19,10 +23,12 @@ export function addVgconfigCommand(program: Command): void {
     .option('--hostname <name>', 'EHLO name used from this address')
     .addOption(dataDirOption())
     .action(async (name: string, address: string, o: { hostname?: string; dataDir: string }) => {
-      if (net.isIP(address) !== 0 && !(await isLocalAddress(address))) {
-        throw new ValidationError('gateway address', address, 'an IPv4 or IPv6 address of this machine (it is not configured here)');
+      const store = ConfigStore.open(o.dataDir);
+      try {
+        await service(store, o.dataDir).put({ name, address, ...(o.hostname ? { hostname: o.hostname } : {}) });
+      } finally {
+        store.close();
       }
-      withStore(o.dataDir, (s) => new GatewayStore(s).put({ name, address, ...(o.hostname ? { hostname: o.hostname } : {}) }));
       out(`Virtual gateway ${name}: ${address}\n`);
     });
   vg.command('delete')
@@ -30,7 +36,7 @@ export function addVgconfigCommand(program: Command): void {
     .argument('<name>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
-      withStore(o.dataDir, (s) => new GatewayStore(s).delete(name));
+      withStore(o.dataDir, (s) => service(s, o.dataDir).delete(name));
       out(`Deleted virtual gateway ${name}.\n`);
     });
   vg.command('assign')
@@ -39,7 +45,7 @@ export function addVgconfigCommand(program: Command): void {
     .argument('<name>')
     .addOption(dataDirOption())
     .action((domain: string, name: string, o: { dataDir: string }) => {
-      const d = withStore(o.dataDir, (s) => new GatewayStore(s).assign(domain, name));
+      const d = withStore(o.dataDir, (s) => service(s, o.dataDir).assign(domain, name));
       out(`Mail from ${d === '*' ? 'every other sender' : d} leaves from ${name}.\n`);
     });
   vg.command('unassign')
@@ -47,7 +53,7 @@ export function addVgconfigCommand(program: Command): void {
     .argument('<sender-domain>')
     .addOption(dataDirOption())
     .action((domain: string, o: { dataDir: string }) => {
-      withStore(o.dataDir, (s) => new GatewayStore(s).unassign(domain));
+      withStore(o.dataDir, (s) => service(s, o.dataDir).unassign(domain));
       out(`Removed the assignment of ${domain}.\n`);
     });
   vg.command('list')
