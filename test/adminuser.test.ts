@@ -155,3 +155,16 @@ describe('audit of routes and virtual gateways', () => {
     assert.match(lines[1]!, /changed=\{"hosts":\{"from":"smarthost\.test:587","to":"other\.test"\}\}/);
   });
 });
+
+describe('audit of bounce profiles', () => {
+  it('new, edit and delete of a profile are audited with what changed', async () => {
+    const d = tempDir();
+    const cli = (...args: string[]) => runCli(['bounceconfig', ...args, '--data-dir', d]);
+    assert.equal((await cli('new', 'fast', '--max-retries', '5')).code, 0);
+    assert.equal((await cli('edit', 'fast', '--max-retries', '7')).code, 0);
+    assert.equal((await cli('delete', 'fast')).code, 0);
+    const lines = readFileSync(join(d, 'logs', 'audit.log'), 'utf8').trim().split('\n');
+    assert.deepEqual(lines.map((l) => /action=(\S+) target="([^"]+)"/.exec(l)!.slice(1).join(' ')), ['profile.new fast', 'profile.edit fast', 'profile.delete fast']);
+    assert.match(lines[1]!, /changed=\{"maxRetries":\{"from":5,"to":7\}\}/);
+  });
+});

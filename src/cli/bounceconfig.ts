@@ -10,7 +10,6 @@
  */
 import { Command } from 'commander';
 import { PROFILE_FIELD_LABELS, type BounceProfile, type ProfileInput } from '../bounce/profile.js';
-import { ProfileStore } from '../config/profiles.js';
 import { ConfigError, ConfigStore } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
@@ -18,6 +17,8 @@ import { runBounceconfigDialogue } from './dialogue/bounceconfig.js';
 import { StreamIo } from './dialogue/io.js';
 import { formatTable } from './format.js';
 import { PROFILE_LIST_HEADER, profileDetailLines, profileJson, profileListRows } from './profile-format.js';
+import { cliActor } from '../manage/audit.js';
+import { ProfileService } from '../manage/profiles.js';
 
 interface ProfileFlags {
   maxRetries?: string;
@@ -70,9 +71,9 @@ function withFlags<T>(fn: () => T): T {
   }
 }
 
-
-function withProfiles<T>(dataDir: string, fn: (p: ProfileStore) => T): T {
-  return withStore(dataDir, (s) => fn(new ProfileStore(s)));
+/** Profiles through their service (validation and audit), acting for the user who runs the command. */
+function withProfiles<T>(dataDir: string, fn: (p: ProfileService) => T): T {
+  return withStore(dataDir, (s) => fn(new ProfileService(s, dataDir, { actor: cliActor(), client: 'cli' })));
 }
 
 export function addBounceconfigCommand(program: Command): void {
@@ -138,7 +139,7 @@ async function runDialogue(dataDir: string): Promise<void> {
   const store = ConfigStore.open(dataDir);
   const io = new StreamIo(process.stdin, process.stdout);
   try {
-    await runBounceconfigDialogue(io, { profiles: new ProfileStore(store) });
+    await runBounceconfigDialogue(io, { profiles: new ProfileService(store, dataDir, { actor: cliActor(), client: 'cli' }) });
   } finally {
     io.close();
     store.close();

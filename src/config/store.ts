@@ -11,7 +11,6 @@ import { parseDestinationName } from '../controls/names.js';
 import { DestinationTable } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
 import { checkSettings, ValidationError } from '../controls/validate.js';
-import { normaliseDomain } from '../tls/names.js';
 import { parseRouteKey } from '../controls/routes.js';
 import type { BounceProfile } from '../bounce/profile.js';
 import { openDb, type Db } from './db.js';
