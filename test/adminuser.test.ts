@@ -168,3 +168,29 @@ describe('audit of bounce profiles', () => {
     assert.match(lines[1]!, /changed=\{"maxRetries":\{"from":5,"to":7\}\}/);
   });
 });
+
+describe('audit of certificates and authorities', () => {
+  it('create, use, export with the key, delete and authority changes are audited, never with a key', async () => {
+    const d = tempDir();
+    const cli = (...args: string[]) => runCli(['certconfig', ...args, '--data-dir', d]);
+    for (const args of [
+      ['create', 'one', '--cn', 'mail.example.test'],
+      ['create', 'two', '--cn', 'relay.example.test'],
+      ['use-client', 'one'],
+      ['export', 'two', '--with-key', '--out', join(d, 'two.pem')],
+      ['delete', 'two'],
+      ['authority', 'system', 'off'],
+    ]) {
+      const r = await cli(...args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    const text = readFileSync(join(d, 'logs', 'audit.log'), 'utf8');
+    const lines = text.trim().split('\n');
+    assert.deepEqual(
+      lines.map((l) => /action=(\S+) target="([^"]+)"/.exec(l)!.slice(1).join(' ')),
+      ['certificate.create one', 'certificate.create two', 'certificate.use-client one', 'certificate.export-key two', 'certificate.delete two', 'authority.system system root store'],
+    );
+    assert.doesNotMatch(text, /PRIVATE KEY|BEGIN/);
+    assert.match(lines[0]!, /"fingerprint":"[0-9A-F:]+"/);
+  });
+});

@@ -22,6 +22,10 @@ import { CertificateStore, DEMO_NAME, KEY_TYPES, type CertificateInfo, type KeyT
 import { ValidationError } from '../controls/validate.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
+import { cliActor } from '../manage/audit.js';
+import { AuthorityService, CertificateService } from '../manage/certificates.js';
+
+const BY = (): { actor: string; client: string } => ({ actor: cliActor(), client: 'cli' });
 
 /** Opens the certificate store (and its configuration store) for one command. */
 function withCertificates<T>(dataDir: string, fn: (c: CertificateStore) => T): T {
@@ -33,10 +37,15 @@ function withCertificates<T>(dataDir: string, fn: (c: CertificateStore) => T): T
   }
 }
 
-async function withCertificatesAsync<T>(dataDir: string, fn: (c: CertificateStore) => Promise<T>): Promise<T> {
+/** The certificate service (changes audited) for one command. */
+function withService<T>(dataDir: string, fn: (c: CertificateService) => T): T {
+  return withCertificates(dataDir, (c) => fn(new CertificateService(c, dataDir, BY())));
+}
+
+async function withServiceAsync<T>(dataDir: string, fn: (c: CertificateService) => Promise<T>): Promise<T> {
   const c = CertificateStore.open(dataDir);
   try {
-    return await fn(c);
+    return await fn(new CertificateService(c, dataDir, BY()));
   } finally {
     c.close();
   }
@@ -101,7 +110,7 @@ export function addCertconfigCommand(program: Command): void {
     .argument('<file>', 'PEM file with one or more CA certificates')
     .addOption(dataDirOption())
     .action((file: string, o: { dataDir: string }) => {
-      const added = withStore(o.dataDir, (s) => s.addAuthorities(readFileSync(file, 'utf8')));
+      const added = withStore(o.dataDir, (s) => new AuthorityService(s, o.dataDir, BY()).add(readFileSync(file, 'utf8')));
       out(added.length ? added.map((a) => `Added ${a.id}: ${a.subject} (SHA-256 ${a.fingerprint.slice(0, 16)}…)\n`).join('') : 'Already trusted; nothing added.\n');
     });
   auth
@@ -109,7 +118,7 @@ export function addCertconfigCommand(program: Command): void {
     .argument('<id>', 'authority id or SHA-256 fingerprint prefix')
     .addOption(dataDirOption())
     .action((id: string, o: { dataDir: string }) => {
-      const a = withStore(o.dataDir, (s) => s.removeAuthority(id));
+      const a = withStore(o.dataDir, (s) => new AuthorityService(s, o.dataDir, BY()).remove(id));
       out(`Removed ${a.id}: ${a.subject}\n`);
     });
   auth
@@ -128,7 +137,7 @@ export function addCertconfigCommand(program: Command): void {
     .description("trust the system's root authorities or not")
     .action((v: string, o: { dataDir: string }) => {
       if (v !== 'on' && v !== 'off') throw new ValidationError('system authorities', v, 'on, off');
-      withStore(o.dataDir, (s) => s.setGlobals({ useSystemAuthorities: v === 'on' }));
+      withStore(o.dataDir, (s) => new AuthorityService(s, o.dataDir, BY()).useSystem(v === 'on'));
       out(`System authorities: ${v === 'on' ? 'trusted' : 'not trusted'}\n`);
     });
 
@@ -197,7 +206,7 @@ function addCertificateCommands(cert: Command): void {
     .addOption(dataDirOption())
     .action(async (name: string, o: { cn: string; dns?: string[]; keyType: string; days: string; dataDir: string }) => {
       if (!/^\d+$/.test(o.days)) throw new ValidationError('days', o.days, 'a whole number of days from 1 to 3650');
-      const c = await withCertificatesAsync(o.dataDir, (s) =>
+      const c = await withServiceAsync(o.dataDir, (s) =>
         s.createSelfSigned({ name, commonName: o.cn, dnsNames: o.dns ?? [], keyType: o.keyType as KeyType, days: Number(o.days) }),
       );
       out(`Created certificate ${c.name}: ${c.subject}, ${c.keyType}, valid until ${c.notAfter}\nSHA-256 ${c.fingerprint}\n`);
@@ -213,7 +222,7 @@ function addCertificateCommands(cert: Command): void {
     .action((name: string, o: { cert: string; key: string; dataDir: string }) => {
       const certPem = readInput(o.cert, 'certificate file');
       const keyPem = readInput(o.key, 'key file');
-      const c = withCertificates(o.dataDir, (s) => s.importPem({ name, certPem, keyPem }));
+      const c = withService(o.dataDir, (s) => s.importPem({ name, certPem, keyPem }));
       const note = validityNote(c, Date.now());
       out(`Imported certificate ${c.name}: ${c.subject}, ${c.keyType}, valid until ${c.notAfter}${note}\nSHA-256 ${c.fingerprint}\n`);
       if (note) err(`Warning: certificate ${c.name} is${note.replace(/[()]/g, '').toLowerCase()}.\n`);
@@ -227,7 +236,7 @@ function addCertificateCommands(cert: Command): void {
     .option('--with-key', 'include the private key')
     .addOption(dataDirOption())
     .action((name: string, o: { out?: string; withKey?: boolean; dataDir: string }) => {
-      const text = withCertificates(o.dataDir, (s) => s.exportPem(name, { includeKey: o.withKey === true }));
+      const text = withService(o.dataDir, (s) => s.exportPem(name, { includeKey: o.withKey === true }));
       if (o.out) {
         writeOutput(o.out, text, o.withKey === true);
         err(`Wrote ${name} to ${o.out}${o.withKey ? ' (with its private key)' : ''}.\n`);
@@ -242,7 +251,7 @@ function addCertificateCommands(cert: Command): void {
     .argument('<name>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
-      const c = withCertificates(o.dataDir, (s) => s.delete(name));
+      const c = withService(o.dataDir, (s) => s.delete(name));
       out(`Deleted certificate ${c.name}.\n`);
     });
 
@@ -252,7 +261,7 @@ function addCertificateCommands(cert: Command): void {
     .argument('<name>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
-      const c = withCertificates(o.dataDir, (s) => s.useForListener(name));
+      const c = withService(o.dataDir, (s) => s.useForListener(name));
       out(`The relay listener offers certificate ${c.name} (${c.subject}) from the next start of the gateway.\n`);
       if (c.demo) err('Warning: the demo certificate is not secure.\n');
     });
@@ -263,7 +272,7 @@ function addCertificateCommands(cert: Command): void {
     .argument('<name|none>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
-      const c = withCertificates(o.dataDir, (s) => s.useForClient(name === 'none' ? null : name));
+      const c = withService(o.dataDir, (s) => s.useForClient(name === 'none' ? null : name));
       out(c ? `Outbound connections offer client certificate ${c.name} (${c.subject}).\n` : 'Outbound connections offer no client certificate.\n');
     });
 }
