@@ -194,3 +194,31 @@ describe('audit of certificates and authorities', () => {
     assert.match(lines[0]!, /"fingerprint":"[0-9A-F:]+"/);
   });
 });
+
+describe('audit of queue actions', () => {
+  it('deliver now, bounce and delete are audited with what they selected and how much they touched', async () => {
+    const d = tempDir();
+    const { QueueStore } = await import('../src/queue/store.js');
+    const q = QueueStore.open(d);
+    const mids: number[] = [];
+    try {
+      for (const to of ['a@one.test', 'b@two.test']) {
+        mids.push(await q.accept({ sender: 's@client.test', body: Buffer.from('Subject: x\r\n\r\nhi\r\n'), receivedAt: Date.now(), recipients: [{ address: to, domain: to.split('@')[1]! }] }));
+      }
+    } finally {
+      q.close();
+    }
+    const cli = (...args: string[]) => runCli(['queue', ...args, '--data-dir', d]);
+    for (const args of [['delivernow', 'one.test'], ['bounce', String(mids[0]), '--hostname', 'postern.test'], ['delete', '--domain', 'two.test']]) {
+      const r = await cli(...args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    const lines = readFileSync(join(d, 'logs', 'audit.log'), 'utf8').trim().split('\n');
+    assert.deepEqual(lines.map((l) => /action=(\S+) target="([^"]+)"/.exec(l)!.slice(1).join(' ')), [
+      'queue.delivernow domain one.test',
+      `queue.bounce MID ${mids[0]}`,
+      'queue.delete domain two.test',
+    ]);
+    assert.match(lines[2]!, new RegExp(`changed=\\{"recipients":1,"messages":\\[${mids[1]}\\]\\}`));
+  });
+});

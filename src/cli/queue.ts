@@ -19,9 +19,6 @@ import { Command, Option } from 'commander';
 import { ValidationError } from '../controls/validate.js';
 import { MailLog } from '../observe/maillog.js';
 import {
-  bounceQueued,
-  deleteQueued,
-  deliverNow,
   parseQueueDomain,
   recipientsText,
   showMessage,
@@ -32,6 +29,8 @@ import {
 import { QueueStore, type ListedRecipient, type ListedState } from '../queue/store.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable, plural } from './format.js';
+import { cliActor } from '../manage/audit.js';
+import { QueueService } from '../manage/queue.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -47,6 +46,11 @@ function selection(mid: string | undefined, o: { domain?: string; all?: boolean 
   if (mid !== undefined) return { mid: parseMid(mid) };
   if (o.domain !== undefined) return { domain: parseQueueDomain(o.domain) };
   return { all: true };
+}
+
+/** The queue actions through their service (audited), acting for the user who runs the command. */
+function service(queue: QueueStore, log: MailLog, dataDir: string): QueueService {
+  return new QueueService(queue, log, dataDir, { actor: cliActor(), client: 'cli' });
 }
 
 /** Runs an action with the queue and the mail log open, closing both whatever happens. */
@@ -174,7 +178,7 @@ export function addQueueCommand(program: Command): void {
     .addOption(dataDirOption())
     .action(async (domainText: string | undefined, o: { dataDir: string }) => {
       const domain = domainText === undefined ? undefined : parseQueueDomain(domainText);
-      const r = await withQueueAndLog(o.dataDir, (store, log) => deliverNow(store, log, domain));
+      const r = await withQueueAndLog(o.dataDir, (store, log) => service(store, log, o.dataDir).deliverNow(domain));
       const counters = domain === undefined ? 'All destination counters' : `The destination counters of ${domain}`;
       const pickup = 'are reset (a running gateway picks this up within a second).';
       if (r.recipients === 0) {
@@ -195,7 +199,7 @@ export function addQueueCommand(program: Command): void {
       const sel = selection(mid, o);
       const snapshot = withStore(o.dataDir, (s) => s.snapshot());
       const r = await withQueueAndLog(o.dataDir, (store, log) =>
-        bounceQueued(store, log, snapshot, sel, { hostname: o.hostname ?? store.fact('hostname') ?? osHostname() }),
+        service(store, log, o.dataDir).bounce(snapshot, sel, { hostname: o.hostname ?? store.fact('hostname') ?? osHostname() }),
       );
       if (r.recipients === 0) {
         out('The queue is empty: nothing bounced.\n');
@@ -213,7 +217,7 @@ export function addQueueCommand(program: Command): void {
     .option('--all', 'every queued recipient')
     .action(async (mid: string | undefined, o: { dataDir: string; domain?: string; all?: boolean }) => {
       const sel = selection(mid, o);
-      const r = await withQueueAndLog(o.dataDir, (store, log) => deleteQueued(store, log, sel));
+      const r = await withQueueAndLog(o.dataDir, (store, log) => service(store, log, o.dataDir).delete(sel));
       if (r.recipients === 0) {
         out('The queue is empty: nothing deleted.\n');
         return;

@@ -36,7 +36,7 @@ import type { ConfigSnapshot } from '../config/store.js';
 import { resolvePolicy, type DeliveryPolicy } from '../delivery/policy.js';
 import type { EventSink } from '../observe/maillog.js';
 import { normaliseDomain } from '../tls/names.js';
-import type { ListedRecipient, ListedState, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection } from './store.js';
+import type { ListedRecipient, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection } from './store.js';
 
 export type Selection = { mid: number } | { domain: string } | { all: true };
 
