@@ -10,9 +10,9 @@ import { GatewayStore } from './config/gateways.js';
 import { acquireGatewayLock, type GatewayLock } from './config/lock.js';
 import { ConfigStore, type ConfigSnapshot } from './config/store.js';
 import type { GatewayOptions } from './config/options.js';
-import { DeliveryEngine, STORAGE } from './delivery/engine.js';
+import { DeliveryEngine } from './delivery/engine.js';
 import { DnsClient } from './dns/resolver.js';
-import { Conditions } from './observe/conditions.js';
+import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
 import { VERSION } from './version.js';
@@ -153,7 +153,7 @@ export class Gateway {
       }
       if (requests.length > 0) this.engine.wake();
     } catch (e) {
-      this.conditions.raise(STORAGE, `queue control requests cannot be read: ${(e as Error).message}`);
+      this.conditions.raise(QUEUE_STORAGE, `queue control requests cannot be read: ${(e as Error).message}`);
     }
   }
 

@@ -9,6 +9,7 @@ import { DEFAULT_ROUTE, parseRouteKey, routeFor } from '../src/controls/routes.j
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
 import { fateOf, sendMail, startTestGateway, tempDir, waitFor, type TestGateway } from './harness.js';
 import { runCli } from './process.js';
+import { within } from './deadline.js';
 
 const PORT = 2676;
 const A = (n: number) => `127.0.72.${n}`;
@@ -39,7 +40,7 @@ describe('route lookup (pure)', () => {
   });
 });
 
-describe('routes end to end', { timeout: 60_000 }, () => {
+describe('routes end to end', { timeout: within(60_000) }, () => {
   let t: TestGateway;
   const peers: SmtpPeer[] = [];
   before(async () => {

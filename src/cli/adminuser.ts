@@ -7,12 +7,10 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { ConfigStore } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
-import { cliActor } from '../manage/audit.js';
+import { cliBy } from '../manage/audit.js';
 import { parseRole, ROLES, UserStore } from '../manage/users.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
-
-const BY = (): { actor: string; client: string } => ({ actor: cliActor(), client: 'cli' });
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -60,7 +58,7 @@ export function addAdminuserCommand(program: Command): void {
       const password = await newPassword(o.passwordStdin);
       const store = ConfigStore.open(o.dataDir);
       try {
-        await new UserStore(store, o.dataDir).add(name, role, password, BY());
+        await new UserStore(store, o.dataDir).add(name, role, password, cliBy());
       } finally {
         store.close();
       }
@@ -75,7 +73,7 @@ export function addAdminuserCommand(program: Command): void {
       const password = await newPassword(o.passwordStdin);
       const store = ConfigStore.open(o.dataDir);
       try {
-        await new UserStore(store, o.dataDir).setPassword(name, password, BY());
+        await new UserStore(store, o.dataDir).setPassword(name, password, cliBy());
       } finally {
         store.close();
       }
@@ -86,7 +84,7 @@ export function addAdminuserCommand(program: Command): void {
     .argument('<name>')
     .addOption(dataDirOption())
     .action((name: string, o: { dataDir: string }) => {
-      withStore(o.dataDir, (s) => new UserStore(s, o.dataDir).delete(name, BY()));
+      withStore(o.dataDir, (s) => new UserStore(s, o.dataDir).delete(name, cliBy()));
       out(`Deleted ${name}.\n`);
     });
   au.command('list')

@@ -12,13 +12,13 @@ import { Command } from 'commander';
 import { PROFILE_FIELD_LABELS, type BounceProfile, type ProfileInput } from '../bounce/profile.js';
 import { ConfigError, ConfigStore } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
+import { cliBy, recorder } from '../manage/audit.js';
+import { ProfileService } from '../manage/profiles.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { runBounceconfigDialogue } from './dialogue/bounceconfig.js';
 import { StreamIo } from './dialogue/io.js';
 import { formatTable } from './format.js';
 import { PROFILE_LIST_HEADER, profileDetailLines, profileJson, profileListRows } from './profile-format.js';
-import { cliActor } from '../manage/audit.js';
-import { ProfileService } from '../manage/profiles.js';
 
 interface ProfileFlags {
   maxRetries?: string;
@@ -73,7 +73,7 @@ function withFlags<T>(fn: () => T): T {
 
 /** Profiles through their service (validation and audit), acting for the user who runs the command. */
 function withProfiles<T>(dataDir: string, fn: (p: ProfileService) => T): T {
-  return withStore(dataDir, (s) => fn(new ProfileService(s, dataDir, { actor: cliActor(), client: 'cli' })));
+  return withStore(dataDir, (s) => fn(new ProfileService(s, recorder(dataDir, cliBy()))));
 }
 
 export function addBounceconfigCommand(program: Command): void {
@@ -139,7 +139,7 @@ async function runDialogue(dataDir: string): Promise<void> {
   const store = ConfigStore.open(dataDir);
   const io = new StreamIo(process.stdin, process.stdout);
   try {
-    await runBounceconfigDialogue(io, { profiles: new ProfileService(store, dataDir, { actor: cliActor(), client: 'cli' }) });
+    await runBounceconfigDialogue(io, { profiles: new ProfileService(store, recorder(dataDir, cliBy())) });
   } finally {
     io.close();
     store.close();

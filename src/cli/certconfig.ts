@@ -20,12 +20,10 @@ import { Command, Option } from 'commander';
 import { closeSync, fchmodSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { CertificateStore, DEMO_NAME, KEY_TYPES, type CertificateInfo, type KeyType } from '../config/certificates.js';
 import { ValidationError } from '../controls/validate.js';
+import { cliBy, recorder } from '../manage/audit.js';
+import { AuthorityService, CertificateService } from '../manage/certificates.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
-import { cliActor } from '../manage/audit.js';
-import { AuthorityService, CertificateService } from '../manage/certificates.js';
-
-const BY = (): { actor: string; client: string } => ({ actor: cliActor(), client: 'cli' });
 
 /** Opens the certificate store (and its configuration store) for one command. */
 function withCertificates<T>(dataDir: string, fn: (c: CertificateStore) => T): T {
@@ -39,13 +37,13 @@ function withCertificates<T>(dataDir: string, fn: (c: CertificateStore) => T): T
 
 /** The certificate service (changes audited) for one command. */
 function withService<T>(dataDir: string, fn: (c: CertificateService) => T): T {
-  return withCertificates(dataDir, (c) => fn(new CertificateService(c, dataDir, BY())));
+  return withCertificates(dataDir, (c) => fn(new CertificateService(c, recorder(dataDir, cliBy()))));
 }
 
 async function withServiceAsync<T>(dataDir: string, fn: (c: CertificateService) => Promise<T>): Promise<T> {
   const c = CertificateStore.open(dataDir);
   try {
-    return await fn(new CertificateService(c, dataDir, BY()));
+    return await fn(new CertificateService(c, recorder(dataDir, cliBy())));
   } finally {
     c.close();
   }
@@ -110,7 +108,7 @@ export function addCertconfigCommand(program: Command): void {
     .argument('<file>', 'PEM file with one or more CA certificates')
     .addOption(dataDirOption())
     .action((file: string, o: { dataDir: string }) => {
-      const added = withStore(o.dataDir, (s) => new AuthorityService(s, o.dataDir, BY()).add(readFileSync(file, 'utf8')));
+      const added = withStore(o.dataDir, (s) => new AuthorityService(s, recorder(o.dataDir, cliBy())).add(readFileSync(file, 'utf8')));
       out(added.length ? added.map((a) => `Added ${a.id}: ${a.subject} (SHA-256 ${a.fingerprint.slice(0, 16)}…)\n`).join('') : 'Already trusted; nothing added.\n');
     });
   auth
@@ -118,7 +116,7 @@ export function addCertconfigCommand(program: Command): void {
     .argument('<id>', 'authority id or SHA-256 fingerprint prefix')
     .addOption(dataDirOption())
     .action((id: string, o: { dataDir: string }) => {
-      const a = withStore(o.dataDir, (s) => new AuthorityService(s, o.dataDir, BY()).remove(id));
+      const a = withStore(o.dataDir, (s) => new AuthorityService(s, recorder(o.dataDir, cliBy())).remove(id));
       out(`Removed ${a.id}: ${a.subject}\n`);
     });
   auth
@@ -137,7 +135,7 @@ export function addCertconfigCommand(program: Command): void {
     .description("trust the system's root authorities or not")
     .action((v: string, o: { dataDir: string }) => {
       if (v !== 'on' && v !== 'off') throw new ValidationError('system authorities', v, 'on, off');
-      withStore(o.dataDir, (s) => new AuthorityService(s, o.dataDir, BY()).useSystem(v === 'on'));
+      withStore(o.dataDir, (s) => new AuthorityService(s, recorder(o.dataDir, cliBy())).useSystem(v === 'on'));
       out(`System authorities: ${v === 'on' ? 'trusted' : 'not trusted'}\n`);
     });
 

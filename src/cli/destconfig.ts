@@ -15,13 +15,13 @@ import { displayName, parseDestinationName } from '../controls/names.js';
 import { resolveEntry } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
+import { cliBy, recorder } from '../manage/audit.js';
+import { DestinationService } from '../manage/destinations.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT } from './format.js';
 import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
-import { cliActor } from '../manage/audit.js';
-import { DestinationService } from '../manage/destinations.js';
 
 function settingOptions(cmd: Command): Command {
   return cmd
@@ -58,7 +58,7 @@ function demoWarning(tls: string | undefined, dataDir: string): void {
 
 /** The destination service for one command, acting for the user who runs it. */
 function service(store: ConfigStore, dataDir: string): DestinationService {
-  return new DestinationService(store, dataDir, { actor: cliActor(), client: 'cli' });
+  return new DestinationService(store, recorder(dataDir, cliBy()));
 }
 
 function notInEffect(settings: { bounceVerification?: boolean }): void {

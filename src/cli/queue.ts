@@ -13,7 +13,6 @@
  * nothing queued for the domain, not exactly one of MID/--domain/--all) prints why on stderr
  * and exits non-zero (1; 2 for usage errors).
  */
-import { escapeText } from '../observe/text.js';
 import { hostname as osHostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { ValidationError } from '../controls/validate.js';
@@ -27,10 +26,11 @@ import {
   type Selection,
 } from '../queue/control.js';
 import { QueueStore, type ListedRecipient, type ListedState } from '../queue/store.js';
+import { cliBy, recorder } from '../manage/audit.js';
+import { QueueService } from '../manage/queue.js';
+import { escapeText } from '../observe/text.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable, plural } from './format.js';
-import { cliActor } from '../manage/audit.js';
-import { QueueService } from '../manage/queue.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -50,7 +50,7 @@ function selection(mid: string | undefined, o: { domain?: string; all?: boolean 
 
 /** The queue actions through their service (audited), acting for the user who runs the command. */
 function service(queue: QueueStore, log: MailLog, dataDir: string): QueueService {
-  return new QueueService(queue, log, dataDir, { actor: cliActor(), client: 'cli' });
+  return new QueueService(queue, log, recorder(dataDir, cliBy()));
 }
 
 /** Runs an action with the queue and the mail log open, closing both whatever happens. */

@@ -3,13 +3,13 @@
  */
 import { Command } from 'commander';
 import type { ConfigStore } from '../config/store.js';
-import { cliActor } from '../manage/audit.js';
+import { cliBy, recorder } from '../manage/audit.js';
 import { parseRouteHosts, RouteService } from '../manage/routes.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 function service(store: ConfigStore, dataDir: string): RouteService {
-  return new RouteService(store, dataDir, { actor: cliActor(), client: 'cli' });
+  return new RouteService(store, recorder(dataDir, cliBy()));
 }
 
 export function addSmtproutesCommand(program: Command): void {

@@ -3,23 +3,19 @@
  */
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
+import { bindProblem } from '../config/local-address.js';
 import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '../config/options.js';
 import { Gateway } from '../gateway.js';
 import { collect, out } from './common.js';
-import net from 'node:net';
 import { existsSync } from 'node:fs';
 
-/** Binds the listener address once and lets it go: EADDRINUSE or EACCES here, with words. */
+/** The listener address is bound once and let go first: EADDRINUSE or EACCES here, with words. */
 async function checkListenAddress(listen: { host: string; port: number }): Promise<void> {
   if (listen.port === 0) return;
-  await new Promise<void>((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'EADDRINUSE' ? 'is in use by another process' : e.code === 'EACCES' ? 'needs privileges this user does not have' : e.code === 'EADDRNOTAVAIL' ? 'is not an address of this machine' : e.message;
-      reject(new Error(`cannot listen on ${listen.host}:${listen.port}: the address ${why}; nothing was started`));
-    });
-    probe.listen(listen.port, listen.host, () => probe.close(() => resolve()));
-  });
+  const e = await bindProblem(listen.host, listen.port);
+  if (e === null) return;
+  const why = e.code === 'EADDRINUSE' ? 'is in use by another process' : e.code === 'EACCES' ? 'needs privileges this user does not have' : e.code === 'EADDRNOTAVAIL' ? 'is not an address of this machine' : e.message;
+  throw new Error(`cannot listen on ${listen.host}:${listen.port}: the address ${why}; nothing was started`);
 }
 
 export function addStartCommand(program: Command): void {

@@ -4,7 +4,6 @@
  * --hosted, Required - Verify Hosted Domains) and prints each step. Exit status 0 only when
  * the connection was verified; 1 when it was not; 2 for bad arguments.
  */
-import { escapeText } from '../observe/text.js';
 import { Command } from 'commander';
 import { CertificateStore } from '../config/certificates.js';
 import { DnsClient } from '../dns/resolver.js';
@@ -17,6 +16,7 @@ import { formatEvent, type MailEvent } from '../observe/events.js';
 import { normaliseDomain } from '../tls/names.js';
 import { secureContextFor } from '../tls/trust.js';
 import type { Comparison } from '../tls/identity.js';
+import { escapeText } from '../observe/text.js';
 import { collect, dataDirOption, out, withStore } from './common.js';
 
 const ROLE: Record<Comparison['referenceRole'], string> = {

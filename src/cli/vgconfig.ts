@@ -5,13 +5,13 @@
 import { Command } from 'commander';
 import { GatewayStore } from '../config/gateways.js';
 import { ConfigStore } from '../config/store.js';
-import { cliActor } from '../manage/audit.js';
+import { cliBy, recorder } from '../manage/audit.js';
 import { GatewayService } from '../manage/gateways.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 function service(store: ConfigStore, dataDir: string): GatewayService {
-  return new GatewayService(store, dataDir, { actor: cliActor(), client: 'cli' });
+  return new GatewayService(store, recorder(dataDir, cliBy()));
 }
 
 export function addVgconfigCommand(program: Command): void {

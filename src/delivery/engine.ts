@@ -27,10 +27,7 @@ import { LimitCounters, limitKey } from './limits.js';
 import { connect, type Connection, type ConnectDeps } from './connect.js';
 import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
-import type { Conditions } from '../observe/conditions.js';
-
-/** The condition raised while the queue cannot be read or written (a full disk). */
-export const STORAGE = 'queue storage';
+import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 
 export interface EngineOptions {
   queue: QueueStore;
@@ -168,14 +165,14 @@ export class DeliveryEngine {
           // The lease is cleared at the next start.
         }
       } else {
-        this.o.conditions?.clear(STORAGE);
+        this.o.conditions?.clear(QUEUE_STORAGE);
         p.after(m);
       }
     });
   }
 
   private storageTrouble(detail: string): void {
-    if (this.o.conditions) this.o.conditions.raise(STORAGE, detail);
+    if (this.o.conditions) this.o.conditions.raise(QUEUE_STORAGE, detail);
     else process.emitWarning(`delivery engine: ${detail}`);
   }
 

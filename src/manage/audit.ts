@@ -5,6 +5,9 @@
  * so no value can forge an entry.
  *
  * audit(dataDir, entry): appends one line; `changed` is written as JSON.
+ * recorder(dataDir, by): the same, bound to one data directory and one actor — what each
+ *   service in manage/ records its changes with.
+ * cliBy(): the actor of a command-line change (the OS user, client `cli`).
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
@@ -24,7 +27,13 @@ export interface AuditEntry {
   changed?: unknown;
 }
 
-export function cliActor(): string {
+/** Who asks for a change, and from where. */
+export type Actor = Pick<AuditEntry, 'actor' | 'client'>;
+
+/** Records one change: what, on what, and what changed. */
+export type Recorder = (action: string, target: string, changed?: unknown) => void;
+
+function cliActor(): string {
   try {
     return `cli:${userInfo().username}`;
   } catch {
@@ -39,4 +48,12 @@ export function audit(dataDir: string, e: AuditEntry, now: Date = new Date()): v
     JSON.stringify(e.target),
   )}${e.changed === undefined ? '' : ` changed=${jsonLine(e.changed)}`}\n`;
   appendFileSync(join(dir, 'audit.log'), line, { mode: 0o640 });
+}
+
+export function cliBy(): Actor {
+  return { actor: cliActor(), client: 'cli' };
+}
+
+export function recorder(dataDir: string, by: Actor): Recorder {
+  return (action, target, changed) => audit(dataDir, { ...by, action, target, changed });
 }

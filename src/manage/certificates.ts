@@ -6,21 +6,15 @@
  */
 import type { CertificateInfo, CertificateStore } from '../config/certificates.js';
 import type { Authority, ConfigStore, GlobalSettings } from '../config/store.js';
-import { audit } from './audit.js';
-import type { Actor } from './users.js';
+import type { Recorder } from './audit.js';
 
 const facts = (c: CertificateInfo): { subject: string; fingerprint: string; notAfter: string } => ({ subject: c.subject, fingerprint: c.fingerprint, notAfter: c.notAfter });
 
 export class CertificateService {
   constructor(
     private readonly certs: CertificateStore,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {}
-
-  private record(action: string, target: string, changed?: unknown): void {
-    audit(this.dataDir, { ...this.by, action, target, changed });
-  }
 
   async createSelfSigned(o: Parameters<CertificateStore['createSelfSigned']>[0]): Promise<CertificateInfo> {
     const c = await this.certs.createSelfSigned(o);
@@ -64,26 +58,25 @@ export class CertificateService {
 export class AuthorityService {
   constructor(
     private readonly config: ConfigStore,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {}
 
   add(pemText: string): Authority[] {
     const added = this.config.addAuthorities(pemText);
-    for (const a of added) audit(this.dataDir, { ...this.by, action: 'authority.add', target: a.subject, changed: { fingerprint: a.fingerprint } });
+    for (const a of added) this.record('authority.add', a.subject, { fingerprint: a.fingerprint });
     return added;
   }
 
   remove(idOrFingerprint: string): Authority {
     const a = this.config.removeAuthority(idOrFingerprint);
-    audit(this.dataDir, { ...this.by, action: 'authority.remove', target: a.subject, changed: { fingerprint: a.fingerprint } });
+    this.record('authority.remove', a.subject, { fingerprint: a.fingerprint });
     return a;
   }
 
   useSystem(on: boolean): GlobalSettings {
     const before = this.config.globals().useSystemAuthorities;
     const g = this.config.setGlobals({ useSystemAuthorities: on });
-    audit(this.dataDir, { ...this.by, action: 'authority.system', target: 'system root store', changed: { useSystemAuthorities: { from: before, to: on } } });
+    this.record('authority.system', 'system root store', { useSystemAuthorities: { from: before, to: on } });
     return g;
   }
 }

@@ -10,8 +10,7 @@
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseDestinationName } from '../controls/names.js';
 import { DEFAULT_ENTRY_NAME, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
-import { audit } from './audit.js';
-import type { Actor } from './users.js';
+import type { Recorder } from './audit.js';
 
 type Change = Record<string, { from: unknown; to: unknown }>;
 
@@ -29,13 +28,8 @@ export function settingsDiff(before: object | undefined, after: object | undefin
 export class DestinationService {
   constructor(
     private readonly store: ConfigStore,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {}
-
-  private record(action: string, target: string, changed?: unknown): void {
-    audit(this.dataDir, { ...this.by, action, target, changed });
-  }
 
   /** Runs `fn` in one write transaction and returns its result with the entry before and after. */
   private around<T>(name: string, fn: () => T): { result: T; before?: PartialSettings; after?: PartialSettings } {

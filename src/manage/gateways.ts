@@ -8,22 +8,16 @@ import { GatewayStore, type VirtualGateway } from '../config/gateways.js';
 import { isLocalAddress } from '../config/local-address.js';
 import type { ConfigStore } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
-import { audit } from './audit.js';
-import type { Actor } from './users.js';
+import type { Recorder } from './audit.js';
 
 export class GatewayService {
   private readonly gateways: GatewayStore;
 
   constructor(
     store: ConfigStore,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {
     this.gateways = new GatewayStore(store);
-  }
-
-  private record(action: string, target: string, changed?: unknown): void {
-    audit(this.dataDir, { ...this.by, action, target, changed });
   }
 
   async put(g: VirtualGateway): Promise<VirtualGateway> {

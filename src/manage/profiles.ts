@@ -6,35 +6,33 @@
 import { ProfileStore } from '../config/profiles.js';
 import type { ConfigStore } from '../config/store.js';
 import type { BounceProfile, ProfileInput } from '../bounce/profile.js';
-import { audit } from './audit.js';
+import type { Recorder } from './audit.js';
 import { settingsDiff } from './destinations.js';
-import type { Actor } from './users.js';
 
 export class ProfileService extends ProfileStore {
   constructor(
     config: ConfigStore,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {
     super(config);
   }
 
   override create(name: string, input: ProfileInput = {}): BounceProfile {
     const p = super.create(name, input);
-    audit(this.dataDir, { ...this.by, action: 'profile.new', target: p.name, changed: settingsDiff(undefined, p) });
+    this.record('profile.new', p.name, settingsDiff(undefined, p));
     return p;
   }
 
   override edit(name: string, input: ProfileInput): BounceProfile {
     const before = this.get(name.trim());
     const p = super.edit(name, input);
-    audit(this.dataDir, { ...this.by, action: 'profile.edit', target: p.name, changed: settingsDiff(before, p) });
+    this.record('profile.edit', p.name, settingsDiff(before, p));
     return p;
   }
 
   override delete(name: string): string {
     const n = super.delete(name);
-    audit(this.dataDir, { ...this.by, action: 'profile.delete', target: n });
+    this.record('profile.delete', n);
     return n;
   }
 }

@@ -8,8 +8,7 @@ import type { ConfigSnapshot } from '../config/store.js';
 import type { EventSink } from '../observe/maillog.js';
 import { bounceQueued, deleteQueued, deliverNow, type ActionResult, type Selection } from '../queue/control.js';
 import type { QueueStore } from '../queue/store.js';
-import { audit } from './audit.js';
-import type { Actor } from './users.js';
+import type { Recorder } from './audit.js';
 
 function selected(sel: Selection): string {
   return 'mid' in sel ? `MID ${sel.mid}` : 'domain' in sel ? `domain ${sel.domain}` : 'all';
@@ -19,25 +18,24 @@ export class QueueService {
   constructor(
     private readonly queue: QueueStore,
     private readonly log: EventSink,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {}
 
   deliverNow(domain?: string): { recipients: number; messages: number } {
     const r = deliverNow(this.queue, this.log, domain);
-    audit(this.dataDir, { ...this.by, action: 'queue.delivernow', target: domain === undefined ? 'all' : `domain ${domain}`, changed: { recipients: r.recipients, messages: r.messages } });
+    this.record('queue.delivernow', domain === undefined ? 'all' : `domain ${domain}`, { recipients: r.recipients, messages: r.messages });
     return r;
   }
 
   bounce(snapshot: ConfigSnapshot, sel: Selection, o: { hostname: string }): ActionResult {
     const r = bounceQueued(this.queue, this.log, snapshot, sel, o);
-    audit(this.dataDir, { ...this.by, action: 'queue.bounce', target: selected(sel), changed: { recipients: r.recipients, messages: r.messages.map((m) => m.mid) } });
+    this.record('queue.bounce', selected(sel), { recipients: r.recipients, messages: r.messages.map((m) => m.mid) });
     return r;
   }
 
   delete(sel: Selection): ActionResult {
     const r = deleteQueued(this.queue, this.log, sel);
-    audit(this.dataDir, { ...this.by, action: 'queue.delete', target: selected(sel), changed: { recipients: r.recipients, messages: r.messages.map((m) => m.mid) } });
+    this.record('queue.delete', selected(sel), { recipients: r.recipients, messages: r.messages.map((m) => m.mid) });
     return r;
   }
 }

@@ -5,8 +5,7 @@
 import { parseRouteHost } from '../config/options.js';
 import type { ConfigStore, RouteHost } from '../config/store.js';
 import { parseRouteKey } from '../controls/routes.js';
-import { audit } from './audit.js';
-import type { Actor } from './users.js';
+import type { Recorder } from './audit.js';
 
 /** `HOST[:PORT][,HOST[:PORT]...]` in order of priority. */
 export function parseRouteHosts(text: string): RouteHost[] {
@@ -20,8 +19,7 @@ export function routeHostsText(hosts: RouteHost[]): string {
 export class RouteService {
   constructor(
     private readonly store: ConfigStore,
-    private readonly dataDir: string,
-    private readonly by: Actor,
+    private readonly record: Recorder,
   ) {}
 
   /** `mode` new refuses a route that exists, edit one that does not. Returns the stored key. */
@@ -29,7 +27,7 @@ export class RouteService {
     const key = parseRouteKey(domain);
     const before = this.store.routes().get(key);
     const d = this.store.putRoute(key, hosts, mode);
-    audit(this.dataDir, { ...this.by, action: `route.${mode}`, target: d, changed: { hosts: { from: before ? routeHostsText(before) : 'none', to: routeHostsText(hosts) } } });
+    this.record(`route.${mode}`, d, { hosts: { from: before ? routeHostsText(before) : 'none', to: routeHostsText(hosts) } });
     return d;
   }
 
@@ -37,7 +35,7 @@ export class RouteService {
     const key = parseRouteKey(domain);
     const before = this.store.routes().get(key);
     const d = this.store.deleteRoute(key);
-    audit(this.dataDir, { ...this.by, action: 'route.delete', target: d, changed: { hosts: { from: before ? routeHostsText(before) : 'none', to: 'none' } } });
+    this.record('route.delete', d, { hosts: { from: before ? routeHostsText(before) : 'none', to: 'none' } });
     return d;
   }
 }

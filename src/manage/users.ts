@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { ConfigStore } from '../config/store.js';
 import { ConfigError } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
-import { audit, type AuditEntry } from './audit.js';
+import { audit, type Actor } from './audit.js';
 import { hashPassword, passwordProblem, verifyPassword } from './passwords.js';
 
 export const ROLES = ['administrator', 'operator', 'read-only'] as const;
@@ -28,8 +28,6 @@ export interface AdminUser {
   passwordChanged: string;
 }
 
-/** Who asks for a change, for the audit log. */
-export type Actor = Pick<AuditEntry, 'actor' | 'client'>;
 
 const NAME = /^[A-Za-z][A-Za-z0-9._-]{0,31}$/;
 const SCHEMA = `CREATE TABLE IF NOT EXISTS admin_users (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL,

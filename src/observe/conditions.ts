@@ -10,6 +10,9 @@
 import type { EventSink } from './maillog.js';
 import { escapeText } from './text.js';
 
+/** Raised while the queue cannot be read or written (a full disk), by the listener and delivery. */
+export const QUEUE_STORAGE = 'queue storage';
+
 interface Active {
   since: number;
   failures: number;

@@ -192,10 +192,10 @@ export class MailLog implements EventSink {
     this.json.flush();
   }
 
+  /** Writes what waits and closes both files. */
   async close(): Promise<void> {
     this.text.close();
     this.json.close();
-    await Promise.resolve();
   }
 
   private trouble(t: Trouble): void {

@@ -8,14 +8,15 @@
  * If logger cannot be started or dies, lines are written to standard error so nothing is lost
  * silently, and one message says why.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import type { LineSink } from './maillog.js';
 
 const MAIL_INFO = 2 * 8 + 6;
 const MAIL_WARNING = 2 * 8 + 4;
 
 export class SyslogSink implements LineSink {
-  private child: ChildProcessWithoutNullStreams | null = null;
+  private child: ChildProcessByStdio<Writable, null, Readable> | null = null;
   private broken = false;
 
   constructor(private readonly target?: { host: string; port: number }) {
@@ -26,7 +27,7 @@ export class SyslogSink implements LineSink {
     // --socket-errors=on: logger reports a socket it cannot write instead of dropping lines silently.
     const args = ['--prio-prefix', '--tag', 'postern', '--socket-errors=on'];
     if (this.target) args.push('--udp', '--server', this.target.host, '--port', String(this.target.port));
-    const child = spawn('logger', args, { stdio: ['pipe', 'ignore', 'pipe'] }) as unknown as ChildProcessWithoutNullStreams;
+    const child = spawn('logger', args, { stdio: ['pipe', 'ignore', 'pipe'] });
     child.on('error', (e) => this.fail(`cannot run logger: ${e.message}`));
     child.on('exit', (code) => {
       if (this.child === child) this.fail(`logger exited (code ${code})`);

@@ -13,8 +13,7 @@ import { RECIPIENTS_PER_LINE } from '../observe/events.js';
 import type { NewMessage, QueueStore } from '../queue/store.js';
 import { normaliseDomain } from '../tls/names.js';
 import type { NetworkList } from './networks.js';
-import type { Conditions } from '../observe/conditions.js';
-import { STORAGE } from '../delivery/engine.js';
+import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 
 export interface ListenerOptions {
   host: string;
@@ -203,7 +202,7 @@ export class RelayListener {
       };
       this.o.queue.accept(msg).then(
         (mid) => {
-          this.o.conditions?.clear(STORAGE);
+          this.o.conditions?.clear(QUEUE_STORAGE);
           const icid = this.icids.get(session.id) ?? 0;
           const all = msg.recipients.map((r) => r.address);
           // Bounded lines: the first recipients on the Start line, the rest RECIPIENTS_PER_LINE a line.
@@ -215,7 +214,7 @@ export class RelayListener {
           this.o.onAccepted();
         },
         (e: Error) => {
-          this.o.conditions?.raise(STORAGE, `messages cannot be stored, clients are answered 451 4.3.0: ${e.message}`);
+          this.o.conditions?.raise(QUEUE_STORAGE, `messages cannot be stored, clients are answered 451 4.3.0: ${e.message}`);
           cb(new SmtpReplyError(451, `4.3.0 Could not store the message: ${e.message}`));
         },
       );

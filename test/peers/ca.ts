@@ -2,6 +2,7 @@
 // self-signed, expired, not-yet-valid, CN-only) as PEM that Node's `tls` accepts.
 import { KeyObject, X509Certificate, sign, webcrypto, randomBytes } from 'node:crypto';
 import type * as X509 from '@peculiar/x509';
+import * as asn1js from 'asn1js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -251,7 +252,7 @@ async function assembleLeaf(ca: { certPem: string; keyPem: string }, opts: CertO
   const keys = await generateKeys();
   const v = validity(opts);
   const caDer = new X509Certificate(ca.certPem).raw;
-  const issuer = tbsField(caDer, 5); // the CA's subject, as the CA's own certificate encodes it
+  const issuer = subjectDer(caDer); // the CA's subject, as the CA's own certificate encodes it
   const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey));
   const time = (d: Date): Uint8Array => tlv(0x17, ascii(d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'));
   const ecdsaSha256 = tlv(0x30, tlv(0x06, [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
@@ -279,26 +280,14 @@ async function assembleLeaf(ca: { certPem: string; keyPem: string }, opts: CertO
   return { certPem, keyPem: keyToPem(keys.privateKey), chainPem: certPem + ca.certPem, der };
 }
 
-/** The raw DER of the n-th field of a certificate's TBSCertificate (0 = version). */
-function tbsField(certDer: Buffer, n: number): Uint8Array {
-  const read = (buf: Uint8Array, at: number): { start: number; end: number; next: number } => {
-    let i = at + 1;
-    let len = buf[i]!;
-    i++;
-    if (len & 0x80) {
-      const k = len & 0x7f;
-      len = 0;
-      for (let j = 0; j < k; j++) len = (len << 8) | buf[i + j]!;
-      i += k;
-    }
-    return { start: at, end: i + len, next: i };
-  };
-  const cert = read(certDer, 0);
-  const tbs = read(certDer, cert.next);
-  let at = tbs.next;
-  for (let k = 0; k < n; k++) at = read(certDer, at).end;
-  const f = read(certDer, at);
-  return new Uint8Array(certDer.subarray(f.start, f.end));
+/** The raw DER of a certificate's subject (the issuer name of what it signs), read with asn1js. */
+function subjectDer(certDer: Buffer): Uint8Array {
+  const cert = asn1js.fromBER(certDer).result as asn1js.Sequence;
+  const tbs = (cert.valueBlock.value[0] as asn1js.Sequence).valueBlock.value;
+  const first = tbs[0]!;
+  // TBSCertificate: [0] version (optional), serial, signature, issuer, validity, subject, ...
+  const offset = first.idBlock.tagClass === 3 && first.idBlock.tagNumber === 0 ? 1 : 0;
+  return new Uint8Array(tbs[offset + 4]!.valueBeforeDecodeView);
 }
 
 /** Self-signed leaf (CA:FALSE), for DEPTH_ZERO_SELF_SIGNED_CERT cases. */
