@@ -329,7 +329,7 @@ describe('the demo certificate and the relay listener', { timeout: within(60_000
     const demoFp = await shownFingerprint(d, 'demo');
     const show = await cli(d, 'certconfig', 'show', 'demo');
     assert.match(show, new RegExp(`^Subject:\\s+CN=${DEMO_COMMON_NAME}, O=.*NOT SECURE`, 'm'));
-    assert.match(show, /^Used by:\s+relay listener$/m);
+    assert.match(show, /^Used by:\s+relay listener, administration page$/m);
     assert.equal(mode(join(d, 'keys', 'demo.key')), 0o600);
 
     const offered = await presentedCertificate(first.host, first.port);
@@ -351,7 +351,9 @@ describe('the demo certificate and the relay listener', { timeout: within(60_000
     const now = await presentedCertificate(third.host, third.port);
     assert.equal(now.fingerprint256, relayFp);
     assert.equal(now.subject.CN, 'relay.example.com');
-    // The demo is not made again and can now be deleted.
+    // The demo is not made again and can be deleted once the page uses another certificate too.
+    assert.match(await cli(d, 'certconfig', 'delete', 'demo').catch((e: Error) => e.message), /used by the administration page.*certconfig use-admin OTHER/s);
+    await cli(d, 'certconfig', 'use-admin', 'relay');
     assert.match(await cli(d, 'certconfig', 'delete', 'demo'), /Deleted certificate demo/);
     await third.stop();
     const fourth = await start(d);

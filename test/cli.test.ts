@@ -539,7 +539,7 @@ describe('hot reload of a running gateway', () => {
 
   test('start prints the real port; a CLI change is logged as "Configuration reloaded" within 1 s; SIGTERM exits 0', async () => {
     const d = fresh();
-    const proc = spawn(process.execPath, ['bin/postern.js', 'start', '--data-dir', d, '--listen', '127.0.0.1:0', '--hostname', 't.test'], {
+    const proc = spawn(process.execPath, ['bin/postern.js', 'start', '--data-dir', d, '--listen', '127.0.0.1:0', '--hostname', 't.test', '--admin', 'off'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -107,6 +107,8 @@ export async function startPostern(o: StartOptions): Promise<PosternProcess> {
     args.push('--config', file);
   }
   args.push(...(o.args ?? []));
+  // The administration page is for the tests that ask for it: others would share its port.
+  if (!args.includes('--admin') && o.config?.admin === undefined) args.push('--admin', 'off');
 
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);

@@ -64,7 +64,7 @@ describe('contrib/postern.service and contrib/logrotate.d/postern, run directly'
     const unit = unitKeys(readFileSync(join(ROOT, 'contrib', 'postern.service'), 'utf8'));
     assert.equal(unit.get('Type'), 'simple');
     assert.ok(unit.get('User') !== 'root', 'runs as an unprivileged user');
-    const exec = local(unit.get('ExecStart')!).replace('127.0.0.1:2525', '127.0.0.1:0').split(/\s+/);
+    const exec = local(unit.get('ExecStart')!).replace('127.0.0.1:2525', '127.0.0.1:0').replace('127.0.0.1:8443', '127.0.0.1:0').split(/\s+/);
     // The test's DNS server and MX port stand in for the internet's.
     const child = spawn(exec[0]!, [...exec.slice(1), '--dns-server', dns.address, '--smtp-port', String(MX_PORT), '--hostname', 'postern-svc.test'], {
       cwd: local(unit.get('WorkingDirectory')!),

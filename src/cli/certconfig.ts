@@ -11,6 +11,7 @@
  *   certconfig delete NAME                        refused while in use
  *   certconfig use-listener NAME                  offered for STARTTLS (after the next start)
  *   certconfig use-client NAME|none               offered to receiving servers that ask
+ *   certconfig use-admin NAME                     offered by the administration page (HTTPS)
  *   certconfig authority add|remove|list|system   custom trusted authorities
  *
  * No output but `export --with-key` ever contains a private key. Key files written by
@@ -70,7 +71,7 @@ function writeOutput(file: string, text: string, secret: boolean): void {
 }
 
 function usesText(uses: string[]): string {
-  return uses.map((u) => (u === 'listener' ? 'relay listener' : 'outbound client')).join(', ') || '-';
+  return uses.map((u) => (u === 'listener' ? 'relay listener' : u === 'admin' ? 'administration page' : 'outbound client')).join(', ') || '-';
 }
 
 function commonName(subject: string): string {
@@ -155,12 +156,12 @@ function addCertificateCommands(cert: Command): void {
       });
       if (o.json) {
         outJson(
-          { listenerCertificate: g.listener, clientCertificate: g.client, certificates: list.map((c, i) => ({ ...c, usedBy: uses[i] })) },
+          { listenerCertificate: g.listener, clientCertificate: g.client, adminCertificate: g.admin, certificates: list.map((c, i) => ({ ...c, usedBy: uses[i] })) },
         );
         return;
       }
       const now = Date.now();
-      out(`Relay listener certificate: ${g.listener}\nOutbound client certificate: ${g.client ?? 'none'}\n\n`);
+      out(`Relay listener certificate: ${g.listener}\nOutbound client certificate: ${g.client ?? 'none'}\nAdministration page certificate: ${g.admin}\n\n`);
       if (list.length === 0) {
         out(`No certificates. The demo certificate (${DEMO_NAME}) is created when the gateway first starts.\n`);
         return;
@@ -261,6 +262,17 @@ function addCertificateCommands(cert: Command): void {
     .action((name: string, o: { dataDir: string }) => {
       const c = withService(o.dataDir, (s) => s.useForListener(name));
       out(`The relay listener offers certificate ${c.name} (${c.subject}) from the next start of the gateway.\n`);
+      if (c.demo) err('Warning: the demo certificate is not secure.\n');
+    });
+
+  cert
+    .command('use-admin')
+    .description('the certificate the administration page (HTTPS) offers')
+    .argument('<name>')
+    .addOption(dataDirOption())
+    .action((name: string, o: { dataDir: string }) => {
+      const c = withService(o.dataDir, (s) => s.useForAdmin(name));
+      out(`The administration page offers certificate ${c.name} (${c.subject}) from the next start of the gateway.\n`);
       if (c.demo) err('Warning: the demo certificate is not secure.\n');
     });
 

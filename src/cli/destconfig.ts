@@ -16,7 +16,7 @@ import { resolveEntry } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { cliBy, recorder } from '../manage/audit.js';
-import { DestinationService } from '../manage/destinations.js';
+import { checkGlobalsInput, DestinationService } from '../manage/destinations.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT } from './format.js';
 import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
@@ -128,18 +128,10 @@ export function addDestconfigCommand(program: Command): void {
     .option('--required-tls-alert <on|off>', 'alert when a required TLS connection fails')
     .description('global settings')
     .action((o: { dataDir: string; brokenTlsMemory?: string; requiredTlsAlert?: string }) => {
-      const changes: { brokenTlsMemoryHours?: number; requiredTlsAlert?: boolean } = {};
-      if (o.brokenTlsMemory !== undefined) {
-        const h = Number(o.brokenTlsMemory);
-        if (!/^\d+(\.\d+)?$/.test(o.brokenTlsMemory) || h > 8760) {
-          throw new ValidationError('--broken-tls-memory', o.brokenTlsMemory, 'a number of hours from 0 to 8760');
-        }
-        changes.brokenTlsMemoryHours = h;
-      }
-      if (o.requiredTlsAlert !== undefined) {
-        if (o.requiredTlsAlert !== 'on' && o.requiredTlsAlert !== 'off') throw new ValidationError('--required-tls-alert', o.requiredTlsAlert, 'on, off');
-        changes.requiredTlsAlert = o.requiredTlsAlert === 'on';
-      }
+      const changes = checkGlobalsInput(
+        { brokenTlsMemoryHours: o.brokenTlsMemory, requiredTlsAlert: o.requiredTlsAlert },
+        { brokenTlsMemoryHours: '--broken-tls-memory', requiredTlsAlert: '--required-tls-alert' },
+      );
       const g = withStore(o.dataDir, (s) => service(s, o.dataDir).setGlobals(changes));
       if (changes.requiredTlsAlert === true) err(`${NOT_IN_EFFECT.requiredTlsAlert}\n`);
       out(

@@ -8,6 +8,7 @@ import { DataDirError, prepareDataDir } from '../config/datadir.js';
 import { ValidationError } from '../controls/validate.js';
 import { VERSION } from '../version.js';
 import { addAdminuserCommand } from './adminuser.js';
+import { addApitokenCommand } from './apitoken.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
@@ -27,7 +28,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list',
 ]);
 
 function commandPath(c: Command): string {
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   addBounceconfigCommand(program);
   addVgconfigCommand(program);
   addAdminuserCommand(program);
+  addApitokenCommand(program);
   return program;
 }
 

@@ -6,7 +6,8 @@ import { resolve } from 'node:path';
 import { bindProblem } from '../config/local-address.js';
 import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '../config/options.js';
 import { Gateway } from '../gateway.js';
-import { collect, out } from './common.js';
+import { startAdmin, type RunningAdmin } from '../admin/start.js';
+import { collect, err, out } from './common.js';
 import { existsSync } from 'node:fs';
 
 /** The listener address is bound once and let go first: EADDRINUSE or EACCES here, with words. */
@@ -31,8 +32,10 @@ export function addStartCommand(program: Command): void {
     .option('--allow <cidr>', 'client network allowed to relay (repeatable; default loopback)', collect)
     .option('--log-to <where>', 'text mail log to: file (logs/mail.log), stdout or syslog; logs/mail.jsonl is always written (default file)')
     .option('--idle-timeout <seconds>', 'disconnect a client that sends nothing for this long (default 300, RFC 5321)')
+    .option('--admin <host:port|off>', `administration page and API over HTTPS (default ${DEFAULT_OPTIONS.admin?.host}:${DEFAULT_OPTIONS.admin?.port}; off disables it)`)
+    .option('--admin-session-idle <seconds>', 'an idle administration session ends after this long (default 1800)')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -44,10 +47,13 @@ export function addStartCommand(program: Command): void {
         logTo: o.logTo,
         idleTimeout: o.idleTimeout === undefined ? undefined : (o.idleTimeout as unknown as number),
         syslog: o.syslog,
+        admin: o.admin,
+        adminSessionIdle: o.adminSessionIdle === undefined ? undefined : (o.adminSessionIdle as unknown as number),
       };
       const options = buildOptions(file, flags);
       // A listener address in use is found before anything is created in the data directory.
       await checkListenAddress(options.listen);
+      if (options.admin) await checkListenAddress(options.admin);
       if (options.logTo === 'syslog' && options.syslog === undefined && !existsSync('/dev/log')) {
         throw new Error('--log-to syslog: /dev/log does not exist (no local syslog daemon or journald); give --syslog HOST:PORT or use --log-to file|stdout');
       }
@@ -55,6 +61,17 @@ export function addStartCommand(program: Command): void {
       const addr = await gw.start();
       const where = options.logTo === 'file' ? `mail log ${resolve(gw.logDir, 'mail.log')}` : `mail log to ${options.logTo}, JSON lines in ${resolve(gw.logDir, 'mail.jsonl')}`;
       out(`Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, ${where}\n`);
+      let admin: RunningAdmin | null = null;
+      if (options.admin) {
+        try {
+          admin = await startAdmin({ dataDir: options.dataDir, listen: options.admin, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log });
+        } catch (e) {
+          await gw.stop();
+          throw e;
+        }
+        out(admin.messages.join('\n') + '\n');
+        if (admin.warnings.length > 0) err(admin.warnings.join('\n') + '\n');
+      }
       // SIGHUP (logrotate's postrotate, systemd's ExecReload): open the log files again by name.
       process.on('SIGHUP', () => {
         gw.log.reopen();
@@ -65,7 +82,9 @@ export function addStartCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         out(`${sig}: stopping\n`);
-        gw.stop().then(
+        Promise.resolve(admin?.close())
+          .then(() => gw.stop())
+          .then(
           () => process.exit(0),
           () => process.exit(1),
         );

@@ -107,7 +107,14 @@ export interface ImportOptions {
   keyPem: string;
 }
 
-export type CertificateUse = 'listener' | 'client';
+export type CertificateUse = 'listener' | 'client' | 'admin';
+
+/** Where each use is, and the command that moves it elsewhere. */
+const USE_TEXT: Record<CertificateUse, { where: string; fix: string }> = {
+  listener: { where: 'used by the relay listener', fix: 'certconfig use-listener OTHER' },
+  client: { where: 'used as the outbound client certificate', fix: 'certconfig use-client OTHER|none' },
+  admin: { where: 'used by the administration page', fix: 'certconfig use-admin OTHER' },
+};
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS certificates (
@@ -370,9 +377,9 @@ export class CertificateStore {
   }
 
   /** The names in use: the listener's certificate (default demo) and the client's (null = none). */
-  settings(): { listener: string; client: string | null } {
+  settings(): { listener: string; client: string | null; admin: string } {
     const g = this.config.globals();
-    return { listener: g.listenerCertificate ?? DEMO_NAME, client: g.clientCertificate ?? null };
+    return { listener: g.listenerCertificate ?? DEMO_NAME, client: g.clientCertificate ?? null, admin: g.adminCertificate ?? DEMO_NAME };
   }
 
   /** Where a certificate is used: the settings that refer to it. */
@@ -381,6 +388,7 @@ export class CertificateStore {
     const uses: CertificateUse[] = [];
     if ((g.listenerCertificate ?? DEMO_NAME) === name) uses.push('listener');
     if (g.clientCertificate === name) uses.push('client');
+    if ((g.adminCertificate ?? DEMO_NAME) === name) uses.push('admin');
     return uses;
   }
 
@@ -433,8 +441,8 @@ export class CertificateStore {
       const c = this.require(name);
       const uses = this.usesOf(name);
       if (uses.length > 0) {
-        const where = uses.map((u) => (u === 'listener' ? 'used by the relay listener' : 'used as the outbound client certificate')).join(' and ');
-        const fix = uses.map((u) => (u === 'listener' ? 'certconfig use-listener OTHER' : 'certconfig use-client OTHER|none')).join(', ');
+        const where = uses.map((u) => USE_TEXT[u].where).join(' and ');
+        const fix = uses.map((u) => USE_TEXT[u].fix).join(', ');
         throw new ConfigError(`certificate ${name} is ${where}; choose another first (${fix})`);
       }
       this.db.prepare('DELETE FROM certificates WHERE name = ?').run(name);
@@ -466,6 +474,18 @@ export class CertificateStore {
     this.readKey(name);
     this.config.setGlobals({ clientCertificate: name });
     return c;
+  }
+
+  useForAdmin(name: string): CertificateInfo {
+    const c = this.require(name);
+    this.readKey(name);
+    this.config.setGlobals({ adminCertificate: name });
+    return c;
+  }
+
+  /** The certificate the administration page offers. */
+  adminCredentials(): Credentials {
+    return this.credentials(this.config.globals().adminCertificate ?? DEMO_NAME);
   }
 
   /** Key and chain of a certificate; throws ConfigError when either is missing. */
@@ -512,7 +532,8 @@ export class CertificateStore {
   private demoNeeded(): boolean {
     if (this.get(DEMO_NAME)) return false;
     const any = this.db.prepare('SELECT 1 FROM certificates LIMIT 1').get();
-    return !any || (this.config.globals().listenerCertificate ?? DEMO_NAME) === DEMO_NAME;
+    const g = this.config.globals();
+    return !any || (g.listenerCertificate ?? DEMO_NAME) === DEMO_NAME || (g.adminCertificate ?? DEMO_NAME) === DEMO_NAME;
   }
 
   private refuseExisting(name: string): void {

@@ -31,6 +31,10 @@ export interface GatewayOptions {
   logTo: 'file' | 'stdout' | 'syslog';
   /** For `logTo: 'syslog'`: a remote syslog HOST:PORT over UDP; the local /dev/log when absent. */
   syslog?: { host: string; port: number };
+  /** The web administration page and API (HTTPS); null = off. */
+  admin: { host: string; port: number } | null;
+  /** Idle page sessions end after this long (ms). */
+  adminSessionIdleMs: number;
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -48,6 +52,10 @@ export interface ConfigFile {
   syslog?: string;
   /** Seconds. */
   idleTimeout?: number;
+  /** HOST:PORT of the administration page, or `off`. */
+  admin?: string;
+  /** Seconds an idle page session lasts. */
+  adminSessionIdle?: number;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -64,6 +72,8 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   pollMs: 1000,
   logTo: 'file',
   idleTimeoutMs: 300_000,
+  admin: { host: '127.0.0.1', port: 8443 },
+  adminSessionIdleMs: 1_800_000,
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -135,7 +145,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -161,6 +171,12 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       const n = Number(src.idleTimeout);
       if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new ValidationError('idle-timeout', src.idleTimeout, 'a number of seconds from 1 to 86400');
       o.idleTimeoutMs = Math.round(n * 1000);
+    }
+    if (src.admin !== undefined) o.admin = src.admin === 'off' ? null : parseHostPort('admin', src.admin, undefined, true);
+    if (src.adminSessionIdle !== undefined) {
+      const n = Number(src.adminSessionIdle);
+      if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new ValidationError('admin-session-idle', src.adminSessionIdle, 'a number of seconds from 1 to 86400');
+      o.adminSessionIdleMs = Math.round(n * 1000);
     }
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;

@@ -41,6 +41,8 @@ export interface GlobalSettings {
   listenerCertificate?: string;
   /** Name of the client certificate offered to receiving servers, or null for none (certconfig use-client). */
   clientCertificate?: string | null;
+  /** Name of the certificate the administration page (HTTPS) offers (certconfig use-admin). */
+  adminCertificate?: string;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
@@ -49,6 +51,7 @@ export const INITIAL_GLOBALS: GlobalSettings = {
   useSystemAuthorities: true,
   listenerCertificate: 'demo',
   clientCertificate: null,
+  adminCertificate: 'demo',
 };
 
 /** Everything delivery needs from configuration, read at one moment. */

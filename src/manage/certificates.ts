@@ -47,6 +47,13 @@ export class CertificateService {
     return c;
   }
 
+  useForAdmin(name: string): CertificateInfo {
+    const before = this.certs.settings().admin;
+    const c = this.certs.useForAdmin(name);
+    this.record('certificate.use-admin', c.name, { admin: { from: before, to: c.name } });
+    return c;
+  }
+
   useForClient(name: string | null): CertificateInfo | null {
     const before = this.certs.settings().client;
     const c = this.certs.useForClient(name);

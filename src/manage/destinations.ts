@@ -10,7 +10,33 @@
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseDestinationName } from '../controls/names.js';
 import { DEFAULT_ENTRY_NAME, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
+import { ValidationError } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
+
+/** The global settings (SETUP) as entered; each interface names its own fields in messages. */
+export interface GlobalsInput {
+  brokenTlsMemoryHours?: string | number;
+  requiredTlsAlert?: string | boolean;
+}
+
+/** Checks SETUP's values: hours from 0 to 8760 (decimals allowed), the alert on or off. */
+export function checkGlobalsInput(input: GlobalsInput, names = { brokenTlsMemoryHours: 'remembered broken TLS hours', requiredTlsAlert: 'required TLS alert' }): Partial<GlobalSettings> {
+  const changes: Partial<GlobalSettings> = {};
+  const h = input.brokenTlsMemoryHours;
+  if (h !== undefined) {
+    const text = String(h).trim();
+    const n = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text) || n > 8760) throw new ValidationError(names.brokenTlsMemoryHours, h, 'a number of hours from 0 to 8760');
+    changes.brokenTlsMemoryHours = n;
+  }
+  const a = input.requiredTlsAlert;
+  if (a !== undefined) {
+    const on = typeof a === 'boolean' ? a : a === 'on' ? true : a === 'off' ? false : undefined;
+    if (on === undefined) throw new ValidationError(names.requiredTlsAlert, a, 'on, off');
+    changes.requiredTlsAlert = on;
+  }
+  return changes;
+}
 
 type Change = Record<string, { from: unknown; to: unknown }>;
 

@@ -1,0 +1,85 @@
+/**
+ * What the web page and the API work on: their own connections to the data directory's stores
+ * (so that the running gateway sees each change through SQLite's data_version within a second,
+ * exactly as it sees a CLI change) and the manage/ services, made for one actor per request so
+ * that every change is audited with who made it and from where.
+ */
+import { CertificateStore } from '../config/certificates.js';
+import { GatewayStore } from '../config/gateways.js';
+import { ProfileStore } from '../config/profiles.js';
+import { ConfigStore } from '../config/store.js';
+import type { EventSink } from '../observe/maillog.js';
+import { QueueStore } from '../queue/store.js';
+import { recorder, type Actor } from '../manage/audit.js';
+import { AuthorityService, CertificateService } from '../manage/certificates.js';
+import { DestinationService } from '../manage/destinations.js';
+import { GatewayService } from '../manage/gateways.js';
+import { ProfileService } from '../manage/profiles.js';
+import { QueueService } from '../manage/queue.js';
+import { RouteService } from '../manage/routes.js';
+import { TokenStore } from '../manage/tokens.js';
+import { UserStore } from '../manage/users.js';
+
+export interface Services {
+  destinations: DestinationService;
+  routes: RouteService;
+  profiles: ProfileService;
+  gateways: GatewayService;
+  certificates: CertificateService;
+  authorities: AuthorityService;
+  queue: QueueService;
+}
+
+export class AdminContext {
+  readonly config: ConfigStore;
+  readonly queue: QueueStore;
+  readonly certificates: CertificateStore;
+  readonly users: UserStore;
+  readonly tokens: TokenStore;
+
+  constructor(
+    readonly dataDir: string,
+    /** The gateway's mail log: queue actions write their per-recipient lines there. */
+    readonly log: EventSink,
+    /** The gateway's host name (the Reporting-MTA of DSNs made by "bounce"). */
+    readonly hostname: string,
+  ) {
+    this.config = ConfigStore.open(dataDir);
+    this.queue = QueueStore.open(dataDir);
+    this.certificates = CertificateStore.open(dataDir, this.config);
+    this.users = new UserStore(this.config, dataDir);
+    this.tokens = new TokenStore(this.config, dataDir);
+  }
+
+  /** The services, acting for `by`. */
+  services(by: Actor): Services {
+    const record = recorder(this.dataDir, by);
+    return {
+      destinations: new DestinationService(this.config, record),
+      routes: new RouteService(this.config, record),
+      profiles: new ProfileService(this.config, record),
+      gateways: new GatewayService(this.config, record),
+      certificates: new CertificateService(this.certificates, record),
+      authorities: new AuthorityService(this.config, record),
+      queue: new QueueService(this.queue, this.log, record),
+    };
+  }
+
+  profileStore(): ProfileStore {
+    return new ProfileStore(this.config);
+  }
+
+  profileNames(): string[] {
+    return this.profileStore().list().map((p) => p.name);
+  }
+
+  gatewayStore(): GatewayStore {
+    return new GatewayStore(this.config);
+  }
+
+  close(): void {
+    this.certificates.close();
+    this.queue.close();
+    this.config.close();
+  }
+}

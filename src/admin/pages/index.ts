@@ -1,0 +1,9 @@
+/** Every page of the web administration, by menu. */
+import type { FastifyInstance } from 'fastify';
+import type { AdminContext } from '../context.js';
+import type { AdminServerOptions } from '../server.js';
+import { registerDestinationPages } from './destinations.js';
+
+export function registerPages(app: FastifyInstance, ctx: AdminContext, o: AdminServerOptions): void {
+  registerDestinationPages(app, ctx, o);
+}
