@@ -14,7 +14,7 @@ import { resolveEntry } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, IP_PREFERENCES, TLS_MODES } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { parseQueueDomain, showMessage, type Selection } from '../queue/control.js';
-import { checkDestinationInput, type DestinationInput } from '../manage/destination-input.js';
+import { checkDestinationInput, firstError, type DestinationInput } from '../manage/destination-input.js';
 import { checkGlobalsInput } from '../manage/destinations.js';
 import { parseRouteHosts, routeHostsText } from '../manage/routes.js';
 import { ROLES } from '../manage/users.js';
@@ -124,12 +124,8 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
   /** Checks a body with the CLI's functions; a rejected value throws the first ValidationError. */
   const checked = (input: DestinationInput, entry: string) => {
     const c = checkDestinationInput(input, entry);
-    if (c.errors.length > 0) {
-      const e = c.errors[0]!;
-      const err = new ValidationError(e.field, '', '');
-      err.message = e.message;
-      throw err;
-    }
+    const e = firstError(c);
+    if (e) throw e;
     return c;
   };
 
