@@ -84,6 +84,10 @@ const Certificate = Type.Object({ name: Type.String(), subject: Type.String(), i
 const Authority = Type.Object({ id: Type.Integer(), subject: Type.String(), fingerprint: Type.String(), notAfter: Type.String() });
 const AuthorityUpload = Type.Object({ pem: Type.String({ minLength: 1, maxLength: 1_048_576 }) }, closed);
 const Gateway = Type.Object({ name: Type.String(), address: Type.String(), hostname: Type.Optional(Type.String()) });
+const GatewayChange = Type.Object({ address: Type.String({ minLength: 1, maxLength: 64 }), hostname: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })) }, closed);
+const Assignment = Type.Object({ senderDomain: Type.String(), gateway: Type.String() });
+const CertificateUses = Type.Object({ listener: Type.Optional(Type.String({ minLength: 1 })), client: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])), admin: Type.Optional(Type.String({ minLength: 1 })) }, closed);
+const CertificateUsesNow = Type.Object({ listener: Type.String(), client: Type.Union([Type.String(), Type.Null()]), admin: Type.String() });
 
 const QueueQuery = Type.Object({ state: Type.Optional(lit(['pending', 'queued', 'deferred', 'delivered', 'bounced', 'deleted'] as const)), domain: Type.Optional(Type.String({ maxLength: 260 })) }, closed);
 const QueueRow = Type.Object({
@@ -235,6 +239,20 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
   api.get('/certificates', { schema: { tags: ['certificates'], response: { 200: Type.Array(Certificate) } } }, async () =>
     ctx.certificates.list().map((c) => ({ ...c, uses: ctx.certificates.usesOf(c.name) })),
   );
+  api.put('/certificate-uses', { schema: { tags: ['certificates'], summary: 'Choose the certificates of the relay listener, the outbound client (null: none) and the page', body: CertificateUses, response: { 200: CertificateUsesNow, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const b = req.body as Static<typeof CertificateUses>;
+    const s = svc(req).certificates;
+    if (b.listener !== undefined) s.useForListener(b.listener);
+    if (b.client !== undefined) s.useForClient(b.client);
+    if (b.admin !== undefined) s.useForAdmin(b.admin);
+    return ctx.certificates.settings();
+  });
+  api.get('/certificate-uses', { schema: { tags: ['certificates'], response: { 200: CertificateUsesNow } } }, async () => ctx.certificates.settings());
+  api.put('/authorities/system', { schema: { tags: ['certificates'], summary: "Whether the system's root store is trusted too", body: Type.Object({ on: Type.Boolean() }, closed), response: { 200: Globals, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    return svc(req).authorities.useSystem((req.body as { on: boolean }).on);
+  });
   api.get('/authorities', { schema: { tags: ['certificates'], response: { 200: Type.Array(Authority) } } }, async () => ctx.config.authorities());
   api.post('/authorities', { schema: { tags: ['certificates'], summary: 'Trust the PEM certificates given', body: AuthorityUpload, response: { 201: Type.Array(Authority), ...errors } } }, async (req, reply) => {
     if (!need(req, reply, 'configure')) return reply;
@@ -248,6 +266,31 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
 
   // ---- virtual gateways ------------------------------------------------------------------------
   api.get('/gateways', { schema: { tags: ['gateways'], response: { 200: Type.Array(Gateway) } } }, async () => ctx.gatewayStore().list());
+  api.put('/gateways/:name', { schema: { tags: ['gateways'], summary: 'Create or replace a virtual gateway', params: NameParam, body: GatewayChange, response: { 200: Gateway, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const b = req.body as Static<typeof GatewayChange>;
+    return svc(req).gateways.put({ name: (req.params as Static<typeof NameParam>).name, address: b.address, hostname: b.hostname });
+  });
+  api.delete('/gateways/:name', { schema: { tags: ['gateways'], params: NameParam, response: { 200: Done, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const { name } = req.params as Static<typeof NameParam>;
+    svc(req).gateways.delete(name);
+    return { message: `deleted gateway ${name}` };
+  });
+  api.get('/gateway-assignments', { schema: { tags: ['gateways'], response: { 200: Type.Array(Assignment) } } }, async () =>
+    [...ctx.gatewayStore().assignments()].map(([senderDomain, gateway]) => ({ senderDomain, gateway })),
+  );
+  api.put('/gateway-assignments/:name', { schema: { tags: ['gateways'], summary: 'Send mail from a sender domain (or * for any) through a gateway', params: NameParam, body: Type.Object({ gateway: Type.String({ minLength: 1, maxLength: 64 }) }, closed), response: { 200: Assignment, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const gateway = (req.body as { gateway: string }).gateway;
+    return { senderDomain: svc(req).gateways.assign((req.params as Static<typeof NameParam>).name, gateway), gateway };
+  });
+  api.delete('/gateway-assignments/:name', { schema: { tags: ['gateways'], params: NameParam, response: { 200: Done, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const { name } = req.params as Static<typeof NameParam>;
+    svc(req).gateways.unassign(name);
+    return { message: `${name} no longer assigned` };
+  });
 
   // ---- the queue --------------------------------------------------------------------------------
   api.get('/queue', { schema: { tags: ['queue'], querystring: QueueQuery, response: { 200: Type.Array(QueueRow) } } }, async (req) => {
@@ -280,6 +323,10 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     if (!need(req, reply, 'configure')) return reply;
     const b = req.body as Static<typeof NewUser>;
     return reply.code(201).send(await ctx.users.add(b.name, b.role, b.password, by(req)));
+  });
+  api.put('/users/:name', { schema: { tags: ['users'], summary: "Change a user's role", params: NameParam, body: Type.Object({ role: lit(ROLES) }, closed), response: { 200: User, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    return ctx.users.setRole((req.params as Static<typeof NameParam>).name, (req.body as { role: (typeof ROLES)[number] }).role, by(req));
   });
   api.delete('/users/:name', { schema: { tags: ['users'], params: NameParam, response: { 200: Done, ...errors } } }, async (req, reply) => {
     if (!need(req, reply, 'configure')) return reply;

@@ -58,7 +58,9 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
       return;
     }
     const name = req.session.user;
-    const user = name === undefined ? undefined : ctx.users.get(name);
+    const found = name === undefined ? undefined : ctx.users.get(name);
+    // A password changed since this session logged in (by anyone, anywhere) ends the session.
+    const user = found && found.passwordChanged === req.session.since ? found : undefined;
     if (user) req.principal = { kind: 'user', name: user.name, role: user.role, mustChange: user.mustChange };
     if (PUBLIC.has(path)) return;
     if (!user) {
@@ -91,7 +93,8 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
     const next = safeNext(b.next);
     const refuse = (status: number, error: string) => page(req, reply, 'login', { title: 'Log in', next, user, error }, status);
     const [a, u] = await Promise.all([byAddress(req, { increment: false }), byUser(req, { increment: false })]);
-    const blocked = [a, u].find((r) => !r.isAllowed && r.isExceeded);
+    // Blocked once the failures counted reach the limit: `max` tries, then a wait.
+    const blocked = [a, u].find((r) => !r.isAllowed && r.remaining === 0);
     if (blocked && !blocked.isAllowed) {
       return refuse(429, `Too many failed logins for this user or from this address; try again in ${Math.ceil(blocked.ttlInSeconds / 60)} minutes.`);
     }
@@ -103,6 +106,7 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
     // A new session at login: an identifier planted before it is worth nothing after.
     await req.session.regenerate();
     req.session.user = ok.name;
+    req.session.since = ok.passwordChanged;
     return reply.redirect(ok.mustChange ? '/password' : next);
   });
 
@@ -127,6 +131,7 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
     }
     await req.session.regenerate();
     req.session.user = me.name;
+    req.session.since = ctx.users.get(me.name)?.passwordChanged;
     req.session.notice = 'Your password was changed.';
     return reply.redirect('/');
   });

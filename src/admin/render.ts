@@ -6,6 +6,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ConfigError } from '../config/store.js';
 import { ValidationError } from '../controls/validate.js';
+import { QueueActionError } from '../queue/control.js';
 import { escapeText } from '../observe/text.js';
 import type { Role } from '../manage/users.js';
 
@@ -44,6 +45,8 @@ declare module 'fastify' {
   }
   interface Session {
     user?: string;
+    /** The user's password-change time at login: a later change ends this session. */
+    since?: string;
     notice?: string;
     _csrf?: string;
   }
@@ -92,7 +95,7 @@ interface ErrorAnswer {
 /** The status, field and message for an error thrown by a route, a schema or a plugin. */
 export function answerFor(error: unknown): ErrorAnswer {
   if (error instanceof ValidationError) return { status: 400, field: error.field, message: error.message };
-  if (error instanceof ConfigError) return { status: 409, message: error.message };
+  if (error instanceof ConfigError || error instanceof QueueActionError) return { status: 409, message: error.message };
   const e = error as FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string }[] };
   if (e.validation && e.validation.length > 0) {
     const v = e.validation[0]!;

@@ -1,6 +1,6 @@
 /**
  * `postern adminuser`: administrator accounts for the web page and the API (add, list, delete,
- * passwd), over the same service (manage/users.ts) the page will use.
+ * passwd, role), over the same service (manage/users.ts) the page will use.
  */
 import { Command } from 'commander';
 import { createInterface } from 'node:readline';
@@ -78,6 +78,16 @@ export function addAdminuserCommand(program: Command): void {
         store.close();
       }
       out(`Changed the password of ${name}.\n`);
+    });
+  au.command('role')
+    .description("change an account's role (the last administrator keeps theirs)")
+    .argument('<name>')
+    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
+    .addOption(dataDirOption())
+    .action((name: string, o: { role: string; dataDir: string }) => {
+      const role = parseRole(o.role);
+      const u = withStore(o.dataDir, (s) => new UserStore(s, o.dataDir).setRole(name, role, cliBy()));
+      out(`${u.name} is now ${u.role}.\n`);
     });
   au.command('delete')
     .description('delete an account (never the last administrator)')

@@ -102,7 +102,11 @@ export class UserStore {
     audit(this.dataDir, { ...by, action: 'adminuser.delete', target: name });
   }
 
-  async setPassword(name: string, password: string, by: Actor): Promise<void> {
+  /**
+   * `mustChange`: the password is set for the user by someone else (an administrator on the
+   * page), so the user must choose their own at the next login.
+   */
+  async setPassword(name: string, password: string, by: Actor, o: { mustChange?: boolean } = {}): Promise<void> {
     const problem = passwordProblem(password, name);
     if (problem) throw new ValidationError('password', '(hidden)', problem);
     const row = this.row(name);
@@ -110,12 +114,28 @@ export class UserStore {
     if (await verifyPassword(password, row.hash)) throw new ValidationError('password', '(hidden)', 'a password other than the current one');
     const hash = await hashPassword(password);
     const changes = this.config.db
-      .prepare('UPDATE admin_users SET hash = ?, must_change = 0, password_changed = ? WHERE name = ?')
-      .run(hash, new Date().toISOString(), name).changes;
+      .prepare('UPDATE admin_users SET hash = ?, must_change = ?, password_changed = ? WHERE name = ?')
+      .run(hash, o.mustChange ? 1 : 0, new Date().toISOString(), name).changes;
     if (changes === 0) throw new ConfigError(`no user named ${name}`);
     audit(this.dataDir, { ...by, action: 'adminuser.passwd', target: name });
     // The first administrator's password file is only needed until that password is changed.
-    if (row.must_change === 1) rmSync(join(this.dataDir, INITIAL_PASSWORD_FILE), { force: true });
+    if (row.must_change === 1 && !o.mustChange) rmSync(join(this.dataDir, INITIAL_PASSWORD_FILE), { force: true });
+  }
+
+  /** Changes a user's role; the last administrator keeps theirs. */
+  setRole(name: string, role: Role, by: Actor): AdminUser {
+    const tx = this.config.db.transaction(() => {
+      const row = this.row(name);
+      if (!row) throw new ConfigError(`no user named ${name}`);
+      if (row.role === 'administrator' && role !== 'administrator' && this.administrators() === 1) {
+        throw new ConfigError(`${name} is the last administrator and keeps that role (make another user an administrator first)`);
+      }
+      this.config.db.prepare('UPDATE admin_users SET role = ? WHERE name = ?').run(role, name);
+      return row.role;
+    });
+    const before = tx.immediate();
+    audit(this.dataDir, { ...by, action: 'adminuser.role', target: name, changed: { role: { from: before, to: role } } });
+    return this.get(name)!;
   }
 
   /** The user when the password is right, else null (the same answer for an unknown user). */

@@ -109,7 +109,7 @@ export function registerDestinationPages(app: FastifyInstance, ctx: AdminContext
         profiles: ctx.profileNames(),
         demo: o.demoCertificate(),
         // Without JavaScript the warning shows on the redisplayed form; admin.js shows it at once.
-        warnTls: o.demoCertificate() && (form.tls === 'default' ? defaults.tls !== 'no' : form.tls !== '' && form.tls !== 'no'),
+        warnTls: o.demoCertificate() && (form.tls === 'default' ? defaults.tls !== 'no' : (TLS_MODES as readonly string[]).includes(form.tls) && form.tls !== 'no'),
         tlsWarning: TLS_DEMO_WARNING,
         defaultTls: defaults.tls,
       },

@@ -54,6 +54,7 @@ export function registerUserPages(app: FastifyInstance, ctx: AdminContext, _o: A
       role: ROLE_TEXT[u.role].label,
       passwordChanged: shown(u.passwordChanged),
       passwordChangedIso: u.passwordChanged,
+      roleValue: u.role,
       mustChange: u.mustChange,
       isMe: u.name === me.name,
     }));
@@ -149,6 +150,21 @@ export function registerUserPages(app: FastifyInstance, ctx: AdminContext, _o: A
     return reply.redirect(USERS);
   });
 
+  // ---- Change a role -----------------------------------------------------------------------------------
+  app.post(`${USERS}/role`, async (req, reply) => {
+    if (!may(req.principal, 'configure')) return refuse(req, reply);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const name = str(b.name);
+    try {
+      const u = ctx.users.setRole(name, parseRole(str(b.role)), by(req));
+      notify(req, `${u.name} is now ${ROLE_TEXT[u.role].label}.`);
+    } catch (e) {
+      if (e instanceof ConfigError || e instanceof ValidationError) return listPage(req, reply, `${e.message}; nothing was changed.`, e instanceof ConfigError ? 409 : 400);
+      throw e;
+    }
+    return reply.redirect(USERS);
+  });
+
   // ---- Set another user's password -----------------------------------------------------------------
   const passwordForm = (req: FastifyRequest, reply: FastifyReply, name: string, errors: Record<string, string>, status = 200) =>
     page(
@@ -187,7 +203,7 @@ export function registerUserPages(app: FastifyInstance, ctx: AdminContext, _o: A
     if (problem) return passwordForm(req, reply, name, { password: new ValidationError('password', '(hidden)', problem).message }, 400);
     if (password !== str(b.repeat)) return passwordForm(req, reply, name, { repeat: 'The two passwords differ.' }, 400);
     try {
-      await ctx.users.setPassword(name, password, by(req));
+      await ctx.users.setPassword(name, password, by(req), { mustChange: true });
     } catch (e) {
       if (e instanceof ValidationError) return passwordForm(req, reply, name, { password: e.message }, 400);
       if (e instanceof ConfigError) return noUser(req, reply, name);
