@@ -1,0 +1,200 @@
+/**
+ * The JSON API (/api/v1/) against the real `postern start`, over HTTPS with bearer tokens made
+ * by `postern apitoken`. Proves that
+ * - a token created by the CLI reads, creates, updates and deletes a destination, and the CLI
+ *   sees each change (one store, one service);
+ * - a body with a bad value, an unknown field or a wrong type gets 400 JSON naming the field,
+ *   and nothing changes; a broken import file gets every error with its line;
+ * - no token or a revoked token gets 401; a read-only token gets 403 on a change;
+ * - the OpenAPI document is generated from the route schemas (the same that validate);
+ * - changes are audited with the token's name.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { request, type APIRequestContext } from 'playwright-core';
+import { startWithAdmin, type AdminPostern } from './peers/browser.js';
+import { runCliOk } from './process.js';
+
+// Ports 2686-2687 are this file's own.
+const LISTEN = '127.0.0.1:2686';
+const ADMIN = '127.0.0.1:2687';
+
+describe('the JSON API with bearer tokens', () => {
+  let tmp = '';
+  let dataDir = '';
+  let gw: AdminPostern | undefined;
+  let api: APIRequestContext;
+  let readOnly: APIRequestContext;
+  let anonymous: APIRequestContext;
+  let adminToken = '';
+
+  const cli = (...args: string[]) => runCliOk([...args, '--data-dir', dataDir]);
+  const token = async (name: string, role: string): Promise<string> => {
+    const out = await cli('apitoken', 'create', name, '--role', role);
+    const m = /^(pst_\S+)$/m.exec(out);
+    assert.ok(m, out);
+    return m[1]!;
+  };
+  const client = (t?: string) => request.newContext({ baseURL: gw!.base, ignoreHTTPSErrors: true, extraHTTPHeaders: t ? { authorization: `Bearer ${t}` } : {} });
+
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'postern-api-'));
+    dataDir = path.join(tmp, 'data');
+    gw = await startWithAdmin({ dataDir, listen: LISTEN, admin: ADMIN });
+    adminToken = await token('deploy', 'administrator');
+    api = await client(adminToken);
+    readOnly = await client(await token('monitor', 'read-only'));
+    anonymous = await client();
+  });
+
+  after(async () => {
+    await Promise.allSettled([api?.dispose(), readOnly?.dispose(), anonymous?.dispose()]);
+    await gw?.proc.stop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  test('tokens are listed without their secret and stored only as a hash', async () => {
+    const list = JSON.parse(await cli('apitoken', 'list', '--json')) as { name: string; role: string }[];
+    assert.deepEqual(list.map((t) => [t.name, t.role]), [['deploy', 'administrator'], ['monitor', 'read-only']]);
+    assert.doesNotMatch(JSON.stringify(list), /pst_/);
+    const db = await readFile(path.join(dataDir, 'config.db'));
+    assert.equal(db.includes(Buffer.from(adminToken)), false, 'the token itself is in config.db');
+  });
+
+  test('create, read, update and delete a destination; the CLI sees each change', async () => {
+    const created = await api.post('/api/v1/destinations', { data: { name: 'Example.COM', tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 } } });
+    assert.equal(created.status(), 201, await created.text());
+    const body = (await created.json()) as { name: string; settings: Record<string, unknown>; resolved: Record<string, unknown> };
+    assert.equal(body.name, 'example.com');
+    assert.deepEqual(body.settings, { tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 } });
+    assert.equal(body.resolved.messagesPerConnection, 50);
+    assert.match(await cli('destconfig', 'detail', 'example.com'), /^TLS Support: Required$/m);
+
+    const read = await api.get('/api/v1/destinations/example.com');
+    assert.equal(read.status(), 200);
+    assert.equal(((await read.json()) as { settings: { tls: string } }).settings.tls, 'required');
+
+    const updated = await api.put('/api/v1/destinations/example.com', { data: { tls: 'preferred-verify', concurrency: 'default' } });
+    assert.equal(updated.status(), 200, await updated.text());
+    assert.deepEqual(((await updated.json()) as { settings: unknown }).settings, { tls: 'preferred-verify', recipientLimit: { recipients: 100, minutes: 5 } });
+    const detail = await cli('destconfig', 'detail', 'example.com');
+    assert.match(detail, /^TLS Support: Preferred - Verify$/m);
+    assert.match(detail, /^Maximum Concurrent Connections: Default \(500\)$/m);
+
+    const table = (await (await api.get('/api/v1/destinations')).json()) as { default: { tls: string }; entries: { name: string }[] };
+    assert.equal(table.default.tls, 'no');
+    assert.deepEqual(table.entries.map((e) => e.name), ['example.com']);
+
+    const deleted = await api.delete('/api/v1/destinations/example.com');
+    assert.equal(deleted.status(), 200);
+    assert.equal((await api.get('/api/v1/destinations/example.com')).status(), 404);
+    assert.doesNotMatch(await cli('destconfig', 'list'), /example\.com/);
+
+    const audit = await readFile(path.join(dataDir, 'logs', 'audit.log'), 'utf8');
+    assert.match(audit, /actor=token:deploy client=\S+ action=destination\.new target="example\.com"/);
+    assert.match(audit, /actor=token:deploy client=\S+ action=destination\.edit target="example\.com" changed=\{"concurrency":\{"from":10,"to":"Default"\},"tls":\{"from":"required","to":"preferred-verify"\}\}/);
+    assert.match(audit, /actor=token:deploy client=\S+ action=destination\.delete target="example\.com"/);
+  });
+
+  // [body, the field the error must name]
+  const BAD: [Record<string, unknown>, string][] = [
+    [{ name: 'a.test', concurrency: 0 }, 'concurrency'],
+    [{ name: 'a.test', concurrency: 1001 }, 'concurrency'],
+    [{ name: 'a.test', concurrency: '10' }, 'concurrency'],
+    [{ name: 'a.test', messagesPerConnection: 2.5 }, 'messagesPerConnection'],
+    [{ name: 'a.test', recipientLimit: { recipients: 5, minutes: 61 } }, 'recipientLimit'],
+    [{ name: 'a.test', recipientLimit: { recipients: -1, minutes: 5 } }, 'recipientLimit'],
+    [{ name: 'a.test', tls: 'sometimes' }, 'tls'],
+    [{ name: 'a.test', ipPreference: 'ipv5' }, 'ipPreference'],
+    [{ name: 'a.test', bounceVerification: 'yes' }, 'bounceVerification'],
+    [{ name: 'a.test', tlss: 'required' }, 'tlss'],
+    [{ tls: 'required' }, 'name'],
+    [{ name: 'bad_name.test', tls: 'no' }, 'destination'],
+    [{ name: 'a.test', bounceProfile: 'NoSuch' }, 'bounce profile'],
+  ];
+
+  test('a bad body gets 400 JSON naming the field, and nothing changes', async () => {
+    for (const [body, field] of BAD) {
+      const r = await api.post('/api/v1/destinations', { data: body });
+      assert.equal(r.status(), 400, JSON.stringify(body));
+      const e = (await r.json()) as { error: string; field: string; message: string };
+      assert.equal(e.error, 'invalid');
+      assert.ok(e.field === field || e.field.startsWith(`${field}.`), `${JSON.stringify(body)}: field ${e.field}, want ${field}`);
+      assert.ok(e.message.includes(field), `${JSON.stringify(body)}: ${e.message}`);
+    }
+    const notJson = await api.post('/api/v1/destinations', { headers: { 'content-type': 'application/json' }, data: '{"name": "a.test", ' });
+    assert.equal(notJson.status(), 400);
+    assert.equal((await api.put('/api/v1/default', { data: { tls: 'default' } })).status(), 400);
+    assert.deepEqual(((await (await api.get('/api/v1/destinations')).json()) as { entries: unknown[] }).entries, []);
+  });
+
+  test('import through the API: every error with its line, nothing changed; export is the CLI file', async () => {
+    const broken = '[DEFAULT]\ntls = sometimes\n[a.test]\nmax_host_concurrency = 0\n';
+    const r = await api.put('/api/v1/destinations-file', { headers: { 'content-type': 'text/plain' }, data: broken });
+    assert.equal(r.status(), 400);
+    const e = (await r.json()) as { errors: { line: number; message: string }[] };
+    assert.ok(e.errors.some((x) => x.line === 2));
+    assert.ok(e.errors.some((x) => x.line === 4));
+    const exported = await (await api.get('/api/v1/destinations-file')).text();
+    const file = path.join(tmp, 'cli.txt');
+    await cli('destconfig', 'export', file);
+    assert.equal(exported, await readFile(file, 'utf8'));
+  });
+
+  test('no token or a revoked token: 401; a read-only token reads but changes nothing (403)', async () => {
+    assert.equal((await anonymous.get('/api/v1/destinations')).status(), 401);
+    const bogus = await client('pst_not-a-token');
+    assert.equal((await bogus.get('/api/v1/destinations')).status(), 401);
+    await bogus.dispose();
+    assert.equal((await readOnly.get('/api/v1/destinations')).status(), 200);
+    const refused = await readOnly.post('/api/v1/destinations', { data: { name: 'ro.test', tls: 'no' } });
+    assert.equal(refused.status(), 403);
+    assert.match(((await refused.json()) as { message: string }).message, /read-only/);
+    assert.equal((await readOnly.post('/api/v1/queue/delivernow', { data: {} })).status(), 403);
+
+    const temp = await token('temporary', 'administrator');
+    const c = await client(temp);
+    assert.equal((await c.get('/api/v1/users')).status(), 200);
+    await cli('apitoken', 'revoke', 'temporary');
+    assert.equal((await c.get('/api/v1/users')).status(), 401);
+    await c.dispose();
+  });
+
+  test('the OpenAPI document is generated from the route schemas', async () => {
+    const r = await anonymous.get('/api/v1/openapi.json');
+    assert.equal(r.status(), 200);
+    const doc = (await r.json()) as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> } }>> };
+    assert.match(doc.openapi, /^3\./);
+    for (const p of ['/api/v1/destinations', '/api/v1/destinations/{name}', '/api/v1/default', '/api/v1/routes', '/api/v1/profiles', '/api/v1/certificates', '/api/v1/gateways', '/api/v1/queue', '/api/v1/users']) {
+      assert.ok(doc.paths[p], `${p} is not in the OpenAPI document`);
+    }
+    const props = doc.paths['/api/v1/destinations']!.post!.requestBody!.content['application/json']!.schema.properties!;
+    assert.deepEqual(Object.keys(props).sort(), ['bounceProfile', 'bounceVerification', 'concurrency', 'enforce', 'ipPreference', 'limitPer', 'messagesPerConnection', 'name', 'recipientLimit', 'tls']);
+  });
+
+  test('routes, profiles, users and the queue through the API', async () => {
+    const route = await api.put('/api/v1/routes/relay.test', { data: { hosts: ['mx1.relay.test:2525', '[::1]:25'] } });
+    assert.equal(route.status(), 200, await route.text());
+    assert.match(await cli('smtproutes', 'list'), /relay\.test/);
+    assert.equal((await api.put('/api/v1/routes/relay.test', { data: { hosts: ['not a host'] } })).status(), 400);
+    const profile = await api.post('/api/v1/profiles', { data: { name: 'Fast', maxRetries: 3 } });
+    assert.equal(profile.status(), 201, await profile.text());
+    const badProfile = await api.post('/api/v1/profiles', { data: { name: 'Slow', maxRetries: 10_001 } });
+    assert.equal(badProfile.status(), 400);
+    assert.equal(((await badProfile.json()) as { field: string }).field, 'maxRetries');
+    const user = await api.post('/api/v1/users', { data: { name: 'ops', role: 'operator', password: 'operator password 1' } });
+    assert.equal(user.status(), 201, await user.text());
+    assert.doesNotMatch(await user.text(), /password 1|scrypt/);
+    assert.equal((await api.put('/api/v1/users/ops', { data: { role: 'read-only' } })).status(), 200);
+    assert.match(await cli('adminuser', 'list'), /^ops\s+read-only/m);
+    const queue = await api.get('/api/v1/queue?state=pending');
+    assert.equal(queue.status(), 200);
+    assert.deepEqual(await queue.json(), []);
+    assert.equal((await api.get('/api/v1/queue?state=lost')).status(), 400);
+    const none = await api.post('/api/v1/queue/bounce', { data: { mid: 999 } });
+    assert.ok([404, 409].includes(none.status()), await none.text());
+  });
+});
