@@ -18,6 +18,7 @@ import { checkDestinationInput, firstError, type DestinationInput } from '../man
 import { checkGlobalsInput } from '../manage/destinations.js';
 import { parseRouteHosts, routeHostsText } from '../manage/routes.js';
 import { ROLES } from '../manage/users.js';
+import { plural } from '../cli/format.js';
 import type { AdminContext } from './context.js';
 import { forbiddenText, may } from './render.js';
 
@@ -195,7 +196,7 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     const r = parseImport(req.body as string);
     if (!r.ok) return reply.code(400).send({ error: 'invalid', field: 'file', message: `${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in the file; the table was not changed`, errors: r.errors });
     svc(req).destinations.importTable(r.defaults, r.entries, 'API upload');
-    return { message: `imported (Default) and ${r.entries.length} entries` };
+    return { message: `imported (Default) and ${plural(r.entries.length, 'entry', 'entries')}` };
   });
 
   // ---- SMTP routes -------------------------------------------------------------------------
