@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { bindProblem } from '../config/local-address.js';
 import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '../config/options.js';
 import { Gateway } from '../gateway.js';
-import { startAdmin, type RunningAdmin } from '../admin/start.js';
+import type { RunningAdmin } from '../admin/start.js';
 import { collect, err, out } from './common.js';
 import { existsSync } from 'node:fs';
 
@@ -64,6 +64,8 @@ export function addStartCommand(program: Command): void {
       let admin: RunningAdmin | null = null;
       if (options.admin) {
         try {
+          // Loaded only here: the web server's libraries would slow every other command's start.
+          const { startAdmin } = await import('../admin/start.js');
           admin = await startAdmin({ dataDir: options.dataDir, listen: options.admin, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log });
         } catch (e) {
           await gw.stop();
