@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { bindProblem } from '../config/local-address.js';
-import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile } from '../config/options.js';
+import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile, type GatewayOptions } from '../config/options.js';
 import { Gateway } from '../gateway.js';
 import type { RunningAdmin } from '../admin/start.js';
 import { collect, err, out } from './common.js';
@@ -17,6 +17,12 @@ async function checkListenAddress(listen: { host: string; port: number }): Promi
   if (e === null) return;
   const why = e.code === 'EADDRINUSE' ? 'is in use by another process' : e.code === 'EACCES' ? 'needs privileges this user does not have' : e.code === 'EADDRNOTAVAIL' ? 'is not an address of this machine' : e.message;
   throw new Error(`cannot listen on ${listen.host}:${listen.port}: the address ${why}; nothing was started`);
+}
+
+/** Loaded only when the page is on: the web server's libraries would slow every other command's start. */
+async function startAdminPage(options: GatewayOptions, gw: Gateway): Promise<RunningAdmin> {
+  const { startAdmin } = await import('../admin/start.js');
+  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log });
 }
 
 export function addStartCommand(program: Command): void {
@@ -61,38 +67,40 @@ export function addStartCommand(program: Command): void {
       const addr = await gw.start();
       const where = options.logTo === 'file' ? `mail log ${resolve(gw.logDir, 'mail.log')}` : `mail log to ${options.logTo}, JSON lines in ${resolve(gw.logDir, 'mail.jsonl')}`;
       out(`Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, ${where}\n`);
-      let admin: RunningAdmin | null = null;
-      if (options.admin) {
-        try {
-          // Loaded only here: the web server's libraries would slow every other command's start.
-          const { startAdmin } = await import('../admin/start.js');
-          admin = await startAdmin({ dataDir: options.dataDir, listen: options.admin, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log });
-        } catch (e) {
-          await gw.stop();
-          throw e;
-        }
-        out(admin.messages.join('\n') + '\n');
-        if (admin.warnings.length > 0) err(admin.warnings.join('\n') + '\n');
-      }
+      // Signals are handled from here on, while the page is still starting (SIGHUP's default would end the process).
       // SIGHUP (logrotate's postrotate, systemd's ExecReload): open the log files again by name.
       process.on('SIGHUP', () => {
         gw.log.reopen();
         gw.log.write({ event: 'config-reloaded', detail: 'SIGHUP: log files reopened' });
       });
+      const admin: Promise<RunningAdmin | null> = options.admin ? startAdminPage(options, gw) : Promise.resolve(null);
       let stopping = false;
-      const stop = (sig: string) => {
+      const stop = (sig: string, code = 0) => {
         if (stopping) return;
         stopping = true;
-        out(`${sig}: stopping\n`);
-        Promise.resolve(admin?.close())
+        if (sig) out(`${sig}: stopping\n`);
+        admin
+          .catch(() => null)
+          .then((a) => a?.close())
           .then(() => gw.stop())
           .then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
+            () => process.exit(code),
+            () => process.exit(1),
+          );
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      await admin.then(
+        (a) => {
+          if (!a) return;
+          out(a.messages.join('\n') + '\n');
+          if (a.warnings.length > 0) err(a.warnings.join('\n') + '\n');
+        },
+        (e: unknown) => {
+          err(`postern: the administration page did not start: ${(e as Error).message}; stopping\n`);
+          stop('', 1);
+        },
+      );
     });
 
 }
