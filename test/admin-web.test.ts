@@ -400,6 +400,44 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     assert.equal(await readFile(file, 'utf8'), await readFile(cliFile, 'utf8'));
   });
 
+  test('every input on every page has a label, the form is keyboard-navigable, and the CSP allows no inline script', async () => {
+    assert.ok(gw);
+    const pages = [
+      DC, `${DC}/add`, `${DC}/edit?domain=(Default)`, `${DC}/global`, `${DC}/import`, '/monitor/queue', '/network/bounce-profiles',
+      '/network/bounce-profiles/add', '/network/smtp-routes', '/network/smtp-routes/add', '/network/certificates', '/network/virtual-gateways',
+      '/network/virtual-gateways/add', '/system/users', '/system/users/add', '/password',
+    ];
+    for (const p of pages) {
+      const r = await page.goto(`${gw.base}${p}`);
+      assert.equal(r?.status(), 200, p);
+      const unlabelled = (await page.evaluate(`Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+        .filter((el) => !(el.labels && el.labels.length > 0) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+        .map((el) => el.name || el.id || el.outerHTML)`)) as string[];
+      assert.deepEqual(unlabelled, [], `${p}: inputs without a label`);
+      const csp = r!.headers()['content-security-policy'] ?? '';
+      assert.match(csp, /script-src 'self'/, p);
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, p);
+      assert.equal((await page.locator('script:not([src])').count()), 0, `${p}: an inline script`);
+    }
+    await page.goto(`${gw.base}${DC}/add`);
+    await page.locator('#domain').focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate('document.activeElement.id'), 'ipPreference');
+  });
+
+  test('an upload over 1 MB is refused (413) and changes nothing', async () => {
+    assert.ok(gw && admin);
+    const before = await entries();
+    await page.goto(`${gw.base}${DC}/import`);
+    const big = Buffer.alloc(1024 * 1024 + 10, '#');
+    const r = await admin.request.post(`${gw.base}${DC}/import`, {
+      multipart: { _csrf: await csrfOf(page), file: { name: 'big.txt', mimeType: 'text/plain', buffer: big } },
+      maxRedirects: 0,
+    });
+    assert.equal(r.status(), 413);
+    assert.deepEqual(await entries(), before);
+  });
+
   test('hostile text is shown as text: a domain, a profile name and control characters', async () => {
     assert.ok(gw);
     let dialogs = 0;
