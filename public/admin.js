@@ -10,3 +10,14 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   tls.addEventListener('change', update);
 });
+
+// Typing a number into "Maximum of [ ]" chooses "Maximum of" (without JavaScript, the radio
+// button says which one applies).
+document.addEventListener('DOMContentLoaded', () => {
+  const pairs = [['concurrency', 'concurrencyMode'], ['messagesPerConnection', 'messagesMode'], ['recipients', 'recipientsMode'], ['minutes', 'recipientsMode']];
+  for (const [field, mode] of pairs) {
+    const input = document.getElementById(field);
+    const radio = document.querySelector(`input[type="radio"][name="${mode}"][value="max"]`);
+    if (input && radio) input.addEventListener('input', () => { radio.checked = true; });
+  }
+});

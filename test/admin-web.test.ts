@@ -260,6 +260,9 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     assert.match(await warning.innerText(), /demo certificate\/key, which is not secure/);
     await page.locator('#tls').selectOption('no');
     assert.equal(await warning.isVisible(), false);
+    // With JavaScript, typing a maximum chooses "Maximum of".
+    await page.locator('#concurrency').fill('5');
+    assert.equal(await page.locator('input[name="concurrencyMode"][value="max"]').isChecked(), true);
 
     const plain = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false, storageState: await admin!.storageState() });
     const p = await plain.newPage();
