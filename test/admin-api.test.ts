@@ -14,6 +14,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import tls from 'node:tls';
 import { request, type APIRequestContext } from 'playwright-core';
 import { startWithAdmin, type AdminPostern } from './peers/browser.js';
 import { runCliOk } from './process.js';
@@ -196,5 +197,29 @@ describe('the JSON API with bearer tokens', () => {
     assert.equal((await api.get('/api/v1/queue?state=lost')).status(), 400);
     const none = await api.post('/api/v1/queue/bounce', { data: { mid: 999 } });
     assert.ok([404, 409].includes(none.status()), await none.text());
+  });
+
+  test('the page offers the certificate chosen with certconfig use-admin from the next start', async () => {
+    assert.ok(gw);
+    const presented = (port: number) =>
+      new Promise<tls.PeerCertificate>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+          resolve(s.getPeerCertificate());
+          s.end();
+        });
+        s.once('error', reject);
+      });
+    const port = Number(ADMIN.split(':')[1]);
+    assert.match(String((await presented(port)).subject.CN), /Postern Demo Certificate/);
+    await cli('certconfig', 'create', 'page', '--cn', 'admin.example.net', '--dns', 'admin.example.net');
+    await cli('certconfig', 'use-admin', 'page');
+    await api.dispose();
+    await readOnly.dispose();
+    await anonymous.dispose();
+    await gw.proc.stop();
+    gw = await startWithAdmin({ dataDir, listen: LISTEN, admin: ADMIN });
+    assert.equal((await presented(port)).subject.CN, 'admin.example.net');
+    assert.doesNotMatch(gw.proc.output(), /administration page uses the demo certificate/);
+    assert.equal(gw.initialPassword, undefined, 'a second start must not create another administrator');
   });
 });
