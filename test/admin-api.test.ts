@@ -181,6 +181,15 @@ describe('the JSON API with bearer tokens', () => {
     assert.equal(route.status(), 200, await route.text());
     assert.match(await cli('smtproutes', 'list'), /relay\.test/);
     assert.equal((await api.put('/api/v1/routes/relay.test', { data: { hosts: ['not a host'] } })).status(), 400);
+    // What delivery would do (destconfig explain), through the API: a route to an address needs no DNS.
+    assert.equal((await api.put('/api/v1/routes/ip.test', { data: { hosts: ['127.0.0.1:2599'] } })).status(), 200);
+    const eff = await api.get('/api/v1/destinations/ip.test/effective');
+    assert.equal(eff.status(), 200, await eff.text());
+    const e = (await eff.json()) as { matched: { how: string }; route: { key: string }; hosts: { name: string; port: number; addresses: { address: string }[] }[] };
+    assert.equal(e.matched.how, 'default');
+    assert.equal(e.route.key, 'ip.test');
+    assert.deepEqual(e.hosts.map((h) => [h.name, h.port, h.addresses.map((a) => a.address)]), [['127.0.0.1', 2599, ['127.0.0.1']]]);
+    assert.equal((await api.get('/api/v1/destinations/bad_name.test/effective')).status(), 400);
     const profile = await api.post('/api/v1/profiles', { data: { name: 'Fast', maxRetries: 3 } });
     assert.equal(profile.status(), 201, await profile.text());
     const badProfile = await api.post('/api/v1/profiles', { data: { name: 'Slow', maxRetries: 10_001 } });

@@ -207,6 +207,10 @@ describe('delivery', () => {
     const last = peer.broken!.sessions[peer.broken!.sessions.length - 1] ?? peer.broken!.sessions[0]!;
     assert.ok(peer.broken!.sessions.some((s) => !s.commands.includes('STARTTLS')), `a session without STARTTLS: ${last.commands.join(' | ')}`);
     assert.ok(t.events.slice(before).some((e) => e.event === 'tls-skipped' && e.domain === 'broken.test'), 'logged as such');
+    // Kept in queue.db too: a restart and `destconfig explain` see it.
+    const kept = t.gw.queue.brokenTls(Date.now()).find((b) => b.address === A(7) && b.port === PORT);
+    assert.ok(kept, 'the broken address is kept in queue.db');
+    assert.ok(kept.until > Date.now() + 23 * 3_600_000, 'for the configured 24 hours');
     await waitFor('a second attempt for brokenreq.test', () =>
       t.events.slice(before).find((e) => e.event === 'delayed' && e.to === 'a@brokenreq.test'),
     );

@@ -19,6 +19,8 @@ import { checkGlobalsInput } from '../manage/destinations.js';
 import { parseRouteHosts, routeHostsText } from '../manage/routes.js';
 import { ROLES } from '../manage/users.js';
 import { plural } from '../cli/format.js';
+import { DnsClient } from '../dns/resolver.js';
+import { explain } from '../manage/explain.js';
 import type { AdminContext } from './context.js';
 import { forbiddenText, may } from './render.js';
 
@@ -146,6 +148,15 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     const { name } = req.params as Static<typeof NameParam>;
     const d = destination(parseDestinationName(name));
     return d ?? reply.code(404).send({ error: 'not found', message: `no entry for ${name}` });
+  });
+
+  api.get('/destinations/:name/effective', { schema: { tags: ['destinations'], summary: 'What delivery would do for a domain, and why (destconfig explain)', params: NameParam } }, async (req) => {
+    const e = await explain(ctx.config.snapshot(), (req.params as Static<typeof NameParam>).name, {
+      dns: new DnsClient({ servers: ctx.delivery.dnsServers }),
+      smtpPort: ctx.delivery.smtpPort,
+      broken: ctx.queue.brokenTls(Date.now()),
+    });
+    return e;
   });
 
   api.post('/destinations', { schema: { tags: ['destinations'], summary: 'Add a destination', body: NewDestination, response: { 201: Destination, ...errors } } }, async (req, reply) => {

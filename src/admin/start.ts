@@ -30,6 +30,8 @@ export interface AdminStartOptions {
   sessionIdleMs: number;
   hostname: string;
   log: EventSink;
+  dnsServers: string[];
+  smtpPort: number;
 }
 
 async function ensureFirstAdministrator(ctx: AdminContext): Promise<string | null> {
@@ -41,7 +43,7 @@ async function ensureFirstAdministrator(ctx: AdminContext): Promise<string | nul
 }
 
 export async function startAdmin(o: AdminStartOptions): Promise<RunningAdmin> {
-  const ctx = new AdminContext(o.dataDir, o.log, o.hostname);
+  const ctx = new AdminContext(o.dataDir, o.log, o.hostname, { dnsServers: o.dnsServers, smtpPort: o.smtpPort });
   let app: FastifyInstance | undefined;
   try {
     const password = await ensureFirstAdministrator(ctx);

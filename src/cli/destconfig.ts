@@ -17,7 +17,11 @@ import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, typ
 import { ValidationError } from '../controls/validate.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { checkGlobalsInput, DestinationService } from '../manage/destinations.js';
-import { dataDirOption, err, out, outJson, withStore } from './common.js';
+import { buildOptions, readConfigFile } from '../config/options.js';
+import { DnsClient } from '../dns/resolver.js';
+import { explain, explanationLines } from '../manage/explain.js';
+import { QueueStore } from '../queue/store.js';
+import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT } from './format.js';
 import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
@@ -138,6 +142,32 @@ export function addDestconfigCommand(program: Command): void {
         `Remembered broken TLS: ${g.brokenTlsMemoryHours === 0 ? 'off' : `${g.brokenTlsMemoryHours} hours`}\n` +
           `Alert when a required TLS connection fails: ${g.requiredTlsAlert ? 'on' : 'off'}\n`,
       );
+    });
+
+  dc.command('explain')
+    .argument('<domain>', 'a recipient domain')
+    .addOption(dataDirOption())
+    .option('--dns-server <host:port>', 'DNS server to ask, as delivery would (repeatable; default: the system resolvers)', collect)
+    .option('--smtp-port <n>', 'port of remote mail servers (default 25, as start)')
+    .option('--config <file>', "take the DNS servers and SMTP port from start's JSON config file")
+    .option('--json', 'machine-readable output')
+    .description('what delivery would do for a domain, and why: entry, settings, route or MX hosts, TLS, identity checks')
+    .action(async (domain: string, o: { dataDir: string; dnsServer?: string[]; smtpPort?: string; config?: string; json?: boolean }) => {
+      const options = buildOptions(o.config ? readConfigFile(o.config) : {}, {
+        dnsServers: o.dnsServer,
+        smtpPort: o.smtpPort === undefined ? undefined : Number.isInteger(Number(o.smtpPort)) ? Number(o.smtpPort) : (o.smtpPort as unknown as number),
+      });
+      const snapshot = withStore(o.dataDir, (s) => s.snapshot());
+      const queue = QueueStore.open(o.dataDir);
+      let broken;
+      try {
+        broken = queue.brokenTls(Date.now());
+      } finally {
+        queue.close();
+      }
+      const e = await explain(snapshot, domain, { dns: new DnsClient({ servers: options.dnsServers }), smtpPort: options.smtpPort, broken });
+      if (o.json) return outJson(e);
+      out(explanationLines(e).join('\n') + '\n');
     });
 
   dc.command('detail')

@@ -26,7 +26,7 @@ import { err } from './common.js';
  */
 const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
-  'destconfig list', 'destconfig detail', 'destconfig export',
+  'destconfig list', 'destconfig detail', 'destconfig export', 'destconfig explain',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
   'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list',
 ]);

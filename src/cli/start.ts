@@ -22,7 +22,7 @@ async function checkListenAddress(listen: { host: string; port: number }): Promi
 /** Loaded only when the page is on: the web server's libraries would slow every other command's start. */
 async function startAdminPage(options: GatewayOptions, gw: Gateway): Promise<RunningAdmin> {
   const { startAdmin } = await import('../admin/start.js');
-  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log });
+  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log, dnsServers: options.dnsServers, smtpPort: options.smtpPort });
 }
 
 export function addStartCommand(program: Command): void {

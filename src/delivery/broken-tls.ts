@@ -1,14 +1,34 @@
 /**
  * Memory of hosts whose TLS handshake failed after their 220 (SPEC §2, beyond the appliance):
  * for a while, the Preferred settings skip STARTTLS on new connections to them. Keyed by the
- * address and port connected to, since that is where the broken TLS stack lives.
+ * address and port connected to, since that is where the broken TLS stack lives. Kept in memory
+ * and, when a store is given, in queue.db too.
  */
+export interface BrokenTlsStore {
+  rememberBrokenTls(address: string, port: number, until: number): void;
+  brokenTls(now: number): { address: string; port: number; until: number }[];
+}
+
 export class BrokenTlsMemory {
   private readonly until = new Map<string, number>();
 
+  /** `store`: where the memory is kept too (queue.db), so that it outlives a restart and `explain` can show it. */
+  constructor(
+    private readonly store?: BrokenTlsStore,
+    now = Date.now(),
+  ) {
+    for (const b of store?.brokenTls(now) ?? []) this.until.set(`${b.address}|${b.port}`, b.until);
+  }
+
   remember(address: string, port: number, now: number, hours: number): void {
     if (hours <= 0) return;
-    this.until.set(`${address}|${port}`, now + hours * 3_600_000);
+    const until = now + hours * 3_600_000;
+    this.until.set(`${address}|${port}`, until);
+    try {
+      this.store?.rememberBrokenTls(address, port, until);
+    } catch {
+      // The memory in this process still holds it; only a restart would forget it.
+    }
   }
 
   isBroken(address: string, port: number, now: number): boolean {

@@ -75,7 +75,7 @@ export type ConnectOutcome = { ok: true; conn: Connection } | ConnectFailure;
 
 type HostFailure = { enhanced: string; reason: string; tls: boolean };
 
-export async function targetHosts(policy: DeliveryPolicy, deps: ConnectDeps): Promise<{ ok: true; hosts: TargetHost[] } | ConnectFailure> {
+export async function targetHosts(policy: DeliveryPolicy, deps: Pick<ConnectDeps, 'dns' | 'smtpPort' | 'random'>): Promise<{ ok: true; hosts: TargetHost[] } | ConnectFailure> {
   if (policy.route && policy.route.length > 0) {
     return {
       ok: true,
@@ -136,10 +136,10 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
   return { ok: false, hard: false, enhanced: chosen.enhanced, reason };
 }
 
-async function hostAddresses(
+export async function hostAddresses(
   host: TargetHost,
   policy: DeliveryPolicy,
-  deps: ConnectDeps,
+  deps: Pick<ConnectDeps, 'dns'>,
 ): Promise<{ ok: true; addresses: string[] } | { ok: false; enhanced: string; reason: string }> {
   const pref = policy.entry.settings.ipPreference;
   const want6 = pref !== 'ipv4-required';

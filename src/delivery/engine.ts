@@ -78,7 +78,7 @@ export class DeliveryEngine {
   private readonly destinations = new Map<string, DestinationQueue>();
   /** The destination queues of each domain (one per virtual gateway that sends to it). */
   private readonly byDomain = new Map<string, Set<DestinationQueue>>();
-  private readonly broken = new BrokenTlsMemory();
+  private readonly broken: BrokenTlsMemory;
   readonly limits = new LimitCounters();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
@@ -94,6 +94,7 @@ export class DeliveryEngine {
   constructor(readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.dcids = new IdSequence(o.queue, 'dcid');
+    this.broken = new BrokenTlsMemory(o.queue, this.now());
   }
 
   start(): void {

@@ -166,6 +166,7 @@ CREATE TABLE IF NOT EXISTS queue_control (
   domain TEXT,
   requested_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS broken_tls (address TEXT NOT NULL, port INTEGER NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (address, port));
 CREATE TABLE IF NOT EXISTS gateway_facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
@@ -686,6 +687,17 @@ export class QueueStore {
   }
 
   /** Facts the gateway leaves for the CLI, e.g. `hostname` (the name its DSNs report). */
+  /** Remembered broken TLS (delivery/broken-tls.ts), kept here so a restart and `explain` see it. */
+  rememberBrokenTls(address: string, port: number, until: number): void {
+    this.st('INSERT OR REPLACE INTO broken_tls (address, port, until) VALUES (?, ?, ?)').run(address, port, until);
+  }
+
+  /** The remembered addresses still broken at `now` (older ones are dropped). */
+  brokenTls(now: number): { address: string; port: number; until: number }[] {
+    this.st('DELETE FROM broken_tls WHERE until <= ?').run(now);
+    return this.st('SELECT address, port, until FROM broken_tls ORDER BY address, port').all() as { address: string; port: number; until: number }[];
+  }
+
   setFact(key: string, value: string): void {
     this.st('INSERT OR REPLACE INTO gateway_facts (key, value) VALUES (?, ?)').run(key, value);
   }

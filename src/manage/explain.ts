@@ -1,0 +1,233 @@
+/**
+ * `postern destconfig explain DOMAIN` and `GET /api/v1/destinations/{domain}/effective`: what
+ * delivery would do for a domain, and why — the entry that matches (exact, `.suffix` or
+ * Default), every setting and where it comes from, the bounce profile, the SMTP route or the MX
+ * hosts with their addresses in the order delivery tries them, the TLS behaviour with the
+ * identity algorithm and its reference identifiers, and any address remembered as having broken
+ * TLS. It uses delivery's own functions (resolvePolicy, targetHosts, hostAddresses), so it
+ * cannot drift from what delivery does.
+ *
+ * explain(snapshot, domain, deps) → Explanation (looks up DNS); explanationLines(e) → text. Pure
+ * apart from the DNS look-ups.
+ */
+import type { BounceProfile } from '../bounce/profile.js';
+import type { ConfigSnapshot } from '../config/store.js';
+import { displayName } from '../controls/names.js';
+import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type SettingName, type Settings } from '../controls/types.js';
+import { ValidationError } from '../controls/validate.js';
+import { hostAddresses, targetHosts } from '../delivery/connect.js';
+import { resolvePolicy } from '../delivery/policy.js';
+import type { DnsClient } from '../dns/resolver.js';
+import { identityAlgorithm, isPreferred, isRequired, verifies } from '../tls/policy.js';
+import { normaliseDomain } from '../tls/names.js';
+
+export interface ExplainDeps {
+  dns: Pick<DnsClient, 'mx' | 'addresses'>;
+  smtpPort: number;
+  /** Addresses remembered as having broken TLS (queue.db), with the time each is remembered until. */
+  broken: { address: string; port: number; until: number }[];
+}
+
+export interface ExplainedSetting {
+  key: SettingName;
+  label: string;
+  value: unknown;
+  text: string;
+  /** The entry the value comes from: the matched entry or `(Default)`. */
+  from: string;
+}
+
+export interface ExplainedHost {
+  name: string;
+  port: number;
+  /** MX preference, or the route's position. */
+  preference: number;
+  source: 'route' | 'mx' | 'implicit-mx';
+  /** Hosts of equal MX preference are tried in a random order each time. */
+  shuffledWith: string[];
+  addresses: { address: string; brokenTlsUntil: string | null }[];
+  /** Why this host has no address to try. */
+  problem?: string;
+}
+
+export interface Explanation {
+  domain: string;
+  matched: { entry: string; how: 'exact' | 'suffix' | 'default'; why: string };
+  settings: ExplainedSetting[];
+  profile: BounceProfile;
+  route: { key: string; hosts: string[] } | null;
+  /** Set when delivery could not find any host: what it would do instead. */
+  routingProblem: { enhanced: string; reason: string; bounces: boolean } | null;
+  hosts: ExplainedHost[];
+  tls: {
+    setting: string;
+    starttls: string;
+    certificate: string;
+    identity: { algorithm: 'verify' | 'hosted'; references: string[] } | null;
+    trusted: string;
+  };
+}
+
+const LABELS: Record<SettingName, string> = {
+  ipPreference: 'IP Address Preference',
+  concurrency: 'Maximum Concurrent Connections',
+  messagesPerConnection: 'Maximum Messages Per Connection',
+  recipientLimit: 'Recipients',
+  limitPer: 'Apply limits per',
+  enforce: 'Enforce limits',
+  tls: 'TLS Support',
+  bounceVerification: 'Bounce Verification Address Tagging',
+  bounceProfile: 'Bounce Profile',
+};
+
+const count = (n: number): string => n.toLocaleString('en-US');
+
+function settingText(key: SettingName, s: Settings): string {
+  switch (key) {
+    case 'ipPreference':
+      return IP_PREFERENCE_LABELS[s.ipPreference];
+    case 'concurrency':
+      return count(s.concurrency);
+    case 'messagesPerConnection':
+      return count(s.messagesPerConnection);
+    case 'recipientLimit':
+      return s.recipientLimit === null ? 'No Limit' : `${count(s.recipientLimit.recipients)} per ${count(s.recipientLimit.minutes)} minutes`;
+    case 'limitPer':
+      return s.limitPer === 'domain' ? 'Entire domain' : 'Each mail exchanger (MX) IP address';
+    case 'enforce':
+      return s.enforce === 'system' ? 'System Wide' : 'Per Virtual Gateway';
+    case 'tls':
+      return TLS_MODE_LABELS[s.tls];
+    case 'bounceVerification':
+      return s.bounceVerification ? 'On (stored, not in effect yet)' : 'Off';
+    case 'bounceProfile':
+      return s.bounceProfile;
+  }
+}
+
+export async function explain(snapshot: ConfigSnapshot, input: string, deps: ExplainDeps, now = Date.now()): Promise<Explanation> {
+  const domain = normaliseDomain(input.trim());
+  if (domain === null || domain === '') throw new ValidationError('domain', input, 'a domain name (example.com)');
+  const policy = resolvePolicy(snapshot, domain);
+  const entry = snapshot.table.match(domain);
+  const matched = !entry
+    ? { entry: DEFAULT_ENTRY_NAME, how: 'default' as const, why: `no entry names ${domain} or a domain above it` }
+    : entry.name === domain
+      ? { entry: entry.name, how: 'exact' as const, why: `the entry ${displayName(entry.name)} names this domain exactly` }
+      : { entry: entry.name, how: 'suffix' as const, why: `no exact entry; ${displayName(entry.name)} is the most specific subdomain pattern above it` };
+  const s = policy.entry.settings;
+  const settings = (Object.keys(LABELS) as SettingName[]).map((key) => ({
+    key,
+    label: LABELS[key],
+    value: s[key],
+    text: settingText(key, s),
+    from: policy.entry.inherited.includes(key) ? DEFAULT_ENTRY_NAME : matched.entry,
+  }));
+
+  const routing = await targetHosts(policy, { dns: deps.dns as DnsClient, smtpPort: deps.smtpPort, random: () => 0 });
+  const hosts: ExplainedHost[] = [];
+  let routingProblem: Explanation['routingProblem'] = null;
+  if (!routing.ok) {
+    routingProblem = { enhanced: routing.enhanced, reason: routing.reason, bounces: routing.hard };
+  } else {
+    // Equal MX preferences are shuffled on each delivery: shown here in name order, and said so.
+    const ordered = routing.hosts.slice().sort((a, b) => (a.source === 'mx' && b.source === 'mx' ? a.preference - b.preference || a.name.localeCompare(b.name) : 0));
+    for (const h of ordered) {
+      const shuffledWith = h.source === 'mx' ? routing.hosts.filter((o) => o !== h && o.source === 'mx' && o.preference === h.preference).map((o) => o.name) : [];
+      const a = await hostAddresses(h, policy, { dns: deps.dns as DnsClient });
+      const until = (address: string): string | null => {
+        const b = deps.broken.find((x) => x.address === address && x.port === h.port && x.until > now);
+        return b ? new Date(b.until).toISOString() : null;
+      };
+      hosts.push({
+        name: h.name,
+        port: h.port,
+        preference: h.preference,
+        source: h.source,
+        shuffledWith,
+        addresses: a.ok ? a.addresses.map((address) => ({ address, brokenTlsUntil: until(address) })) : [],
+        ...(a.ok ? {} : { problem: `${a.enhanced} ${a.reason}` }),
+      });
+    }
+  }
+
+  const mode = s.tls;
+  const algorithm = identityAlgorithm(mode);
+  const mxNames = hosts.filter((h) => h.source !== 'route').map((h) => h.name);
+  const routeNames = hosts.filter((h) => h.source === 'route').map((h) => h.name);
+  const references =
+    algorithm === 'hosted'
+      ? [`${domain} (the recipient domain)`, ...routeNames.map((n) => `${n} (SMTP route host)`), ...mxNames.map((n) => `${n} (MX host)`)]
+      : algorithm === 'verify'
+        ? [`${domain} (the recipient domain: dNSName or CN)`, ...[...routeNames, ...mxNames].map((n) => `${n} (host connected to: CN only)`), 'the PTR names of the address connected to (CN only, looked up when nothing else matched)']
+        : [];
+  const starttls =
+    mode === 'no'
+      ? 'never: mail goes in clear text'
+      : isRequired(mode)
+        ? 'required: a server without STARTTLS, or a failed handshake, defers the mail (4.7.4 / 4.7.5); never clear text'
+        : `tried; if the server does not offer it or refuses it, mail goes in clear text${isPreferred(mode) ? '; a handshake that fails after 220 is retried in clear text and the address remembered for ' + snapshot.globals.brokenTlsMemoryHours + ' hours' : ''}`;
+  const certificate = !verifies(mode)
+    ? 'not verified (any certificate is accepted)'
+    : isRequired(mode)
+      ? 'verified: an untrusted chain or a name mismatch defers the mail'
+      : 'verified: a failure is logged and the mail goes on encrypted (unverified)';
+  const trusted = verifies(mode) ? `${snapshot.globals.useSystemAuthorities ? "the system's root store" : 'not the system root store'}${snapshot.authorities.length > 0 ? ` and ${snapshot.authorities.length} custom ${snapshot.authorities.length === 1 ? 'authority' : 'authorities'}` : ''}` : '-';
+
+  return {
+    domain,
+    matched,
+    settings,
+    profile: policy.profile,
+    route: policy.route ? { key: routeKeyFor(snapshot, domain), hosts: policy.route.map((r) => (r.port ? `${r.host}:${r.port}` : r.host)) } : null,
+    routingProblem,
+    hosts,
+    tls: { setting: TLS_MODE_LABELS[mode], starttls, certificate, identity: algorithm ? { algorithm, references } : null, trusted },
+  };
+}
+
+/** The route key that matched (exact domain, `.suffix` or ALL). */
+function routeKeyFor(snapshot: ConfigSnapshot, domain: string): string {
+  if (snapshot.routes.has(domain)) return domain;
+  let dot = domain.indexOf('.');
+  while (dot !== -1) {
+    if (snapshot.routes.has(domain.slice(dot))) return domain.slice(dot);
+    dot = domain.indexOf('.', dot + 1);
+  }
+  return 'ALL';
+}
+
+export function explanationLines(e: Explanation): string[] {
+  const lines = [`Destination: ${displayName(e.domain)}`, `Matched entry: ${e.matched.entry === DEFAULT_ENTRY_NAME ? DEFAULT_ENTRY_NAME : displayName(e.matched.entry)} (${e.matched.how}: ${e.matched.why})`, '', 'Settings:'];
+  const width = Math.max(...e.settings.map((x) => x.label.length));
+  for (const x of e.settings) lines.push(`  ${x.label.padEnd(width)}  ${x.text}   [from ${x.from}]`);
+  const p = e.profile;
+  lines.push(
+    '',
+    `Bounce profile ${p.name}: ${count(p.maxRetries)} attempts at most, ${count(p.maxQueueSeconds)} s in the queue at most, retries after ${count(p.initialRetrySeconds)} s doubling to ${count(p.maxRetrySeconds)} s; hard bounces ${p.sendHardBounces ? 'sent' : 'not sent'}; delay warnings ${p.delayWarnings ? `every ${count(p.delayWarningInterval)} s, at most ${p.delayWarningMax}` : 'off'}; DSNs to ${p.alternateAddress ?? 'the sender'}`,
+    '',
+  );
+  if (e.route) lines.push(`SMTP route ${e.route.key}: ${e.route.hosts.join(', ')} (DNS MX records are not used)`);
+  else lines.push('No SMTP route: the MX records of the domain are used.');
+  if (e.routingProblem) {
+    lines.push(`Delivery finds no host: ${e.routingProblem.enhanced} ${e.routingProblem.reason} (${e.routingProblem.bounces ? 'the message bounces' : 'the message is deferred and retried'})`);
+  } else {
+    lines.push('Hosts, in the order delivery tries them:');
+    e.hosts.forEach((h, i) => {
+      const what = h.source === 'route' ? 'route host' : h.source === 'implicit-mx' ? 'no MX record: the domain itself (implicit MX)' : `MX preference ${h.preference}`;
+      const shuffle = h.shuffledWith.length > 0 ? `; same preference as ${h.shuffledWith.join(', ')}: their order is random each time` : '';
+      lines.push(`  ${i + 1}. ${h.name} port ${h.port} (${what}${shuffle})`);
+      if (h.problem) lines.push(`       no address to try: ${h.problem}`);
+      for (const a of h.addresses) lines.push(`       ${a.address}${a.brokenTlsUntil ? `   broken TLS remembered until ${a.brokenTlsUntil}: Preferred settings send in clear text until then` : ''}`);
+    });
+  }
+  lines.push('', `TLS: ${e.tls.setting}`, `  STARTTLS: ${e.tls.starttls}`, `  Certificate: ${e.tls.certificate}`);
+  if (e.tls.identity) {
+    lines.push(`  Identity check: ${e.tls.identity.algorithm === 'hosted' ? 'Hosted (dNSNames; the CN only when there is none)' : 'Verify (dNSName or CN)'}; reference identifiers in order:`);
+    for (const r of e.tls.identity.references) lines.push(`    - ${r}`);
+    lines.push(`  Trusted authorities: ${e.tls.trusted}`);
+  }
+  const broken = e.hosts.flatMap((h) => h.addresses.filter((a) => a.brokenTlsUntil));
+  if (broken.length === 0 && e.hosts.length > 0) lines.push('  No address of these hosts is remembered as having broken TLS.');
+  return lines;
+}
