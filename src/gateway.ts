@@ -15,6 +15,7 @@ import { DnsClient } from './dns/resolver.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
+import { TlsCounter, TlsReportStore } from './observe/tls-report.js';
 import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
@@ -34,6 +35,8 @@ export class Gateway {
   readonly conditions: Conditions;
   readonly engine: DeliveryEngine;
   readonly certificates: CertificateStore;
+  readonly report: TlsReportStore;
+  private readonly tlsCounter: TlsCounter;
   /** Made in start(), once the listener certificate exists (the demo is created then). */
   private listener: RelayListener | null = null;
   private readonly makeListener: (tls: { keyPem: string; certPem: string }) => RelayListener;
@@ -61,18 +64,25 @@ export class Gateway {
       });
       this.conditions = new Conditions(this.log);
       this.certificates = CertificateStore.open(options.dataDir, this.config);
+      this.report = TlsReportStore.open(options.dataDir);
     } catch (e) {
       this.lock.release();
       throw e;
     }
     this.snapshot = this.readSnapshot();
     this.version = this.config.dataVersion();
+    this.tlsCounter = new TlsCounter(this.report, Date.now, (reason) =>
+      reason === null ? this.conditions.clear('TLS report') : this.conditions.raise('TLS report', `connection counts cannot be written to report.db: ${reason}; they are kept in memory meanwhile`),
+    );
+    const mailLog = this.log;
+    const counter = this.tlsCounter;
     this.engine = new DeliveryEngine({
       queue: this.queue,
       conditions: this.conditions,
       config: () => this.snapshot,
       dns: new DnsClient({ servers: options.dnsServers }),
-      log: this.log,
+      // Delivery's events go to the mail log and to the TLS report's counts alike.
+      log: { write: (e) => (mailLog.write(e), counter.write(e)) },
       hostname: options.hostname,
       smtpPort: options.smtpPort,
       timeouts: options.timeouts,
@@ -129,8 +139,21 @@ export class Gateway {
       this.reloadIfChanged();
       this.applyQueueControl();
     }, this.options.reloadMs);
-    this.pruneTimer = setInterval(() => this.queue.pruneHistory(Date.now() - HISTORY_DAYS * 86_400_000), 3_600_000);
+    this.maintainReport();
+    this.pruneTimer = setInterval(() => {
+      this.queue.pruneHistory(Date.now() - HISTORY_DAYS * 86_400_000);
+      this.maintainReport();
+    }, 3_600_000);
     return this.address;
+  }
+
+  /** The TLS report's roll-up and retention (hourly). */
+  private maintainReport(): void {
+    try {
+      this.report.maintain(Date.now(), this.snapshot.globals.reportRetentionDays);
+    } catch (e) {
+      this.log.write({ event: 'config-reloaded', detail: `TLS report maintenance failed: ${(e as Error).message}` });
+    }
   }
 
   /** Picks up changes committed by other processes (the CLI) without a restart. */
@@ -163,6 +186,8 @@ export class Gateway {
     // Both get the same grace at the same time, so stopping takes at most that long.
     await Promise.all([this.listener?.close(), this.engine.stop(STOP_GRACE_MS)]);
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });
+    this.tlsCounter.flush();
+    this.report.close();
     this.queue.close();
     this.certificates.close();
     this.config.close();

@@ -406,7 +406,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
   test('every input on every page has a label, the form is keyboard-navigable, and the CSP allows no inline script', async () => {
     assert.ok(gw);
     const pages = [
-      DC, `${DC}/add`, `${DC}/edit?domain=(Default)`, `${DC}/global`, `${DC}/import`, '/monitor/queue', '/network/bounce-profiles',
+      DC, `${DC}/add`, `${DC}/edit?domain=(Default)`, `${DC}/global`, `${DC}/import`, '/monitor/queue', '/monitor/tls', '/network/bounce-profiles',
       '/network/bounce-profiles/add', '/network/smtp-routes', '/network/smtp-routes/add', '/network/certificates', '/network/virtual-gateways',
       '/network/virtual-gateways/add', '/system/users', '/system/users/add', '/password',
     ];

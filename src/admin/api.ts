@@ -21,6 +21,7 @@ import { ROLES } from '../manage/users.js';
 import { plural } from '../cli/format.js';
 import { DnsClient } from '../dns/resolver.js';
 import { explain } from '../manage/explain.js';
+import { tlsReport } from '../manage/tls-report.js';
 import type { AdminContext } from './context.js';
 import { forbiddenText, may } from './render.js';
 
@@ -62,8 +63,11 @@ const SettingsChange = Type.Object(
 const NewDestination = Type.Object({ name: Type.String({ minLength: 1, maxLength: 260 }), ...SettingsChange.properties }, closed);
 const Destination = Type.Object({ name: Type.String(), display: Type.String(), settings: StoredSettings, resolved: Type.Optional(FullSettings) });
 const Table = Type.Object({ default: FullSettings, entries: Type.Array(Destination) });
-const Globals = Type.Object({ brokenTlsMemoryHours: Type.Number(), requiredTlsAlert: Type.Boolean(), useSystemAuthorities: Type.Boolean() });
-const GlobalsChange = Type.Object({ brokenTlsMemoryHours: Type.Optional(Type.Number({ minimum: 0, maximum: 8760 })), requiredTlsAlert: Type.Optional(Type.Boolean()) }, closed);
+const Globals = Type.Object({ brokenTlsMemoryHours: Type.Number(), requiredTlsAlert: Type.Boolean(), useSystemAuthorities: Type.Boolean(), reportRetentionDays: Type.Integer() });
+const GlobalsChange = Type.Object(
+  { brokenTlsMemoryHours: Type.Optional(Type.Number({ minimum: 0, maximum: 8760 })), requiredTlsAlert: Type.Optional(Type.Boolean()), reportRetentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3660 })) },
+  closed,
+);
 const ErrorBody = Type.Object({ error: Type.String(), field: Type.Optional(Type.String()), message: Type.String(), errors: Type.Optional(Type.Array(Type.Object({ line: Type.Integer(), message: Type.String() }))) });
 const Done = Type.Object({ message: Type.String() });
 const NameParam = Type.Object({ name: Type.String({ minLength: 1, maxLength: 260 }) });
@@ -102,6 +106,11 @@ const Acted = Type.Object({ recipients: Type.Integer(), messages: Type.Array(Typ
 
 const User = Type.Object({ name: Type.String(), role: lit(ROLES), mustChange: Type.Boolean(), created: Type.String(), passwordChanged: Type.String() });
 const NewUser = Type.Object({ name: Type.String({ minLength: 1, maxLength: 32 }), role: lit(ROLES), password: Type.String({ minLength: 1, maxLength: 1024 }) }, closed);
+
+const ReportQuery = Type.Object(
+  { last: Type.Optional(lit(['1h', '1d', '7d', '30d', '90d', '1y'] as const)), from: Type.Optional(Type.String({ maxLength: 40 })), to: Type.Optional(Type.String({ maxLength: 40 })), domain: Type.Optional(Type.String({ maxLength: 260 })) },
+  closed,
+);
 
 const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 
@@ -208,6 +217,12 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     if (!r.ok) return reply.code(400).send({ error: 'invalid', field: 'file', message: `${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in the file; the table was not changed`, errors: r.errors });
     svc(req).destinations.importTable(r.defaults, r.entries, 'API upload');
     return { message: `imported (Default) and ${plural(r.entries.length, 'entry', 'entries')}` };
+  });
+
+  // ---- reports ------------------------------------------------------------------------------
+  api.get('/reports/tls', { schema: { tags: ['reports'], summary: 'TLS Connections: per domain over a window, with totals and a series for a graph', querystring: ReportQuery } }, async (req) => {
+    const q = req.query as Static<typeof ReportQuery>;
+    return tlsReport(ctx.report, q, Date.now());
   });
 
   // ---- SMTP routes -------------------------------------------------------------------------

@@ -51,6 +51,12 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
       if (path === '/api/v1/openapi.json') return;
       const token = bearer(req);
       const t = token === undefined ? null : ctx.tokens.check(token);
+      // The page reads the API (its report graph) with its session: reading only, so no CSRF.
+      const sessionUser = !t && token === undefined && (req.method === 'GET' || req.method === 'HEAD') && req.session.user !== undefined ? ctx.users.get(req.session.user) : undefined;
+      if (sessionUser && sessionUser.passwordChanged === req.session.since && !sessionUser.mustChange) {
+        req.principal = { kind: 'user', name: sessionUser.name, role: sessionUser.role, mustChange: false };
+        return;
+      }
       if (!t) {
         return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'an API token is required: Authorization: Bearer TOKEN (postern apitoken create)' });
       }

@@ -10,6 +10,7 @@ import { ProfileStore } from '../config/profiles.js';
 import { ConfigStore } from '../config/store.js';
 import type { EventSink } from '../observe/maillog.js';
 import { QueueStore } from '../queue/store.js';
+import { TlsReportStore } from '../observe/tls-report.js';
 import { recorder, type Actor } from '../manage/audit.js';
 import { AuthorityService, CertificateService } from '../manage/certificates.js';
 import { DestinationService } from '../manage/destinations.js';
@@ -36,6 +37,7 @@ export class AdminContext {
   readonly certificates: CertificateStore;
   readonly users: UserStore;
   readonly tokens: TokenStore;
+  readonly report: TlsReportStore;
 
   constructor(
     readonly dataDir: string,
@@ -51,6 +53,7 @@ export class AdminContext {
     this.certificates = CertificateStore.open(dataDir, this.config);
     this.users = new UserStore(this.config, dataDir);
     this.tokens = new TokenStore(this.config, dataDir);
+    this.report = TlsReportStore.open(dataDir);
   }
 
   /** The services, acting for `by`. */
@@ -80,6 +83,7 @@ export class AdminContext {
   }
 
   close(): void {
+    this.report.close();
     this.certificates.close();
     this.queue.close();
     this.config.close();

@@ -88,6 +88,8 @@ export async function buildAdminServer(ctx: AdminContext, o: AdminServerOptions)
   await app.register(fastifyMultipart, { attachFieldsToBody: 'keyValues', limits: { fileSize: UPLOAD_LIMIT, files: 1, fields: 20, fieldSize: 4096 } });
   await app.register(fastifyRateLimit, { global: false });
   await app.register(fastifyStatic, { root: `${ROOT}public`, prefix: '/static/', index: false });
+  // The graph's library, from node_modules (no CDN).
+  await app.register(fastifyStatic, { root: `${ROOT}node_modules/uplot/dist`, prefix: '/static/vendor/uplot/', index: false, decorateReply: false, allowedPath: (p) => /^\/uPlot\.(iife\.min\.js|min\.css)$/.test(p) });
   await app.register(fastifyView, { engine: { eta: new Eta({ autoEscape: true, cache: true }) }, root: `${ROOT}views`, layout: 'layout.eta', viewExt: 'eta' });
   await app.register(fastifySwagger, {
     openapi: {

@@ -130,17 +130,19 @@ export function addDestconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .option('--broken-tls-memory <hours>', 'hours a host whose TLS handshake failed gets clear text under Preferred (0 = off)')
     .option('--required-tls-alert <on|off>', 'alert when a required TLS connection fails')
+    .option('--report-retention <days>', 'days the TLS Connections report keeps its counts (1-3660, default 400)')
     .description('global settings')
-    .action((o: { dataDir: string; brokenTlsMemory?: string; requiredTlsAlert?: string }) => {
+    .action((o: { dataDir: string; brokenTlsMemory?: string; requiredTlsAlert?: string; reportRetention?: string }) => {
       const changes = checkGlobalsInput(
-        { brokenTlsMemoryHours: o.brokenTlsMemory, requiredTlsAlert: o.requiredTlsAlert },
-        { brokenTlsMemoryHours: '--broken-tls-memory', requiredTlsAlert: '--required-tls-alert' },
+        { brokenTlsMemoryHours: o.brokenTlsMemory, requiredTlsAlert: o.requiredTlsAlert, reportRetentionDays: o.reportRetention },
+        { brokenTlsMemoryHours: '--broken-tls-memory', requiredTlsAlert: '--required-tls-alert', reportRetentionDays: '--report-retention' },
       );
       const g = withStore(o.dataDir, (s) => service(s, o.dataDir).setGlobals(changes));
       if (changes.requiredTlsAlert === true) err(`${NOT_IN_EFFECT.requiredTlsAlert}\n`);
       out(
         `Remembered broken TLS: ${g.brokenTlsMemoryHours === 0 ? 'off' : `${g.brokenTlsMemoryHours} hours`}\n` +
-          `Alert when a required TLS connection fails: ${g.requiredTlsAlert ? 'on' : 'off'}\n`,
+          `Alert when a required TLS connection fails: ${g.requiredTlsAlert ? 'on' : 'off'}\n` +
+          `TLS report keeps counts for: ${g.reportRetentionDays} days\n`,
       );
     });
 

@@ -9,6 +9,7 @@ import { ValidationError } from '../controls/validate.js';
 import { VERSION } from '../version.js';
 import { addAdminuserCommand } from './adminuser.js';
 import { addApitokenCommand } from './apitoken.js';
+import { addReportCommand } from './report.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
@@ -28,7 +29,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export', 'destconfig explain',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls',
 ]);
 
 function commandPath(c: Command): string {
@@ -54,6 +55,7 @@ export function buildProgram(): Command {
   addVgconfigCommand(program);
   addAdminuserCommand(program);
   addApitokenCommand(program);
+  addReportCommand(program);
   return program;
 }
 

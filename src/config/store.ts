@@ -43,6 +43,8 @@ export interface GlobalSettings {
   clientCertificate?: string | null;
   /** Name of the certificate the administration page (HTTPS) offers (certconfig use-admin). */
   adminCertificate?: string;
+  /** Days the TLS report keeps its counts. */
+  reportRetentionDays: number;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
@@ -52,6 +54,7 @@ export const INITIAL_GLOBALS: GlobalSettings = {
   listenerCertificate: 'demo',
   clientCertificate: null,
   adminCertificate: 'demo',
+  reportRetentionDays: 400,
 };
 
 /** Everything delivery needs from configuration, read at one moment. */

@@ -162,11 +162,11 @@ async function tryAddress(host: TargetHost, address: string, policy: DeliveryPol
     session = await SmtpSession.open({ address, port: host.port, timeouts: deps.timeouts, localAddress: deps.localAddress });
   } catch (e) {
     const reason = e instanceof SmtpFailureError ? e.message : String(e);
-    deps.log.write({ event: 'connection-failed', domain, host: host.name, address, port: host.port, reason });
+    deps.log.write({ event: 'connection-failed', domain, host: host.name, address, port: host.port, reason, tls: policy.entry.settings.tls });
     return { enhanced: '4.4.1', reason: `${host.name} [${address}]: ${reason}`, tls: false };
   }
   const dcid = deps.nextDcid();
-  deps.log.write({ event: 'connection', dcid, interface: session.localAddress ?? '', address, port: host.port, host: host.name, domain });
+  deps.log.write({ event: 'connection', dcid, interface: session.localAddress ?? '', address, port: host.port, host: host.name, domain, tls: policy.entry.settings.tls });
   const where = `${host.name} [${address}]`;
   deps.trace?.({ step: 'connected', host: host.name, address, port: host.port, greeting: replyText(session.greeting) });
   try {

@@ -17,7 +17,7 @@ import { delayWarningDue, dsnAddressOf, exhausted, retryDelaySeconds } from '../
 import { gatewayFor, type VirtualGateway } from '../config/gateways.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import type { DnsClient } from '../dns/resolver.js';
-import type { MailLog } from '../observe/maillog.js';
+import type { EventSink } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
 import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient } from '../queue/store.js';
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
@@ -35,7 +35,7 @@ export interface EngineOptions {
   conditions?: Conditions;
   config: () => ConfigSnapshot;
   dns: DnsClient;
-  log: MailLog;
+  log: EventSink;
   hostname: string;
   smtpPort: number;
   timeouts: SmtpTimeouts;

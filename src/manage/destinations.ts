@@ -10,17 +10,21 @@
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseDestinationName } from '../controls/names.js';
 import { DEFAULT_ENTRY_NAME, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
-import { ValidationError } from '../controls/validate.js';
+import { parseIntegerIn, ValidationError } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
 
 /** The global settings (SETUP) as entered; each interface names its own fields in messages. */
 export interface GlobalsInput {
   brokenTlsMemoryHours?: string | number;
   requiredTlsAlert?: string | boolean;
+  reportRetentionDays?: string | number;
 }
 
 /** Checks SETUP's values: hours from 0 to 8760 (decimals allowed), the alert on or off. */
-export function checkGlobalsInput(input: GlobalsInput, names = { brokenTlsMemoryHours: 'remembered broken TLS hours', requiredTlsAlert: 'required TLS alert' }): Partial<GlobalSettings> {
+export function checkGlobalsInput(
+  input: GlobalsInput,
+  names = { brokenTlsMemoryHours: 'remembered broken TLS hours', requiredTlsAlert: 'required TLS alert', reportRetentionDays: 'TLS report retention days' },
+): Partial<GlobalSettings> {
   const changes: Partial<GlobalSettings> = {};
   const h = input.brokenTlsMemoryHours;
   if (h !== undefined) {
@@ -35,6 +39,8 @@ export function checkGlobalsInput(input: GlobalsInput, names = { brokenTlsMemory
     if (on === undefined) throw new ValidationError(names.requiredTlsAlert, a, 'on, off');
     changes.requiredTlsAlert = on;
   }
+  const d = input.reportRetentionDays;
+  if (d !== undefined) changes.reportRetentionDays = parseIntegerIn(names.reportRetentionDays, typeof d === 'string' ? d.trim() : d, 1, 3660);
   return changes;
 }
 

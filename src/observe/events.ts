@@ -2,6 +2,7 @@
  * Mail log events and their text form in the appliance's style (SPEC §9). Pure: the writer
  * lives in maillog.ts. Each event has one text line and one JSON line with the same facts.
  */
+import type { TlsMode } from '../controls/types.js';
 
 export type MailEvent =
   | { event: 'incoming-connection'; icid: number; interface: string; address: string; port: number }
@@ -11,8 +12,8 @@ export type MailEvent =
   | { event: 'message-recipients'; icid: number; mid: number; recipients: string[]; first: number; total: number }
   | { event: 'incoming-close'; icid: number }
   | { event: 'delivery-cut'; dcid: number; domain: string; detail: string }
-  | { event: 'connection'; dcid: number; interface: string; address: string; port: number; host: string; domain: string }
-  | { event: 'connection-failed'; domain: string; host: string; address: string; port: number; reason: string }
+  | { event: 'connection'; dcid: number; interface: string; address: string; port: number; host: string; domain: string; tls?: TlsMode }
+  | { event: 'connection-failed'; domain: string; host: string; address: string; port: number; reason: string; tls?: TlsMode }
   | { event: 'tls-success'; dcid: number; domain: string; protocol: string; cipher: string; verified: 'yes' | 'no' | 'not-attempted' }
   | { event: 'tls-failed'; dcid: number; domain: string; reason: string; outcome: 'clear-text' | 'refused' | 'dropped' | 'encrypted' }
   | { event: 'tls-skipped'; dcid: number; domain: string; reason: string }

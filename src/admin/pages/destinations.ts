@@ -171,19 +171,19 @@ export function registerDestinationPages(app: FastifyInstance, ctx: AdminContext
 
   app.get(`${BASE}/global`, async (req, reply) => {
     const g = ctx.config.globals();
-    return globalsPage(req, reply, { brokenTlsMemoryHours: String(g.brokenTlsMemoryHours), requiredTlsAlert: g.requiredTlsAlert ? 'on' : 'off' }, {});
+    return globalsPage(req, reply, { brokenTlsMemoryHours: String(g.brokenTlsMemoryHours), requiredTlsAlert: g.requiredTlsAlert ? 'on' : 'off', reportRetentionDays: String(g.reportRetentionDays) }, {});
   });
 
   app.post(`${BASE}/global`, async (req, reply) => {
     if (!may(req.principal, 'configure')) return refuse(req, reply);
     const b = req.body as Record<string, unknown>;
-    const values = { brokenTlsMemoryHours: String(b.brokenTlsMemoryHours ?? ''), requiredTlsAlert: String(b.requiredTlsAlert ?? '') };
+    const values = { brokenTlsMemoryHours: String(b.brokenTlsMemoryHours ?? ''), requiredTlsAlert: String(b.requiredTlsAlert ?? ''), reportRetentionDays: String(b.reportRetentionDays ?? '') };
     let changes;
     try {
       changes = checkGlobalsInput(values);
     } catch (e) {
       if (!(e instanceof ValidationError)) throw e;
-      const field = e.field.includes('alert') ? 'requiredTlsAlert' : 'brokenTlsMemoryHours';
+      const field = e.field.includes('alert') ? 'requiredTlsAlert' : e.field.includes('retention') ? 'reportRetentionDays' : 'brokenTlsMemoryHours';
       return globalsPage(req, reply, values, { [field]: e.message }, 400);
     }
     ctx.services(by(req)).destinations.setGlobals(changes);

@@ -5,11 +5,13 @@ import type { AdminServerOptions } from '../server.js';
 import { registerDestinationPages } from './destinations.js';
 import { registerNetworkPages } from './network.js';
 import { registerQueuePages } from './queue.js';
+import { registerReportPages } from './reports.js';
 import { registerUserPages } from './users.js';
 
 export function registerPages(app: FastifyInstance, ctx: AdminContext, o: AdminServerOptions): void {
   registerDestinationPages(app, ctx, o);
   registerQueuePages(app, ctx, o);
+  registerReportPages(app, ctx, o);
   registerNetworkPages(app, ctx, o);
   registerUserPages(app, ctx, o);
 }

@@ -1,0 +1,88 @@
+/**
+ * Monitor > TLS Connections: the report's table over a chosen range, per domain when one is
+ * clicked, CSV export, and a graph of TLS and clear connections drawn in the browser (uPlot,
+ * served from node_modules) from the same JSON the API returns (/api/v1/reports/tls).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ValidationError } from '../../controls/validate.js';
+import { cells, REPORT_HEADER, reportCsv, tlsReport } from '../../manage/tls-report.js';
+import type { AdminContext } from '../context.js';
+import { page } from '../render.js';
+import type { AdminServerOptions } from '../server.js';
+
+export const TLS_PAGE = '/monitor/tls';
+
+const RANGES: { value: string; label: string }[] = [
+  { value: '1h', label: 'Hour' },
+  { value: '1d', label: 'Day' },
+  { value: '7d', label: 'Week' },
+  { value: '30d', label: '30 days' },
+  { value: '90d', label: '90 days' },
+  { value: '1y', label: 'Year' },
+  { value: 'custom', label: 'Custom' },
+];
+
+interface Query {
+  range: string;
+  from: string;
+  to: string;
+  domain: string;
+}
+
+function readQuery(q: unknown): Query {
+  const o = (q ?? {}) as Record<string, unknown>;
+  const s = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : '');
+  return { range: s('range') || '1d', from: s('from'), to: s('to'), domain: s('domain') };
+}
+
+function windowOf(q: Query): { last?: string; from?: string; to?: string; domain?: string } {
+  const domain = q.domain.trim() === '' ? undefined : q.domain;
+  if (q.range === 'custom') return { from: q.from || undefined, to: q.to || undefined, domain };
+  return { last: q.range, domain };
+}
+
+export function registerReportPages(app: FastifyInstance, ctx: AdminContext, _o: AdminServerOptions): void {
+  const show = (req: FastifyRequest, reply: FastifyReply, q: Query) => {
+    let r: ReturnType<typeof tlsReport> | null = null;
+    let error: string | undefined;
+    try {
+      r = tlsReport(ctx.report, windowOf(q), Date.now());
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      error = e.message;
+    }
+    const params = new URLSearchParams(Object.entries(q).filter(([, v]) => v !== '')).toString();
+    const api = new URLSearchParams(Object.entries(windowOf(q)).filter((e): e is [string, string] => typeof e[1] === 'string')).toString();
+    return page(
+      req,
+      reply,
+      'tls-report',
+      {
+        title: 'TLS Connections',
+        active: TLS_PAGE,
+        base: TLS_PAGE,
+        q,
+        ranges: RANGES,
+        header: REPORT_HEADER,
+        rows: r ? r.rows.map((x) => ({ domain: x.domain, cells: cells(x) })) : [],
+        totals: r ? cells(r.totals) : [],
+        window: r ? `${r.from} to ${r.to}` : '',
+        error,
+        csv: `${TLS_PAGE}.csv?${params}`,
+        api: `/api/v1/reports/tls?${api}`,
+        linkFor: (domain: string) => `${TLS_PAGE}?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== '')), domain }).toString()}`,
+      },
+      error ? 400 : 200,
+    );
+  };
+
+  app.get(TLS_PAGE, async (req, reply) => show(req, reply, readQuery(req.query)));
+
+  app.get(`${TLS_PAGE}.csv`, async (req, reply) => {
+    const r = tlsReport(ctx.report, windowOf(readQuery(req.query)), Date.now());
+    return reply
+      .header('content-type', 'text/csv; charset=utf-8')
+      .header('content-disposition', 'attachment; filename="tls-connections.csv"')
+      .send(reportCsv({ rows: r.rows, totals: r.totals }));
+  });
+}
