@@ -16,6 +16,8 @@ import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
 import { TlsCounter, TlsReportStore } from './observe/tls-report.js';
+import { Alerter } from './observe/alerter.js';
+import { AlertStore } from './config/alerts.js';
 import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
@@ -76,13 +78,20 @@ export class Gateway {
     );
     const mailLog = this.log;
     const counter = this.tlsCounter;
+    const alerter = new Alerter({
+      accept: (m) => this.queue.accept(m),
+      log: this.log,
+      config: () => ({ globals: this.snapshot.globals, recipients: this.snapshot.alertRecipients ?? [] }),
+      hostname: options.hostname,
+      queued: () => this.engine.wake(),
+    });
     this.engine = new DeliveryEngine({
       queue: this.queue,
       conditions: this.conditions,
       config: () => this.snapshot,
       dns: new DnsClient({ servers: options.dnsServers }),
-      // Delivery's events go to the mail log and to the TLS report's counts alike.
-      log: { write: (e) => (mailLog.write(e), counter.write(e)) },
+      // Delivery's events go to the mail log, the TLS report's counts and the alerts alike.
+      log: { write: (e) => (mailLog.write(e), counter.write(e), alerter.write(e)) },
       hostname: options.hostname,
       smtpPort: options.smtpPort,
       timeouts: options.timeouts,
@@ -112,6 +121,7 @@ export class Gateway {
   private readSnapshot(): ConfigSnapshot {
     const snap = this.config.snapshot();
     snap.gateways = new GatewayStore(this.config).snapshot();
+    snap.alertRecipients = new AlertStore(this.config).list();
     try {
       snap.clientCertificate = this.certificates.clientCredentials();
     } catch (e) {

@@ -634,7 +634,7 @@ describe('consistency of words and messages', PARALLEL, () => {
     const d = fresh();
     const r = await cli(d, 'destconfig', 'setup', '--required-tls-alert', 'on');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /required-TLS alert is stored but not in effect yet/);
+    assert.match(r.stderr, /required-TLS failure alerts go to the alert recipients of class tls/);
   });
 
   test('counts read as English: one entry, one recipient', async () => {

@@ -22,7 +22,7 @@ import { DnsClient } from '../dns/resolver.js';
 import { explain, explanationLines } from '../manage/explain.js';
 import { QueueStore } from '../queue/store.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
-import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT } from './format.js';
+import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, REQUIRED_TLS_ALERT_NOTE } from './format.js';
 import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
@@ -138,7 +138,7 @@ export function addDestconfigCommand(program: Command): void {
         { brokenTlsMemoryHours: '--broken-tls-memory', requiredTlsAlert: '--required-tls-alert', reportRetentionDays: '--report-retention' },
       );
       const g = withStore(o.dataDir, (s) => service(s, o.dataDir).setGlobals(changes));
-      if (changes.requiredTlsAlert === true) err(`${NOT_IN_EFFECT.requiredTlsAlert}\n`);
+      if (changes.requiredTlsAlert === true) err(`${REQUIRED_TLS_ALERT_NOTE}\n`);
       out(
         `Remembered broken TLS: ${g.brokenTlsMemoryHours === 0 ? 'off' : `${g.brokenTlsMemoryHours} hours`}\n` +
           `Alert when a required TLS connection fails: ${g.requiredTlsAlert ? 'on' : 'off'}\n` +

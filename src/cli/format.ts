@@ -124,5 +124,7 @@ export function plural(n: number, word: string, words = `${word}s`): string {
 /** Said when a setting that is stored but not yet in effect is turned on (docs/status.md). */
 export const NOT_IN_EFFECT = {
   bounceVerification: 'Note: bounce verification address tagging is stored but not in effect yet: envelope senders are not tagged.',
-  requiredTlsAlert: 'Note: the required-TLS alert is stored but not in effect yet: no alert is sent.',
 } as const;
+
+/** Said when the required-TLS alert is turned on: where the alerts go. */
+export const REQUIRED_TLS_ALERT_NOTE = 'Note: required-TLS failure alerts go to the alert recipients of class tls (postern alertconfig new ADDRESS --classes tls).';

@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { addAdminuserCommand } from './adminuser.js';
 import { addApitokenCommand } from './apitoken.js';
 import { addReportCommand } from './report.js';
+import { addAlertconfigCommand } from './alertconfig.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
@@ -29,7 +30,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export', 'destconfig explain',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'alertconfig list',
 ]);
 
 function commandPath(c: Command): string {
@@ -56,6 +57,7 @@ export function buildProgram(): Command {
   addAdminuserCommand(program);
   addApitokenCommand(program);
   addReportCommand(program);
+  addAlertconfigCommand(program);
   return program;
 }
 

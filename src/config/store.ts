@@ -15,6 +15,7 @@ import { parseRouteKey } from '../controls/routes.js';
 import type { BounceProfile } from '../bounce/profile.js';
 import { openDb, type Db } from './db.js';
 import { ensureProfileTable, knownProfileName, readProfiles } from './profile-table.js';
+import type { AlertRecipient } from './alerts.js';
 import type { GatewaySnapshot } from './gateways.js';
 
 export interface RouteHost {
@@ -45,6 +46,10 @@ export interface GlobalSettings {
   adminCertificate?: string;
   /** Days the TLS report keeps its counts. */
   reportRetentionDays: number;
+  /** Sender of alert mail; null: postern@ the gateway's host name. */
+  alertFrom: string | null;
+  /** Minimum seconds between two alerts of one class for one domain. */
+  alertIntervalSeconds: number;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
@@ -55,6 +60,8 @@ export const INITIAL_GLOBALS: GlobalSettings = {
   clientCertificate: null,
   adminCertificate: 'demo',
   reportRetentionDays: 400,
+  alertFrom: null,
+  alertIntervalSeconds: 3600,
 };
 
 /** Everything delivery needs from configuration, read at one moment. */
@@ -67,6 +74,8 @@ export interface ConfigSnapshot {
   profiles: Map<string, BounceProfile>;
   /** Virtual gateways and their assignment to senders; filled in by the gateway. */
   gateways?: GatewaySnapshot;
+  /** Alert recipients; filled in by the gateway. */
+  alertRecipients?: AlertRecipient[];
   /** Outbound client certificate (key + chain), when one is set; filled in by the gateway. */
   clientCertificate?: { keyPem: string; certPem: string };
 }

@@ -33,7 +33,9 @@ export type MailEvent =
   | { event: 'condition-end'; condition: string; detail: string }
   | { event: 'log-recovered'; file: string; lost: number; seconds: number }
   | { event: 'gateway-start'; version: string; detail: string }
-  | { event: 'gateway-stop'; version: string; detail: string };
+  | { event: 'gateway-stop'; version: string; detail: string }
+  | { event: 'alert-sent'; alertClass: string; severity: string; domain: string; mid: number; to: string[]; detail: string }
+  | { event: 'alert-suppressed'; alertClass: string; severity: string; domain: string; reason: string };
 
 export function formatEvent(e: MailEvent): string {
   switch (e.event) {
@@ -93,6 +95,10 @@ export function formatEvent(e: MailEvent): string {
       return `Postern ${e.version} starting: ${e.detail}`;
     case 'gateway-stop':
       return `Postern ${e.version} stopped: ${e.detail}`;
+    case 'alert-sent':
+      return `Alert sent MID ${e.mid} to ${e.to.map((t) => `<${t}>`).join(', ')} (${e.alertClass}, ${e.severity}, ${e.domain}): ${e.detail}`;
+    case 'alert-suppressed':
+      return `Alert not sent (${e.alertClass}, ${e.severity}, ${e.domain}): ${e.reason}`;
   }
 }
 

@@ -10,7 +10,7 @@ import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, IP_PREFERENCES, TLS_MODE_LABE
 import { ValidationError } from '../../controls/validate.js';
 import { checkDestinationInput, fieldOf, type FieldError } from '../../manage/destination-input.js';
 import { checkGlobalsInput } from '../../manage/destinations.js';
-import { entriesConfigured, NOT_IN_EFFECT } from '../../cli/format.js';
+import { entriesConfigured, NOT_IN_EFFECT, REQUIRED_TLS_ALERT_NOTE } from '../../cli/format.js';
 import type { AdminContext } from '../context.js';
 import { defaultTexts, formFromEntry, inputFromForm, readForm, type DestinationForm } from '../destination-form.js';
 import { forbiddenText, may, notify, page } from '../render.js';
@@ -187,7 +187,7 @@ export function registerDestinationPages(app: FastifyInstance, ctx: AdminContext
       return globalsPage(req, reply, values, { [field]: e.message }, 400);
     }
     ctx.services(by(req)).destinations.setGlobals(changes);
-    notify(req, ['Saved the global settings.', ...(changes.requiredTlsAlert ? [NOT_IN_EFFECT.requiredTlsAlert] : [])].join('\n'));
+    notify(req, ['Saved the global settings.', ...(changes.requiredTlsAlert ? [REQUIRED_TLS_ALERT_NOTE] : [])].join('\n'));
     return reply.redirect(BASE);
   });
 

@@ -19,7 +19,7 @@ import {
 } from '../../controls/types.js';
 import { RANGES } from '../../controls/validate.js';
 import type { ConfigStore } from '../../config/store.js';
-import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, plural } from '../format.js';
+import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, plural, REQUIRED_TLS_ALERT_NOTE } from '../format.js';
 import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
 import type { DestinationService } from '../../manage/destinations.js';
 
@@ -331,7 +331,7 @@ async function setup(io: DialogueIo, svc: DestconfigServices): Promise<void> {
   const g = svc.store.globals();
   io.say('');
   const alert = await askYesNo(io, 'Do you want to send an alert when a required TLS connection fails?', g.requiredTlsAlert);
-  if (alert) io.say(NOT_IN_EFFECT.requiredTlsAlert);
+  if (alert) io.say(REQUIRED_TLS_ALERT_NOTE);
   const certs = svc.certificateNames();
   let client = svc.clientCertificate();
   if (certs.length > 0) {

@@ -1,0 +1,66 @@
+/**
+ * Alert recipients and the alert settings as a service (see manage/destinations.ts for the
+ * shape): checked here, stored by config/alerts.ts, each change audited.
+ */
+import { AlertStore, parseAlertAddress, parseClasses, parseSeverities, type AlertRecipient } from '../config/alerts.js';
+import type { ConfigStore, GlobalSettings } from '../config/store.js';
+import { parseIntegerIn } from '../controls/validate.js';
+import type { Recorder } from './audit.js';
+import { settingsDiff } from './destinations.js';
+
+export interface AlertInput {
+  classes?: string;
+  severities?: string;
+}
+
+export class AlertService {
+  private readonly alerts: AlertStore;
+
+  constructor(
+    private readonly config: ConfigStore,
+    private readonly record: Recorder,
+  ) {
+    this.alerts = new AlertStore(config);
+  }
+
+  list(): AlertRecipient[] {
+    return this.alerts.list();
+  }
+
+  add(address: string, input: AlertInput): AlertRecipient {
+    const r: AlertRecipient = { address: parseAlertAddress(address), classes: parseClasses(input.classes ?? 'all'), severities: parseSeverities(input.severities ?? 'all') };
+    this.alerts.put(r, 'new');
+    this.record('alert.new', r.address, { classes: r.classes, severities: r.severities });
+    return r;
+  }
+
+  edit(address: string, input: AlertInput): AlertRecipient {
+    const a = parseAlertAddress(address);
+    const before = this.alerts.get(a);
+    const r: AlertRecipient = {
+      address: a,
+      classes: input.classes === undefined ? (before?.classes ?? []) : parseClasses(input.classes),
+      severities: input.severities === undefined ? (before?.severities ?? []) : parseSeverities(input.severities),
+    };
+    this.alerts.put(r, 'edit');
+    this.record('alert.edit', a, settingsDiff(before, r));
+    return r;
+  }
+
+  delete(address: string): void {
+    const a = parseAlertAddress(address);
+    this.alerts.delete(a);
+    this.record('alert.delete', a);
+  }
+
+  /** SETUP: the sender (`default`: postern@ the host name) and the minimum interval between repeats (60 s to a week). */
+  setup(input: { from?: string; interval?: string | number }): GlobalSettings {
+    const changes: Partial<GlobalSettings> = {};
+    if (input.from !== undefined) changes.alertFrom = input.from.trim().toLowerCase() === 'default' ? null : parseAlertAddress(input.from);
+    if (input.interval !== undefined) changes.alertIntervalSeconds = parseIntegerIn('alert interval seconds', typeof input.interval === 'string' ? input.interval.trim() : input.interval, 60, 604_800);
+    const before = this.config.globals();
+    const after = this.config.setGlobals(changes);
+    this.record('alert.setup', 'alert settings', settingsDiff({ alertFrom: before.alertFrom, alertIntervalSeconds: before.alertIntervalSeconds }, { alertFrom: after.alertFrom, alertIntervalSeconds: after.alertIntervalSeconds }));
+    return after;
+  }
+}

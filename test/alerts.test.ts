@@ -1,0 +1,125 @@
+/**
+ * Alerts, end to end with the real `postern start` and a real Postfix: a destination whose TLS
+ * is Required has an MX (Postfix) without STARTTLS; with `destconfig setup --required-tls-alert
+ * on` and an alert recipient of class tls, exactly one alert mail — sent through Postern itself
+ * — lands in Postfix's Maildir, naming the domain, the MX host and address, the reason and the
+ * DCID; the second failure within the interval sends none, and the mail log says so. Plus the
+ * `alertconfig` commands and their refusals.
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { sendMail, tempDir } from './harness.js';
+import { within } from './deadline.js';
+import { startDnsServer, type DnsServer } from './peers/dns-server.js';
+import { postfixAvailable, startPostfix, type PostfixInstance } from './peers/postfix.js';
+import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
+
+const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
+// Addresses 127.0.82.x and ports 2693-2694 are this file's own.
+const MX = { name: 'mx.req.test', address: '127.0.82.1', port: 2693 };
+const LISTEN = '127.0.82.10:2694';
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + within(timeoutMs);
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed' : false }, () => {
+  let dns: DnsServer;
+  let mx: PostfixInstance;
+  let dir = '';
+  let postern: PosternProcess | undefined;
+  const cli = (...args: string[]) => runCliOk([...args, '--data-dir', dir]);
+  const mailLog = () => readFile(logFile(dir, 'mail.log'), 'utf8').catch(() => '');
+  const alertsIn = async () => (await mx.readDelivered()).filter((m) => /^To: <admin@alerts\.test>/m.test(m.raw));
+
+  before(async () => {
+    mx = await startPostfix({ address: MX.address, port: MX.port, hostname: MX.name, tls: 'none', delivery: 'maildir' });
+    dns = await startDnsServer({
+      zone: {
+        'req.test': { MX: [{ preference: 10, exchange: MX.name }] },
+        'alerts.test': { MX: [{ preference: 10, exchange: MX.name }] },
+        [MX.name]: { A: [MX.address] },
+      },
+    });
+    dir = tempDir('postern-alerts-');
+    await cli('destconfig', 'new', 'req.test', '--tls', 'required');
+    await cli('destconfig', 'setup', '--required-tls-alert', 'on');
+    await cli('alertconfig', 'new', 'admin@alerts.test', '--classes', 'tls', '--severities', 'critical,warning');
+    await cli('alertconfig', 'new', 'queue-only@alerts.test', '--classes', 'queue');
+    await cli('alertconfig', 'setup', '--from', 'postern@alerts.test', '--interval', '3600');
+    postern = await startPostern({ dataDir: dir, listen: LISTEN, dnsServer: dns.address, smtpPort: MX.port, hostname: 'postern-alerts.test', config: { timeouts: { connect: 3, greeting: 10, ehlo: 10, starttls: 10, quit: 3 } } });
+  });
+
+  after(async () => {
+    await postern?.stop();
+    await Promise.allSettled([mx?.stop(), dns?.close()]);
+  });
+
+  test('a Required destination without STARTTLS: one alert mail through Postern, none for the second failure', async () => {
+    assert.ok(postern);
+    const first = await sendMail(postern.port, 'sender@client.test', ['a@req.test'], 'Subject: one\r\n\r\nhello\r\n', postern.host);
+    assert.equal(first.code, 250);
+    const alerts = await waitFor('the alert in the Maildir', async () => {
+      const a = await alertsIn();
+      return a.length > 0 ? a : undefined;
+    }).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n--- mail.log ---\n${await mailLog()}\n--- postfix ---\n${await mx.log()}`);
+    });
+    const raw = alerts[0]!.raw;
+    assert.match(raw, /^Subject: \[Postern warning\] Required TLS failed for req\.test$/m);
+    assert.match(raw, /^From: Postern <postern@alerts\.test>$/m);
+    assert.match(raw, /^Destination: req\.test$/m);
+    assert.match(raw, /^Host: mx\.req\.test$/m);
+    assert.match(raw, /^Address: 127\.0\.82\.1$/m);
+    assert.match(raw, /^DCID: \d+$/m);
+    assert.match(raw, /^Reason: STARTTLS not offered by the server$/m);
+    // Not for the recipient of another class; never the message itself in clear text.
+    assert.ok((await mx.readDelivered()).every((m) => !/queue-only@alerts\.test/.test(m.raw.split(/\r?\n\r?\n/)[0] ?? '')));
+    assert.ok((await mx.readDelivered()).every((m) => !/^Subject: one$/m.test(m.raw)));
+    const log = await mailLog();
+    assert.match(log, /Alert sent MID \d+ to <admin@alerts\.test> \(tls, warning, req\.test\): required TLS failed for req\.test: mx\.req\.test \[127\.0\.82\.1\] DCID \d+: STARTTLS not offered/);
+
+    const second = await sendMail(postern.port, 'sender@client.test', ['b@req.test'], 'Subject: two\r\n\r\nhello\r\n', postern.host);
+    assert.equal(second.code, 250);
+    await waitFor('the second failure held back in the mail log', async () => (/Alert not sent \(tls, warning, req\.test\): the same alert was sent \d+ s ago \(at most one every 3600 s\)/.test(await mailLog()) ? true : undefined));
+    // Let anything queued go out before counting.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await alertsIn()).length, 1, 'exactly one alert within the interval');
+  });
+
+  test('alertconfig: list, edit, delete and refusals', async () => {
+    const list = JSON.parse(await cli('alertconfig', 'list', '--json')) as { from: string; intervalSeconds: number; recipients: { address: string; classes: string[]; severities: string[] }[] };
+    assert.equal(list.from, 'postern@alerts.test');
+    assert.equal(list.intervalSeconds, 3600);
+    assert.deepEqual(list.recipients.map((r) => [r.address, r.classes, r.severities]), [
+      ['admin@alerts.test', ['tls'], ['critical', 'warning']],
+      ['queue-only@alerts.test', ['queue'], ['critical', 'warning', 'info']],
+    ]);
+    await cli('alertconfig', 'edit', 'queue-only@alerts.test', '--classes', 'all');
+    assert.match(await cli('alertconfig', 'list'), /^queue-only@alerts\.test\s+tls,delivery,queue\s+critical,warning,info$/m);
+    await cli('alertconfig', 'delete', 'queue-only@alerts.test');
+    assert.doesNotMatch(await cli('alertconfig', 'list'), /queue-only/);
+    const bad: [string[], RegExp][] = [
+      [['alertconfig', 'new', 'not-an-address'], /invalid alert address "not-an-address"/],
+      [['alertconfig', 'new', 'x@alerts.test', '--classes', 'tls,spam'], /invalid alert classes "tls,spam": allowed a comma-separated list of tls, delivery, queue, or all/],
+      [['alertconfig', 'new', 'x@alerts.test', '--severities', 'loud'], /invalid alert severities "loud"/],
+      [['alertconfig', 'new', 'admin@alerts.test'], /already receives alerts/],
+      [['alertconfig', 'delete', 'nobody@alerts.test'], /receives no alerts/],
+      [['alertconfig', 'setup', '--interval', '5'], /invalid alert interval seconds "5": allowed an integer from 60 to 604,800/],
+    ];
+    for (const [args, re] of bad) {
+      const r = await runCli([...args, '--data-dir', dir]);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr, re, args.join(' '));
+    }
+    const audit = await readFile(`${dir}/logs/audit.log`, 'utf8');
+    assert.match(audit, /action=alert\.new target="admin@alerts\.test" changed=\{"classes":\["tls"\],"severities":\["critical","warning"\]\}/);
+  });
+});
