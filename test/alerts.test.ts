@@ -9,8 +9,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { sendMail, tempDir } from './harness.js';
-import { within } from './deadline.js';
+import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from './peers/postfix.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
@@ -19,16 +18,6 @@ const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !=
 // Addresses 127.0.82.x and ports 2693-2694 are this file's own.
 const MX = { name: 'mx.req.test', address: '127.0.82.1', port: 2693 };
 const LISTEN = '127.0.82.10:2694';
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + within(timeoutMs);
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed' : false }, () => {
   let dns: DnsServer;

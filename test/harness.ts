@@ -114,6 +114,17 @@ export async function waitFor<T>(what: string, check: () => T | undefined | null
   }
 }
 
+/** waitFor for an async check: polls every 200 ms until it resolves with a value. */
+export async function waitForAsync<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + within(timeoutMs);
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export type RecipientFate = { kind: 'delivered' } | { kind: 'deferred'; reply: string } | { kind: 'bounced'; reply: string };
 
 /** The fate of the first recipient for `address` as the queue and the log record it. */

@@ -11,8 +11,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { sendMail, tempDir } from './harness.js';
-import { within } from './deadline.js';
+import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
 import { TestCA } from './peers/ca.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
@@ -49,16 +48,6 @@ const SCENARIO: [string, string, StarttlsBehaviour | null, Partial<Row>][] = [
   ['plain.test', 'no', 'ok', { attempted: 1, clear: 1, clearMessages: 1, tlsPercent: 0 }],
   ['refused.test', 'required', null, { attempted: 1, tlsPercent: null }],
 ];
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const until = Date.now() + within(timeoutMs);
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${within(timeoutMs)} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const ZERO: Omit<Row, 'domain' | 'tlsPercent'> = { attempted: 0, requiredOk: 0, requiredFailed: 0, preferredOk: 0, preferredFailed: 0, clear: 0, verified: 0, unverified: 0, encryptedMessages: 0, clearMessages: 0 };
 
