@@ -17,6 +17,7 @@ import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
 import { TlsCounter, TlsReportStore } from './observe/tls-report.js';
 import { Alerter } from './observe/alerter.js';
+import { Metrics } from './observe/metrics.js';
 import { AlertStore } from './config/alerts.js';
 import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
@@ -38,6 +39,7 @@ export class Gateway {
   readonly engine: DeliveryEngine;
   readonly certificates: CertificateStore;
   readonly report: TlsReportStore;
+  readonly metrics: Metrics;
   private readonly tlsCounter: TlsCounter;
   /** Made in start(), once the listener certificate exists (the demo is created then). */
   private listener: RelayListener | null = null;
@@ -67,6 +69,9 @@ export class Gateway {
       this.conditions = new Conditions(this.log);
       this.certificates = CertificateStore.open(options.dataDir, this.config);
       this.report = TlsReportStore.open(options.dataDir);
+      this.metrics = new Metrics(() => this.queue.stateCounts());
+      // Every event (listener, delivery, alerts) is counted as the mail log writes it.
+      this.log.subscribe((e) => this.metrics.write(e));
     } catch (e) {
       this.lock.release();
       throw e;
@@ -89,7 +94,7 @@ export class Gateway {
       queue: this.queue,
       conditions: this.conditions,
       config: () => this.snapshot,
-      dns: new DnsClient({ servers: options.dnsServers }),
+      dns: new DnsClient({ servers: options.dnsServers, observe: (type, seconds) => this.metrics.dnsSeconds.observe({ type }, seconds) }),
       // Delivery's events go to the mail log, the TLS report's counts and the alerts alike.
       log: { write: (e) => (mailLog.write(e), counter.write(e), alerter.write(e)) },
       hostname: options.hostname,
@@ -108,6 +113,7 @@ export class Gateway {
       maxMessageSize: options.maxMessageSize,
       maxRecipients: options.maxRecipients,
       onAccepted: () => this.engine.wake(),
+      acceptTime: (seconds) => this.metrics.acceptSeconds.observe(seconds),
       nextIcid: () => icids.take(),
       tlsKey: tls.keyPem,
       tlsCert: tls.certPem,

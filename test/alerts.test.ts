@@ -12,18 +12,23 @@ import { after, before, describe, test } from 'node:test';
 import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from './peers/postfix.js';
-import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
+import { logFile, runCli, runCliOk, type PosternProcess } from './process.js';
+import { startWithAdmin } from './peers/browser.js';
+import { request } from 'playwright-core';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
 const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
 // Addresses 127.0.82.x and ports 2693-2694 are this file's own.
 const MX = { name: 'mx.req.test', address: '127.0.82.1', port: 2693 };
 const LISTEN = '127.0.82.10:2694';
+const ADMIN = '127.0.82.10:2695';
 
 describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed' : false }, () => {
   let dns: DnsServer;
   let mx: PostfixInstance;
   let dir = '';
   let postern: PosternProcess | undefined;
+  let adminBase = '';
   const cli = (...args: string[]) => runCliOk([...args, '--data-dir', dir]);
   const mailLog = () => readFile(logFile(dir, 'mail.log'), 'utf8').catch(() => '');
   const alertsIn = async () => (await mx.readDelivered()).filter((m) => /^To: <admin@alerts\.test>/m.test(m.raw));
@@ -43,7 +48,9 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
     await cli('alertconfig', 'new', 'admin@alerts.test', '--classes', 'tls', '--severities', 'critical,warning');
     await cli('alertconfig', 'new', 'queue-only@alerts.test', '--classes', 'queue');
     await cli('alertconfig', 'setup', '--from', 'postern@alerts.test', '--interval', '3600');
-    postern = await startPostern({ dataDir: dir, listen: LISTEN, dnsServer: dns.address, smtpPort: MX.port, hostname: 'postern-alerts.test', config: { timeouts: { connect: 3, greeting: 10, ehlo: 10, starttls: 10, quit: 3 } } });
+    const gw = await startWithAdmin({ dataDir: dir, listen: LISTEN, admin: ADMIN, dnsServer: dns.address, smtpPort: MX.port, hostname: 'postern-alerts.test', config: { timeouts: { connect: 3, greeting: 10, ehlo: 10, starttls: 10, quit: 3 } } });
+    postern = gw.proc;
+    adminBase = gw.base;
   });
 
   after(async () => {
@@ -110,5 +117,43 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
     }
     const audit = await readFile(`${dir}/logs/audit.log`, 'utf8');
     assert.match(audit, /action=alert\.new target="admin@alerts\.test" changed=\{"classes":\["tls"\],"severities":\["critical","warning"\]\}/);
+  });
+
+  test('/metrics: Prometheus text that a parser reads, counters that match the queue and the log, a token required', async () => {
+    const anonymous = await request.newContext({ baseURL: adminBase, ignoreHTTPSErrors: true });
+    assert.equal((await anonymous.get('/metrics')).status(), 401);
+    await anonymous.dispose();
+    const token = /^(pst_\S+)$/m.exec(await cli('apitoken', 'create', 'prometheus', '--role', 'read-only'))![1]!;
+    const api = await request.newContext({ baseURL: adminBase, ignoreHTTPSErrors: true, extraHTTPHeaders: { authorization: `Bearer ${token}` } });
+    try {
+      const r = await api.get('/metrics');
+      assert.equal(r.status(), 200);
+      assert.match(r.headers()['content-type'] ?? '', /^text\/plain; version=0\.0\.4/);
+      const families = parsePrometheusTextFormat(await r.text());
+      const value = (name: string, labels: Record<string, string> = {}): number => {
+        const f = families.find((x) => x.name === name);
+        assert.ok(f, `${name} is missing`);
+        const m = f.metrics.find((s) => Object.entries(labels).every(([k, v]) => s.labels?.[k] === v));
+        // (the parser gives a labelled histogram's buckets only: its count is the +Inf bucket)
+        return m ? Number(m.value ?? m.count ?? m.buckets?.['+Inf']) : 0;
+      };
+      const rows = JSON.parse(await cli('queue', 'list', '--json')) as { state: string }[];
+      assert.equal(value('postern_queue_recipients', { state: 'deferred' }) + value('postern_queue_recipients', { state: 'queued' }), rows.length);
+      assert.equal(value('postern_queue_recipients', { state: 'deferred' }), rows.filter((x) => x.state === 'deferred').length);
+      assert.equal(value('postern_messages_accepted_total'), 2);
+      assert.equal(value('postern_alerts_total', { class: 'tls', result: 'sent' }), 1);
+      assert.ok(value('postern_alerts_total', { class: 'tls', result: 'held back' }) >= 1);
+      const log = await mailLog();
+      const failedTls = (log.match(/TLS failed .*for req\.test/g) ?? []).length;
+      assert.equal(value('postern_tls_total', { setting: 'required', outcome: 'failed' }), failedTls);
+      assert.equal(value('postern_messages_done_total', { tls: 'no' }), (log.match(/Message done /g) ?? []).length);
+      assert.ok(value('postern_accept_seconds') >= 2, 'the accept histogram counted both messages');
+      assert.ok(value('postern_dns_lookup_seconds') >= 1, 'DNS look-ups timed');
+      assert.match(await r.text(), /^postern_dns_lookup_seconds_count\{type="mx"\} [1-9]/m);
+      // No label that grows without bound: no domain, host or address labels anywhere.
+      for (const f of families) for (const m of f.metrics) assert.deepEqual(Object.keys(m.labels ?? {}).filter((k) => /domain|host|address/.test(k)), [], f.name);
+    } finally {
+      await api.dispose();
+    }
   });
 });

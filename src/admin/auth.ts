@@ -10,6 +10,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../controls/validate.js';
+import type { NetworkList } from '../smtp/networks.js';
 import type { AdminContext } from './context.js';
 import { page, type Principal } from './render.js';
 
@@ -36,7 +37,7 @@ function bearer(req: FastifyRequest): string | undefined {
   return m?.[1];
 }
 
-export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Promise<void> {
+export async function registerAuth(app: FastifyInstance, ctx: AdminContext, metricsAllow?: NetworkList): Promise<void> {
   const byAddress = app.createRateLimit({ max: LOGIN_LIMITS.perAddress.max, timeWindow: LOGIN_LIMITS.perAddress.windowMs, keyGenerator: (req) => `addr:${req.ip}` });
   const byUser = app.createRateLimit({
     max: LOGIN_LIMITS.perUser.max,
@@ -47,7 +48,9 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
   app.addHook('onRequest', async (req, reply) => {
     const path = pathOf(req.url);
     if (path.startsWith('/static/') || path === '/favicon.ico') return;
-    if (path.startsWith('/api/')) {
+    // /metrics: an API token, or a client network allowed to scrape without one.
+    if (path === '/metrics' && metricsAllow?.allows(req.ip)) return;
+    if (path.startsWith('/api/') || path === '/metrics') {
       if (path === '/api/v1/openapi.json') return;
       const token = bearer(req);
       const t = token === undefined ? null : ctx.tokens.check(token);
@@ -82,7 +85,7 @@ export async function registerAuth(app: FastifyInstance, ctx: AdminContext): Pro
 
   // Every page form that changes something carries the CSRF token (the API uses tokens, not cookies).
   app.addHook('preHandler', (req, reply, done) => {
-    if (req.method === 'GET' || req.method === 'HEAD' || pathOf(req.url).startsWith('/api/')) return done();
+    if (req.method === 'GET' || req.method === 'HEAD' || pathOf(req.url).startsWith('/api/') || pathOf(req.url) === '/metrics') return done();
     app.csrfProtection(req, reply, done);
   });
 

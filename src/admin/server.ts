@@ -26,6 +26,8 @@ import fastifySwagger from '@fastify/swagger';
 import fastifyView from '@fastify/view';
 import { Eta } from 'eta';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { NetworkList } from '../smtp/networks.js';
 import type { AdminContext } from './context.js';
 import { registerAuth } from './auth.js';
 import { registerApi } from './api.js';
@@ -38,6 +40,10 @@ export interface AdminServerOptions {
   tls: { keyPem: string; certPem: string };
   /** Whether only the demo certificate exists (the page warns as the dialogue does). */
   demoCertificate: () => boolean;
+  /** The gateway's metrics, served at /metrics. */
+  metrics?: Registry;
+  /** Clients that may read /metrics without a token. */
+  metricsAllow?: NetworkList;
 }
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -102,11 +108,15 @@ export async function buildAdminServer(ctx: AdminContext, o: AdminServerOptions)
   });
 
   app.setErrorHandler((error, req, reply) => renderError(error, req, reply));
-  await registerAuth(app, ctx);
+  await registerAuth(app, ctx, o.metricsAllow);
   await app.register((api, _opts, done) => {
     registerApi(api, ctx);
     done();
   }, { prefix: '/api/v1' });
   registerPages(app, ctx, o);
+  const metrics = o.metrics;
+  if (metrics) {
+    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.header('content-type', metrics.contentType).send(await metrics.metrics()));
+  }
   return app;
 }

@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import { NetworkList } from '../smtp/networks.js';
 import { DEMO_NAME } from '../config/certificates.js';
 import type { EventSink } from '../observe/maillog.js';
 import { INITIAL_PASSWORD_FILE } from '../manage/users.js';
@@ -32,6 +34,8 @@ export interface AdminStartOptions {
   log: EventSink;
   dnsServers: string[];
   smtpPort: number;
+  metrics?: Registry;
+  metricsAllow?: string[];
 }
 
 async function ensureFirstAdministrator(ctx: AdminContext): Promise<string | null> {
@@ -52,6 +56,8 @@ export async function startAdmin(o: AdminStartOptions): Promise<RunningAdmin> {
       sessionIdleMs: o.sessionIdleMs,
       tls,
       demoCertificate: () => ctx.certificates.onlyDemo(),
+      metrics: o.metrics,
+      metricsAllow: new NetworkList(o.metricsAllow ?? []),
     });
     await app.listen({ host: o.listen.host, port: o.listen.port });
     const addr = app.server.address();

@@ -22,7 +22,7 @@ async function checkListenAddress(listen: { host: string; port: number }): Promi
 /** Loaded only when the page is on: the web server's libraries would slow every other command's start. */
 async function startAdminPage(options: GatewayOptions, gw: Gateway): Promise<RunningAdmin> {
   const { startAdmin } = await import('../admin/start.js');
-  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log, dnsServers: options.dnsServers, smtpPort: options.smtpPort });
+  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log, dnsServers: options.dnsServers, smtpPort: options.smtpPort, metrics: gw.metrics.registry, metricsAllow: options.metricsAllow });
 }
 
 export function addStartCommand(program: Command): void {
@@ -39,9 +39,10 @@ export function addStartCommand(program: Command): void {
     .option('--log-to <where>', 'text mail log to: file (logs/mail.log), stdout or syslog; logs/mail.jsonl is always written (default file)')
     .option('--idle-timeout <seconds>', 'disconnect a client that sends nothing for this long (default 300, RFC 5321)')
     .option('--admin <host:port|off>', `administration page and API over HTTPS (default ${DEFAULT_OPTIONS.admin?.host}:${DEFAULT_OPTIONS.admin?.port}; off disables it)`)
+    .option('--metrics-allow <cidr>', 'client network that may read /metrics without an API token (repeatable; default none)', collect)
     .option('--admin-session-idle <seconds>', 'an idle administration session ends after this long (default 1800)')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[] }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -54,6 +55,7 @@ export function addStartCommand(program: Command): void {
         idleTimeout: o.idleTimeout === undefined ? undefined : (o.idleTimeout as unknown as number),
         syslog: o.syslog,
         admin: o.admin,
+        metricsAllow: o.metricsAllow,
         adminSessionIdle: o.adminSessionIdle === undefined ? undefined : (o.adminSessionIdle as unknown as number),
       };
       const options = buildOptions(file, flags);

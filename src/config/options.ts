@@ -35,6 +35,8 @@ export interface GatewayOptions {
   admin: { host: string; port: number } | null;
   /** Idle page sessions end after this long (ms). */
   adminSessionIdleMs: number;
+  /** Client networks that may read /metrics without an API token (none by default). */
+  metricsAllow: string[];
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -56,6 +58,7 @@ export interface ConfigFile {
   admin?: string;
   /** Seconds an idle page session lasts. */
   adminSessionIdle?: number;
+  metricsAllow?: string[];
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -74,6 +77,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   idleTimeoutMs: 300_000,
   admin: { host: '127.0.0.1', port: 8443 },
   adminSessionIdleMs: 1_800_000,
+  metricsAllow: [],
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -145,7 +149,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -178,6 +182,7 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new ValidationError('admin-session-idle', src.adminSessionIdle, 'a number of seconds from 1 to 86400');
       o.adminSessionIdleMs = Math.round(n * 1000);
     }
+    if (src.metricsAllow !== undefined) o.metricsAllow = src.metricsAllow;
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;
     for (const [k, v] of Object.entries(src.timeouts ?? {})) {

@@ -21,17 +21,31 @@ export interface DnsOptions {
   servers?: string[];
   timeoutMs?: number;
   tries?: number;
+  /** Told how long each look-up took (for /metrics). */
+  observe?: (type: 'mx' | 'a' | 'aaaa', seconds: number) => void;
 }
 
 export class DnsClient {
   private readonly resolver: dns.Resolver;
 
+  private readonly observe?: DnsOptions['observe'];
+
   constructor(o: DnsOptions = {}) {
     this.resolver = new dns.Resolver({ timeout: o.timeoutMs ?? 5000, tries: o.tries ?? 2 });
     if (o.servers && o.servers.length > 0) this.resolver.setServers(o.servers);
+    this.observe = o.observe;
   }
 
   async mx(domain: string): Promise<MxLookup> {
+    const t = performance.now();
+    try {
+      return await this.mxLookup(domain);
+    } finally {
+      this.observe?.('mx', (performance.now() - t) / 1000);
+    }
+  }
+
+  private async mxLookup(domain: string): Promise<MxLookup> {
     try {
       return { kind: 'mx', records: await this.resolver.resolveMx(domain) };
     } catch (e) {
@@ -44,6 +58,15 @@ export class DnsClient {
 
   async addresses(host: string, family: 4 | 6): Promise<AddressLookup> {
     if (net.isIP(host)) return net.isIP(host) === family ? { kind: 'ok', addresses: [host] } : { kind: 'none' };
+    const t = performance.now();
+    try {
+      return await this.addressLookup(host, family);
+    } finally {
+      this.observe?.(family === 4 ? 'a' : 'aaaa', (performance.now() - t) / 1000);
+    }
+  }
+
+  private async addressLookup(host: string, family: 4 | 6): Promise<AddressLookup> {
     try {
       const list = family === 4 ? await this.resolver.resolve4(host) : await this.resolver.resolve6(host);
       return list.length ? { kind: 'ok', addresses: list } : { kind: 'none' };

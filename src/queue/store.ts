@@ -513,6 +513,14 @@ export class QueueStore {
     }));
   }
 
+  /** Recipients by state for /metrics: queued (never tried), deferred, and the final states still in the history. */
+  stateCounts(): Record<ListedState, number> {
+    const q = this.st(`SELECT SUM(attempts = 0) AS queued, SUM(attempts > 0) AS deferred FROM recipients WHERE state = 'queued'`).get() as { queued: number | null; deferred: number | null };
+    const h = this.st('SELECT state, count(*) AS n FROM history GROUP BY state').all() as { state: string; n: number }[];
+    const by = Object.fromEntries(h.map((r) => [r.state, r.n]));
+    return { queued: q.queued ?? 0, deferred: q.deferred ?? 0, delivered: by.delivered ?? 0, bounced: by.bounced ?? 0, deleted: by.deleted ?? 0 };
+  }
+
   /** Forgets final outcomes older than `before` (ms since the epoch); returns how many. */
   pruneHistory(before: number): number {
     return this.st('DELETE FROM history WHERE finished_at < ?').run(before).changes;

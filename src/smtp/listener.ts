@@ -26,6 +26,8 @@ export interface ListenerOptions {
   maxRecipients: number;
   /** Called after each accepted message, to wake delivery. */
   onAccepted: () => void;
+  /** Seconds from the end of DATA to the 250 (for /metrics). */
+  acceptTime?: (seconds: number) => void;
   nextIcid: () => number;
   tlsKey?: string;
   tlsCert?: string;
@@ -200,8 +202,10 @@ export class RelayListener {
           };
         }),
       };
+      const acceptStart = performance.now();
       this.o.queue.accept(msg).then(
         (mid) => {
+          this.o.acceptTime?.((performance.now() - acceptStart) / 1000);
           this.o.conditions?.clear(QUEUE_STORAGE);
           const icid = this.icids.get(session.id) ?? 0;
           const all = msg.recipients.map((r) => r.address);
