@@ -189,7 +189,9 @@ describe('postern report tls', () => {
       await page.waitForSelector('#tls-chart canvas', { timeout: 10_000 });
       assert.match((await page.locator('#tls-chart').getAttribute('aria-label')) ?? '', /^TLS sessions 4, clear connections 2$/);
       // One domain, by clicking it.
-      await page.getByRole('link', { name: 'req-fail.test', exact: true }).click();
+      await Promise.all([page.waitForURL(/domain=req-fail\.test/), page.getByRole('link', { name: 'req-fail.test', exact: true }).click()]);
+      await page.waitForLoadState('load');
+      // The header, req-fail.test and the totals.
       assert.equal(await page.getByRole('row').count(), 3);
       const download = page.waitForEvent('download');
       await page.getByRole('link', { name: 'Export CSV' }).click();
