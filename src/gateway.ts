@@ -40,6 +40,8 @@ export class Gateway {
   readonly certificates: CertificateStore;
   readonly report: TlsReportStore;
   readonly metrics: Metrics;
+  private alerter!: Alerter;
+  private alertTimer: NodeJS.Timeout | null = null;
   private readonly tlsCounter: TlsCounter;
   /** Made in start(), once the listener certificate exists (the demo is created then). */
   private listener: RelayListener | null = null;
@@ -83,13 +85,13 @@ export class Gateway {
     );
     const mailLog = this.log;
     const counter = this.tlsCounter;
-    const alerter = new Alerter({
+    const alerter = (this.alerter = new Alerter({
       accept: (m) => this.queue.accept(m),
       log: this.log,
       config: () => ({ globals: this.snapshot.globals, recipients: this.snapshot.alertRecipients ?? [] }),
       hostname: options.hostname,
       queued: () => this.engine.wake(),
-    });
+    }));
     this.engine = new DeliveryEngine({
       queue: this.queue,
       conditions: this.conditions,
@@ -156,6 +158,13 @@ export class Gateway {
       this.applyQueueControl();
     }, this.options.reloadMs);
     this.maintainReport();
+    this.alertTimer = setInterval(() => {
+      try {
+        this.alerter.check((before) => this.queue.waitingFacts(before));
+      } catch (e) {
+        this.conditions.raise(QUEUE_STORAGE, `alert thresholds cannot be checked: ${(e as Error).message}`);
+      }
+    }, this.options.alertCheckMs);
     this.pruneTimer = setInterval(() => {
       this.queue.pruneHistory(Date.now() - HISTORY_DAYS * 86_400_000);
       this.maintainReport();
@@ -199,6 +208,7 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.alertTimer) clearInterval(this.alertTimer);
     // Both get the same grace at the same time, so stopping takes at most that long.
     await Promise.all([this.listener?.close(), this.engine.stop(STOP_GRACE_MS)]);
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });

@@ -48,7 +48,7 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
     await cli('alertconfig', 'new', 'admin@alerts.test', '--classes', 'tls', '--severities', 'critical,warning');
     await cli('alertconfig', 'new', 'queue-only@alerts.test', '--classes', 'queue');
     await cli('alertconfig', 'setup', '--from', 'postern@alerts.test', '--interval', '3600');
-    const gw = await startWithAdmin({ dataDir: dir, listen: LISTEN, admin: ADMIN, dnsServer: dns.address, smtpPort: MX.port, hostname: 'postern-alerts.test', config: { timeouts: { connect: 3, greeting: 10, ehlo: 10, starttls: 10, quit: 3 } } });
+    const gw = await startWithAdmin({ dataDir: dir, listen: LISTEN, admin: ADMIN, dnsServer: dns.address, smtpPort: MX.port, hostname: 'postern-alerts.test', config: { alertCheckSeconds: 1, timeouts: { connect: 3, greeting: 10, ehlo: 10, starttls: 10, quit: 3 } } });
     postern = gw.proc;
     adminBase = gw.base;
   });
@@ -155,5 +155,22 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
     } finally {
       await api.dispose();
     }
+  });
+
+  test('class queue: more recipients waiting than the threshold sends one alert to the queue class', async () => {
+    await cli('alertconfig', 'new', 'ops@alerts.test', '--classes', 'queue,delivery');
+    await cli('alertconfig', 'setup', '--queue-recipients', '1');
+    const alert = await waitFor('the queue alert in the Maildir', async () => {
+      const m = (await mx.readDelivered()).find((x) => /^To: <ops@alerts\.test>/m.test(x.raw));
+      return m;
+    }).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n--- mail.log ---\n${await mailLog()}`);
+    });
+    assert.match(alert.raw, /^Subject: \[Postern warning\] Many recipients wait in the queue$/m);
+    assert.match(alert.raw, /^2 recipients are waiting in the queue; the alert threshold is 1 /m);
+    assert.match(await mailLog(), /Alert sent MID \d+ to <ops@alerts\.test> \(queue, warning, the queue\)/);
+    const bad = await runCli(['alertconfig', 'setup', '--wait-minutes', '0', '--data-dir', dir]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /invalid delivery alert threshold \(minutes\) "0": allowed an integer from 1 to 43,200/);
   });
 });

@@ -41,9 +41,10 @@ export function addAlertconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((o: { json?: boolean; dataDir: string }) => {
       const [list, g] = withStore(o.dataDir, (store) => [new AlertService(store, () => undefined).list(), store.globals()] as const);
-      if (o.json) return outJson({ from: g.alertFrom, intervalSeconds: g.alertIntervalSeconds, requiredTlsAlert: g.requiredTlsAlert, recipients: list });
+      if (o.json) return outJson({ from: g.alertFrom, intervalSeconds: g.alertIntervalSeconds, requiredTlsAlert: g.requiredTlsAlert, queueRecipients: g.alertQueueRecipients, waitMinutes: g.alertWaitMinutes, recipients: list });
       out(`Alerts from ${g.alertFrom ?? 'postern@<host name>'}; the same alert for the same domain at most every ${g.alertIntervalSeconds} seconds.\n`);
-      out(`Required TLS failure alerts (destconfig setup --required-tls-alert): ${g.requiredTlsAlert ? 'on' : 'off'}.\n\n`);
+      out(`Required TLS failure alerts (destconfig setup --required-tls-alert): ${g.requiredTlsAlert ? 'on' : 'off'}.\n`);
+      out(`Delivery alerts after ${g.alertWaitMinutes} minutes of waiting; queue alerts above ${g.alertQueueRecipients} recipients.\n\n`);
       if (list.length === 0) return out('No alert recipients.\n');
       out(formatTable(['Address', 'Classes', 'Severities'], list.map((r) => [r.address, r.classes.join(','), r.severities.join(',')])) + '\n');
     });
@@ -51,8 +52,10 @@ export function addAlertconfigCommand(program: Command): void {
     .description('the sender of alert mail and the minimum interval between repeats')
     .option('--from <address>', 'sender address, or default (postern@ the host name)')
     .option('--interval <seconds>', 'minimum seconds between two alerts of one class for one domain (60-604800, default 3600)')
+    .option('--queue-recipients <n>', 'class queue: alert when more recipients than this wait (default 10000)')
+    .option('--wait-minutes <m>', "class delivery: alert when a domain's oldest tried message has waited longer (default 240)")
     .addOption(dataDirOption())
-    .action((o: { from?: string; interval?: string; dataDir: string }) => {
+    .action((o: { from?: string; interval?: string; queueRecipients?: string; waitMinutes?: string; dataDir: string }) => {
       service(o.dataDir, (s) => s.setup(o));
       out('Saved the alert settings.\n');
     });

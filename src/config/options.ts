@@ -37,6 +37,8 @@ export interface GatewayOptions {
   adminSessionIdleMs: number;
   /** Client networks that may read /metrics without an API token (none by default). */
   metricsAllow: string[];
+  /** How often the delivery and queue alert thresholds are checked (ms). */
+  alertCheckMs: number;
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -59,6 +61,8 @@ export interface ConfigFile {
   /** Seconds an idle page session lasts. */
   adminSessionIdle?: number;
   metricsAllow?: string[];
+  /** Seconds between checks of the delivery and queue alert thresholds (default 60). */
+  alertCheckSeconds?: number;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -78,6 +82,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   admin: { host: '127.0.0.1', port: 8443 },
   adminSessionIdleMs: 1_800_000,
   metricsAllow: [],
+  alertCheckMs: 60_000,
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -149,7 +154,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -183,6 +188,11 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       o.adminSessionIdleMs = Math.round(n * 1000);
     }
     if (src.metricsAllow !== undefined) o.metricsAllow = src.metricsAllow;
+    if (src.alertCheckSeconds !== undefined) {
+      const n = Number(src.alertCheckSeconds);
+      if (!Number.isFinite(n) || n < 0.1 || n > 3600) throw new ValidationError('alertCheckSeconds', src.alertCheckSeconds, 'a number of seconds from 0.1 to 3600');
+      o.alertCheckMs = Math.round(n * 1000);
+    }
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;
     for (const [k, v] of Object.entries(src.timeouts ?? {})) {

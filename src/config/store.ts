@@ -50,6 +50,10 @@ export interface GlobalSettings {
   alertFrom: string | null;
   /** Minimum seconds between two alerts of one class for one domain. */
   alertIntervalSeconds: number;
+  /** Class queue: alert when more recipients than this wait in the queue. */
+  alertQueueRecipients: number;
+  /** Class delivery: alert when a domain's oldest message still waiting (tried at least once) is older than this. */
+  alertWaitMinutes: number;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
@@ -62,6 +66,8 @@ export const INITIAL_GLOBALS: GlobalSettings = {
   reportRetentionDays: 400,
   alertFrom: null,
   alertIntervalSeconds: 3600,
+  alertQueueRecipients: 10_000,
+  alertWaitMinutes: 240,
 };
 
 /** Everything delivery needs from configuration, read at one moment. */

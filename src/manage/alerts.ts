@@ -8,6 +8,8 @@ import { parseIntegerIn } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
 import { settingsDiff } from './destinations.js';
 
+const alertSettings = (g: GlobalSettings) => ({ alertFrom: g.alertFrom, alertIntervalSeconds: g.alertIntervalSeconds, alertQueueRecipients: g.alertQueueRecipients, alertWaitMinutes: g.alertWaitMinutes });
+
 export interface AlertInput {
   classes?: string;
   severities?: string;
@@ -54,13 +56,16 @@ export class AlertService {
   }
 
   /** SETUP: the sender (`default`: postern@ the host name) and the minimum interval between repeats (60 s to a week). */
-  setup(input: { from?: string; interval?: string | number }): GlobalSettings {
+  setup(input: { from?: string; interval?: string | number; queueRecipients?: string | number; waitMinutes?: string | number }): GlobalSettings {
     const changes: Partial<GlobalSettings> = {};
+    const int = (v: string | number) => (typeof v === 'string' ? v.trim() : v);
+    if (input.queueRecipients !== undefined) changes.alertQueueRecipients = parseIntegerIn('queue alert threshold (recipients)', int(input.queueRecipients), 1, 100_000_000);
+    if (input.waitMinutes !== undefined) changes.alertWaitMinutes = parseIntegerIn('delivery alert threshold (minutes)', int(input.waitMinutes), 1, 43_200);
     if (input.from !== undefined) changes.alertFrom = input.from.trim().toLowerCase() === 'default' ? null : parseAlertAddress(input.from);
     if (input.interval !== undefined) changes.alertIntervalSeconds = parseIntegerIn('alert interval seconds', typeof input.interval === 'string' ? input.interval.trim() : input.interval, 60, 604_800);
     const before = this.config.globals();
     const after = this.config.setGlobals(changes);
-    this.record('alert.setup', 'alert settings', settingsDiff({ alertFrom: before.alertFrom, alertIntervalSeconds: before.alertIntervalSeconds }, { alertFrom: after.alertFrom, alertIntervalSeconds: after.alertIntervalSeconds }));
+    this.record('alert.setup', 'alert settings', settingsDiff(alertSettings(before), alertSettings(after)));
     return after;
   }
 }

@@ -2,7 +2,9 @@
  * Alerts (SPEC §9): watches delivery's events and sends alert mail through Postern itself (the
  * message is queued like any other, so an alert never blocks delivery and is retried like
  * mail). Class `tls`: a connection to a destination whose TLS setting is one of the Required
- * ones failed its TLS (when `destconfig setup --required-tls-alert on`). An alert names the
+ * ones failed its TLS (when `destconfig setup --required-tls-alert on`); class `delivery`: a
+ * domain's oldest waiting message is older than a threshold; class `queue`: more recipients
+ * wait than a threshold (both checked periodically, see check()). An alert names the
  * domain, the MX host and address, the reason and the DCID; the same class for the same domain
  * is not sent again within the interval (alertconfig setup --interval). Each alert sent or not
  * sent is a mail log line.
@@ -84,6 +86,36 @@ export class Alerter implements EventSink {
     }
   }
 
+  /**
+   * Class queue: more recipients waiting than the threshold. Class delivery: a domain whose
+   * oldest message still waiting (tried at least once) is older than the threshold — a
+   * destination unreachable, or mail stuck, for that long. Called periodically by the gateway.
+   */
+  check(facts: (before: number) => { pending: number; waiting: { domain: string; oldest: number; recipients: number; reply: string | null }[] }): void {
+    const { globals } = this.deps.config();
+    const now = this.now();
+    const f = facts(now - globals.alertWaitMinutes * 60_000);
+    if (f.pending > globals.alertQueueRecipients) {
+      this.raise('queue', 'warning', 'the queue', `${f.pending} recipients are waiting in the queue (threshold ${globals.alertQueueRecipients})`, [
+        `${f.pending.toLocaleString('en-US')} recipients are waiting in the queue; the alert threshold is ${globals.alertQueueRecipients.toLocaleString('en-US')} (postern alertconfig setup --queue-recipients).`,
+        '',
+        'Run "postern queue list" to see which destinations they wait for, and "postern destconfig explain DOMAIN" for one of them.',
+      ]);
+    }
+    for (const w of f.waiting) {
+      const minutes = Math.floor((now - w.oldest) / 60_000);
+      this.raise('delivery', 'warning', w.domain, `mail for ${w.domain} has waited ${minutes} minutes (${w.recipients} recipients; threshold ${globals.alertWaitMinutes} minutes); last reply: ${w.reply ?? 'none'}`, [
+        `Mail for ${w.domain} has been waiting for ${minutes} minutes: ${w.recipients} ${w.recipients === 1 ? 'recipient' : 'recipients'} tried and not yet delivered. The alert threshold is ${globals.alertWaitMinutes} minutes (postern alertconfig setup --wait-minutes).`,
+        '',
+        `Destination: ${w.domain}`,
+        `Oldest message received: ${new Date(w.oldest).toISOString()}`,
+        `Last reply: ${w.reply ?? 'none'}`,
+        '',
+        `Run "postern destconfig explain ${w.domain}" and "postern queue list --domain ${w.domain}" to see why.`,
+      ]);
+    }
+  }
+
   private raise(cls: AlertClass, severity: Severity, domain: string, summary: string, body: string[]): void {
     const { globals, recipients } = this.deps.config();
     const key = `${cls}|${domain}`;
@@ -101,7 +133,7 @@ export class Alerter implements EventSink {
     }
     this.lastSent.set(key, now);
     const from = globals.alertFrom ?? `postern@${this.deps.hostname}`;
-    const subject = `[Postern ${severity}] ${cls === 'tls' ? `Required TLS failed for ${domain}` : `${cls} alert for ${domain}`}`;
+    const subject = `[Postern ${severity}] ${cls === 'tls' ? `Required TLS failed for ${domain}` : cls === 'queue' ? 'Many recipients wait in the queue' : `Mail for ${domain} is waiting`}`;
     const text = [
       `From: Postern <${from}>`,
       `To: ${to.map((t) => `<${t}>`).join(', ')}`,

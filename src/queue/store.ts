@@ -521,6 +521,17 @@ export class QueueStore {
     return { queued: q.queued ?? 0, deferred: q.deferred ?? 0, delivered: by.delivered ?? 0, bounced: by.bounced ?? 0, deleted: by.deleted ?? 0 };
   }
 
+  /** For the queue and delivery alerts: recipients waiting, and each domain whose oldest message tried at least once arrived before `before`. */
+  waitingFacts(before: number): { pending: number; waiting: { domain: string; oldest: number; recipients: number; reply: string | null }[] } {
+    const pending = (this.st(`SELECT count(*) AS n FROM recipients WHERE state = 'queued'`).get() as { n: number }).n;
+    const waiting = this.st(
+      `SELECT r.domain AS domain, MIN(m.received_at) AS oldest, COUNT(*) AS recipients, MAX(r.last_reply) AS reply
+       FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.state = 'queued' AND r.attempts > 0 GROUP BY r.domain HAVING MIN(m.received_at) < ? ORDER BY oldest`,
+    ).all(before) as { domain: string; oldest: number; recipients: number; reply: string | null }[];
+    return { pending, waiting };
+  }
+
   /** Forgets final outcomes older than `before` (ms since the epoch); returns how many. */
   pruneHistory(before: number): number {
     return this.st('DELETE FROM history WHERE finished_at < ?').run(before).changes;
