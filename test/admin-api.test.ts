@@ -208,6 +208,24 @@ describe('the JSON API with bearer tokens', () => {
     assert.ok([404, 409].includes(none.status()), await none.text());
   });
 
+  test('alerts through the API: recipients and settings, bad bodies refused with the field', async () => {
+    const made = await api.post('/api/v1/alerts', { data: { address: 'Ops@Example.ORG', classes: ['tls', 'queue'] } });
+    assert.equal(made.status(), 201, await made.text());
+    assert.deepEqual(await made.json(), { address: 'Ops@example.org', classes: ['tls', 'queue'], severities: ['critical', 'warning', 'info'] });
+    assert.match(await cli('alertconfig', 'list'), /^Ops@example\.org\s+tls,queue\s+critical,warning,info$/m);
+    assert.equal((await api.put('/api/v1/alerts/Ops@example.org', { data: { severities: ['critical'] } })).status(), 200);
+    const bad = await api.post('/api/v1/alerts', { data: { address: 'x@example.org', classes: ['spam'] } });
+    assert.equal(bad.status(), 400);
+    assert.match(((await bad.json()) as { field: string }).field, /^classes/);
+    const settings = await api.put('/api/v1/alert-settings', { data: { waitMinutes: 30, intervalSeconds: 600 } });
+    assert.equal(settings.status(), 200, await settings.text());
+    assert.deepEqual(((await settings.json()) as { settings: { waitMinutes: number; intervalSeconds: number } }).settings.waitMinutes, 30);
+    assert.equal((await api.put('/api/v1/alert-settings', { data: { waitMinutes: 0 } })).status(), 400);
+    assert.equal((await readOnly.post('/api/v1/alerts', { data: { address: 'ro@example.org' } })).status(), 403);
+    assert.equal((await api.delete('/api/v1/alerts/Ops@example.org')).status(), 200);
+    assert.deepEqual(((await (await api.get('/api/v1/alerts')).json()) as { recipients: unknown[] }).recipients, []);
+  });
+
   test('the page offers the certificate chosen with certconfig use-admin from the next start', async () => {
     assert.ok(gw);
     const presented = (port: number) =>

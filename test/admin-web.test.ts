@@ -408,7 +408,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     const pages = [
       DC, `${DC}/add`, `${DC}/edit?domain=(Default)`, `${DC}/global`, `${DC}/import`, '/monitor/queue', '/monitor/tls', '/network/bounce-profiles',
       '/network/bounce-profiles/add', '/network/smtp-routes', '/network/smtp-routes/add', '/network/certificates', '/network/virtual-gateways',
-      '/network/virtual-gateways/add', '/system/users', '/system/users/add', '/password',
+      '/network/virtual-gateways/add', '/system/users', '/system/users/add', '/system/alerts', '/password',
     ];
     for (const p of pages) {
       const r = await page.goto(`${gw.base}${p}`);
@@ -426,6 +426,21 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     await page.locator('#domain').focus();
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate('document.activeElement.id'), 'ipPreference');
+  });
+
+  test('System Administration > Alerts: a bad address beside its field, a recipient added with its classes', async () => {
+    assert.ok(gw);
+    await page.goto(`${gw.base}/system/alerts`);
+    await page.getByLabel('Address', { exact: true }).fill('not an address');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    assert.equal(await page.locator('#address').getAttribute('aria-invalid'), 'true');
+    assert.equal(await describedText(page, 'address'), 'invalid alert address "not an address": allowed an email address (local@domain)');
+    await page.getByLabel('Address', { exact: true }).fill('noc@example.net');
+    await page.getByRole('checkbox', { name: 'delivery' }).uncheck();
+    await page.getByRole('checkbox', { name: 'queue' }).uncheck();
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    assert.match(await page.locator('table.grid').innerText(), /noc@example\.net\s+tls\s+critical, warning, info/);
+    assert.match(await cli('alertconfig', 'list'), /^noc@example\.net\s+tls\s+critical,warning,info$/m);
   });
 
   test('an upload over 1 MB is refused (413) and changes nothing', async () => {

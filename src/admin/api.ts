@@ -20,6 +20,7 @@ import { parseRouteHosts, routeHostsText } from '../manage/routes.js';
 import { ROLES } from '../manage/users.js';
 import { plural } from '../cli/format.js';
 import { DnsClient } from '../dns/resolver.js';
+import { ALERT_CLASSES, SEVERITIES } from '../config/alerts.js';
 import { explain } from '../manage/explain.js';
 import { tlsReport } from '../manage/tls-report.js';
 import type { AdminContext } from './context.js';
@@ -109,6 +110,22 @@ const NewUser = Type.Object({ name: Type.String({ minLength: 1, maxLength: 32 })
 
 const ReportQuery = Type.Object(
   { last: Type.Optional(lit(['1h', '1d', '7d', '30d', '90d', '1y'] as const)), from: Type.Optional(Type.String({ maxLength: 40 })), to: Type.Optional(Type.String({ maxLength: 40 })), domain: Type.Optional(Type.String({ maxLength: 260 })) },
+  closed,
+);
+
+const AlertRecipient = Type.Object({ address: Type.String(), classes: Type.Array(Type.String()), severities: Type.Array(Type.String()) });
+const AlertRecipientBody = Type.Object({ address: Type.String({ minLength: 3, maxLength: 320 }), classes: Type.Optional(Type.Array(lit(ALERT_CLASSES), { minItems: 1 })), severities: Type.Optional(Type.Array(lit(SEVERITIES), { minItems: 1 })) }, closed);
+const AlertState = Type.Object({
+  settings: Type.Object({ from: Type.Union([Type.String(), Type.Null()]), intervalSeconds: Type.Integer(), waitMinutes: Type.Integer(), queueRecipients: Type.Integer(), requiredTlsAlert: Type.Boolean() }),
+  recipients: Type.Array(AlertRecipient),
+});
+const AlertSettingsChange = Type.Object(
+  {
+    from: Type.Optional(Type.Union([Type.String({ minLength: 3, maxLength: 320 }), Type.Null()])),
+    intervalSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 604_800 })),
+    waitMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 43_200 })),
+    queueRecipients: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+  },
   closed,
 );
 
@@ -342,6 +359,38 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
   api.post('/queue/delete', { schema: { tags: ['queue'], body: QueueSelection, response: { 200: Acted, ...errors } } }, async (req, reply) => {
     if (!need(req, reply, 'queue')) return reply;
     return svc(req).queue.delete(selectionOf(req.body as Static<typeof QueueSelection>));
+  });
+
+  // ---- alerts ---------------------------------------------------------------------------------
+  const alertState = () => {
+    const g = ctx.config.globals();
+    return {
+      settings: { from: g.alertFrom, intervalSeconds: g.alertIntervalSeconds, waitMinutes: g.alertWaitMinutes, queueRecipients: g.alertQueueRecipients, requiredTlsAlert: g.requiredTlsAlert },
+      recipients: ctx.services({ actor: 'read', client: '' }).alerts.list(),
+    };
+  };
+  api.get('/alerts', { schema: { tags: ['alerts'], response: { 200: AlertState } } }, async () => alertState());
+  api.post('/alerts', { schema: { tags: ['alerts'], summary: 'Send alerts to an address', body: AlertRecipientBody, response: { 201: AlertRecipient, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const b = req.body as Static<typeof AlertRecipientBody>;
+    return reply.code(201).send(svc(req).alerts.add(b.address, { classes: b.classes?.join(','), severities: b.severities?.join(',') }));
+  });
+  api.put('/alerts/:name', { schema: { tags: ['alerts'], params: NameParam, body: Type.Object({ classes: Type.Optional(Type.Array(lit(ALERT_CLASSES), { minItems: 1 })), severities: Type.Optional(Type.Array(lit(SEVERITIES), { minItems: 1 })) }, closed), response: { 200: AlertRecipient, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const b = req.body as { classes?: string[]; severities?: string[] };
+    return svc(req).alerts.edit((req.params as Static<typeof NameParam>).name, { classes: b.classes?.join(','), severities: b.severities?.join(',') });
+  });
+  api.delete('/alerts/:name', { schema: { tags: ['alerts'], params: NameParam, response: { 200: Done, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const { name } = req.params as Static<typeof NameParam>;
+    svc(req).alerts.delete(name);
+    return { message: `${name} receives no more alerts` };
+  });
+  api.put('/alert-settings', { schema: { tags: ['alerts'], body: AlertSettingsChange, response: { 200: AlertState, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const b = req.body as Static<typeof AlertSettingsChange>;
+    svc(req).alerts.setup({ from: b.from === null ? 'default' : b.from, interval: b.intervalSeconds, waitMinutes: b.waitMinutes, queueRecipients: b.queueRecipients });
+    return alertState();
   });
 
   // ---- users ------------------------------------------------------------------------------------

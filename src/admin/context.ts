@@ -12,6 +12,7 @@ import type { EventSink } from '../observe/maillog.js';
 import { QueueStore } from '../queue/store.js';
 import { TlsReportStore } from '../observe/tls-report.js';
 import { recorder, type Actor } from '../manage/audit.js';
+import { AlertService } from '../manage/alerts.js';
 import { AuthorityService, CertificateService } from '../manage/certificates.js';
 import { DestinationService } from '../manage/destinations.js';
 import { GatewayService } from '../manage/gateways.js';
@@ -29,6 +30,7 @@ export interface Services {
   certificates: CertificateService;
   authorities: AuthorityService;
   queue: QueueService;
+  alerts: AlertService;
 }
 
 export class AdminContext {
@@ -67,6 +69,7 @@ export class AdminContext {
       certificates: new CertificateService(this.certificates, record),
       authorities: new AuthorityService(this.config, record),
       queue: new QueueService(this.queue, this.log, record),
+      alerts: new AlertService(this.config, record),
     };
   }
 

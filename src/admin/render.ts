@@ -28,7 +28,7 @@ export const MENUS: { title: string; items: MenuItem[] }[] = [
       { label: 'Virtual Gateways', href: '/network/virtual-gateways' },
     ],
   },
-  { title: 'System Administration', items: [{ label: 'Users', href: '/system/users' }, { label: 'Alerts' }] },
+  { title: 'System Administration', items: [{ label: 'Users', href: '/system/users' }, { label: 'Alerts', href: '/system/alerts' }] },
 ];
 
 /** Who is acting: a logged-in user (page) or a token (API). */

@@ -7,6 +7,7 @@ import { registerNetworkPages } from './network.js';
 import { registerQueuePages } from './queue.js';
 import { registerReportPages } from './reports.js';
 import { registerUserPages } from './users.js';
+import { registerAlertPages } from './alerts.js';
 
 export function registerPages(app: FastifyInstance, ctx: AdminContext, o: AdminServerOptions): void {
   registerDestinationPages(app, ctx, o);
@@ -14,4 +15,5 @@ export function registerPages(app: FastifyInstance, ctx: AdminContext, o: AdminS
   registerReportPages(app, ctx, o);
   registerNetworkPages(app, ctx, o);
   registerUserPages(app, ctx, o);
+  registerAlertPages(app, ctx, o);
 }
