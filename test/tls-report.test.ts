@@ -1,7 +1,8 @@
 /**
  * The TLS Connections report (`postern report tls`) after a run of mixed deliveries by the real
- * `postern start` to real SMTP peers (with and without STARTTLS, a wrong-name certificate, an
- * address that refuses connections) found through a DNS server on loopback. Proves that
+ * `postern start` to real Postfix receivers (with and without STARTTLS, a wrong-name
+ * certificate; the project's SMTP test peer where Postfix is not installed), and an address
+ * that refuses connections, found through a DNS server on loopback. Proves that
  * - each column of each domain is what the scenario makes it (Required success and failure,
  *   Preferred success, fallback to clear, unverified Preferred - Verify, No, refused attempts);
  * - the counts equal what mail.jsonl says for the same window;
@@ -15,6 +16,9 @@ import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
 import { TestCA } from './peers/ca.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
+import { postfixAvailable, startPostfix } from './peers/postfix.js';
+import { chmodSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { chromiumAvailable, launchBrowser, login, startWithAdmin } from './peers/browser.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
 
@@ -53,7 +57,7 @@ const ZERO: Omit<Row, 'domain' | 'tlsPercent'> = { attempted: 0, requiredOk: 0, 
 
 describe('postern report tls', () => {
   let dns: DnsServer;
-  const peers: SmtpPeer[] = [];
+  const closers: (() => Promise<unknown>)[] = [];
   let dir = '';
   let postern: PosternProcess | undefined;
   const cli = (...args: string[]) => runCliOk([...args, '--data-dir', dir]);
@@ -63,6 +67,22 @@ describe('postern report tls', () => {
   before(async () => {
     const ca = await TestCA.create('Report Test CA');
     const zone: Record<string, { MX?: { preference: number; exchange: string }[]; A?: string[] }> = {};
+    const receivers: Promise<() => Promise<unknown>>[] = [];
+    // Postfix receivers where Postfix is installed (always in CI); the project's SMTP test peer elsewhere.
+    const files = tempDir('postern-report-certs-');
+    chmodSync(files, 0o755);
+    const startReceiver = async (domain: string, address: string, starttls: StarttlsBehaviour, c: { keyPem: string; chainPem: string }): Promise<() => Promise<unknown>> => {
+      if (!postfixAvailable()) {
+        const p: SmtpPeer = await startSmtpPeer({ host: address, port: MX_PORT, hostname: `mx.${domain}`, starttls, cert: { keyPem: c.keyPem, certPem: c.chainPem } });
+        return () => p.close();
+      }
+      const keyFile = path.join(files, `${domain}.key`);
+      const chainFile = path.join(files, `${domain}.pem`);
+      writeFileSync(keyFile, c.keyPem, { mode: 0o644 });
+      writeFileSync(chainFile, c.chainPem, { mode: 0o644 });
+      const pf = await startPostfix({ address, port: MX_PORT, hostname: `mx.${domain}`, tls: starttls === 'ok' ? 'may' : 'none', keyFile, chainFile, delivery: 'discard' });
+      return () => pf.stop();
+    };
     for (const [i, [domain, , starttls]] of SCENARIO.entries()) {
       const address = A(i + 1);
       zone[domain] = { MX: [{ preference: 10, exchange: `mx.${domain}` }] };
@@ -70,8 +90,11 @@ describe('postern report tls', () => {
       if (starttls === null) continue;
       // prefv.test's certificate names another host: encrypted, not verified.
       const c = await ca.issue({ cn: domain === 'prefv.test' ? 'other.invalid' : `mx.${domain}`, dnsNames: [domain === 'prefv.test' ? 'other.invalid' : `mx.${domain}`] });
-      peers.push(await startSmtpPeer({ host: address, port: MX_PORT, hostname: `mx.${domain}`, starttls, cert: { keyPem: c.keyPem, certPem: c.chainPem } }));
+      receivers.push(startReceiver(domain, address, starttls, c));
     }
+    for (const r of await Promise.allSettled(receivers)) if (r.status === 'fulfilled') closers.push(r.value);
+    const failed = (await Promise.allSettled(receivers)).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     dns = await startDnsServer({ zone });
     dir = tempDir('postern-report-');
     for (const [domain, tls] of SCENARIO) await cli('destconfig', 'new', domain, '--tls', tls);
@@ -80,7 +103,7 @@ describe('postern report tls', () => {
 
   after(async () => {
     await postern?.stop();
-    await Promise.all(peers.map((p) => p.close()));
+    await Promise.allSettled(closers.map((c) => c()));
     await dns?.close();
   });
 
