@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { sendMail } from './harness.js';
+import { sendMail, waitForAsync } from './harness.js';
 import { within } from './deadline.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { postfixAvailable, startPostfix, type PostfixInstance } from './peers/postfix.js';
@@ -38,16 +38,6 @@ interface QueueRow {
   to: string;
   state: string;
   lastReply: string | null;
-}
-
-async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + within(timeoutMs);
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** The text of the element(s) a field's aria-describedby names. */
@@ -136,7 +126,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     // The page governs delivery: Postfix offers no STARTTLS, so Required defers with 4.7.4.
     const r = await sendMail(Number(LISTEN.split(':')[1]), 'sender@client.test', ['alice@example.com'], 'Subject: web\r\n\r\nHello.\r\n', LISTEN.split(':')[0]);
     assert.equal(r.code, 250, r.text);
-    const deferred = await waitUntil('a 4.7.4 deferral', async () => {
+    const deferred = await waitForAsync('a 4.7.4 deferral', async () => {
       const rows = JSON.parse(await cli('queue', 'list', '--json')) as QueueRow[];
       return rows.find((x) => x.to === 'alice@example.com' && x.state === 'deferred' && /4\.7\.4/.test(x.lastReply ?? ''));
     });
@@ -304,6 +294,25 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     assert.ok((await entries()).includes('nojs.test'), 'deleted before the confirmation');
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     assert.ok(!(await entries()).includes('nojs.test'));
+  });
+
+  test('Message Queue: Bounce and Delete of a message, each after its confirmation page', async () => {
+    assert.ok(gw);
+    const r = await sendMail(Number(LISTEN.split(':')[1]), 'sender@client.test', ['bob@example.com'], 'Subject: second\r\n\r\nHello.\r\n', LISTEN.split(':')[0]);
+    assert.equal(r.code, 250, r.text);
+    const rows = async () => JSON.parse(await cli('queue', 'list', '--json')) as (QueueRow & { mid: number })[];
+    const alice = (await rows()).find((x) => x.to === 'alice@example.com')!;
+    const bob = await waitForAsync('bob@example.com queued', async () => (await rows()).find((x) => x.to === 'bob@example.com'));
+    for (const [verb, who, state] of [['Delete', alice, 'deleted'], ['Bounce', bob, 'bounced']] as const) {
+      await page.goto(`${gw.base}/monitor/queue`);
+      await page.getByRole('link', { name: `${verb} MID ${who.mid}`, exact: true }).click();
+      assert.ok((await rows()).some((x) => x.mid === who.mid), `${verb}: nothing may change before the confirmation`);
+      await page.getByRole('button', { name: verb, exact: true }).click();
+      const done = JSON.parse(await cli('queue', 'list', '--state', state, '--json')) as { mid: number; to: string }[];
+      assert.ok(done.some((x) => x.mid === who.mid && x.to === who.to), `${verb}: ${JSON.stringify(done)}`);
+      assert.match(await page.locator('.notice').innerText(), new RegExp(`${state}`));
+    }
+    assert.match(await readFile(path.join(dataDir, 'logs', 'audit.log'), 'utf8'), /actor=admin client=\S+ action=queue\.bounce target="MID \d+"/);
   });
 
   test('CSRF: a form sent without the token, or with another, gets 403 and changes nothing; the cookie is Secure, HttpOnly, SameSite=Strict', async () => {

@@ -20,7 +20,7 @@ import { parseRouteHosts, routeHostsText } from '../manage/routes.js';
 import { ROLES } from '../manage/users.js';
 import { plural } from '../cli/format.js';
 import { DnsClient } from '../dns/resolver.js';
-import { ALERT_CLASSES, SEVERITIES } from '../config/alerts.js';
+import { ALERT_CLASSES, AlertStore, SEVERITIES } from '../config/alerts.js';
 import { explain } from '../manage/explain.js';
 import { tlsReport } from '../manage/tls-report.js';
 import type { AdminContext } from './context.js';
@@ -366,7 +366,7 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     const g = ctx.config.globals();
     return {
       settings: { from: g.alertFrom, intervalSeconds: g.alertIntervalSeconds, waitMinutes: g.alertWaitMinutes, queueRecipients: g.alertQueueRecipients, requiredTlsAlert: g.requiredTlsAlert },
-      recipients: ctx.services({ actor: 'read', client: '' }).alerts.list(),
+      recipients: new AlertStore(ctx.config).list(),
     };
   };
   api.get('/alerts', { schema: { tags: ['alerts'], response: { 200: AlertState } } }, async () => alertState());

@@ -3,7 +3,7 @@
  * (setup --from, --interval), over manage/alerts.ts.
  */
 import { Command } from 'commander';
-import { ALERT_CLASSES, SEVERITIES } from '../config/alerts.js';
+import { ALERT_CLASSES, AlertStore, SEVERITIES } from '../config/alerts.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { AlertService } from '../manage/alerts.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
@@ -40,7 +40,7 @@ export function addAlertconfigCommand(program: Command): void {
     .option('--json', 'machine-readable output')
     .addOption(dataDirOption())
     .action((o: { json?: boolean; dataDir: string }) => {
-      const [list, g] = withStore(o.dataDir, (store) => [new AlertService(store, () => undefined).list(), store.globals()] as const);
+      const [list, g] = withStore(o.dataDir, (store) => [new AlertStore(store).list(), store.globals()] as const);
       if (o.json) return outJson({ from: g.alertFrom, intervalSeconds: g.alertIntervalSeconds, requiredTlsAlert: g.requiredTlsAlert, queueRecipients: g.alertQueueRecipients, waitMinutes: g.alertWaitMinutes, recipients: list });
       out(`Alerts from ${g.alertFrom ?? 'postern@<host name>'}; the same alert for the same domain at most every ${g.alertIntervalSeconds} seconds.\n`);
       out(`Required TLS failure alerts (destconfig setup --required-tls-alert): ${g.requiredTlsAlert ? 'on' : 'off'}.\n`);

@@ -365,38 +365,35 @@ export function registerQueuePages(app: FastifyInstance, ctx: AdminContext, _o: 
     return reply.redirect(safeBack(b.back));
   });
 
-  app.post(`${QUEUE}/bounce`, async (req, reply) => {
-    if (!may(req.principal, 'queue')) return refuse(req, reply);
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    const back = safeBack(b.back);
-    const sel = selectionOf(b);
-    if ('mid' in sel && !showMessage(ctx.queue, sel.mid)) return notFound(req, reply, String(sel.mid));
-    let r: ActionResult;
-    try {
-      r = ctx.services(by(req)).queue.bounce(ctx.config.snapshot(), sel, { hostname: ctx.hostname });
-    } catch (e) {
-      if (e instanceof QueueActionError) return nothingDone(req, reply, 'bounce', sel, e.message, back);
-      throw e;
-    }
-    const dsns = r.messages.reduce((n, m) => n + m.dsns.length, 0);
-    notify(req, actedText(r, 'bounced', ` (5.0.0 bounced by the administrator), ${dsns} DSN${dsns === 1 ? '' : 's'} queued`));
-    return reply.redirect(back);
-  });
+  /** Bounce and Delete: the same selection, checks and answers; only the service call and the notice differ. */
+  const act = (action: 'bounce' | 'delete', run: (req: FastifyRequest, sel: Selection) => ActionResult, said: (r: ActionResult) => string) =>
+    async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!may(req.principal, 'queue')) return refuse(req, reply);
+      const b = (req.body ?? {}) as Record<string, unknown>;
+      const back = safeBack(b.back);
+      const sel = selectionOf(b);
+      if ('mid' in sel && !showMessage(ctx.queue, sel.mid)) return notFound(req, reply, String(sel.mid));
+      let r: ActionResult;
+      try {
+        r = run(req, sel);
+      } catch (e) {
+        if (e instanceof QueueActionError) return nothingDone(req, reply, action, sel, e.message, back);
+        throw e;
+      }
+      notify(req, said(r));
+      return reply.redirect(back);
+    };
 
-  app.post(`${QUEUE}/delete`, async (req, reply) => {
-    if (!may(req.principal, 'queue')) return refuse(req, reply);
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    const back = safeBack(b.back);
-    const sel = selectionOf(b);
-    if ('mid' in sel && !showMessage(ctx.queue, sel.mid)) return notFound(req, reply, String(sel.mid));
-    let r: ActionResult;
-    try {
-      r = ctx.services(by(req)).queue.delete(sel);
-    } catch (e) {
-      if (e instanceof QueueActionError) return nothingDone(req, reply, 'delete', sel, e.message, back);
-      throw e;
-    }
-    notify(req, actedText(r, 'deleted', ' (no DSN)'));
-    return reply.redirect(back);
-  });
+  app.post(
+    `${QUEUE}/bounce`,
+    act(
+      'bounce',
+      (req, sel) => ctx.services(by(req)).queue.bounce(ctx.config.snapshot(), sel, { hostname: ctx.hostname }),
+      (r) => {
+        const dsns = r.messages.reduce((n, m) => n + m.dsns.length, 0);
+        return actedText(r, 'bounced', ` (5.0.0 bounced by the administrator), ${dsns} DSN${dsns === 1 ? '' : 's'} queued`);
+      },
+    ),
+  );
+  app.post(`${QUEUE}/delete`, act('delete', (req, sel) => ctx.services(by(req)).queue.delete(sel), (r) => actedText(r, 'deleted', ' (no DSN)')));
 }
