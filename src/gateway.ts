@@ -89,6 +89,7 @@ export class Gateway {
       accept: (m) => this.queue.accept(m),
       log: this.log,
       config: () => ({ globals: this.snapshot.globals, recipients: this.snapshot.alertRecipients ?? [] }),
+      tlsAlertOverride: (domain) => this.snapshot.table.resolve(domain).tlsAlert,
       hostname: options.hostname,
       queued: () => this.engine.wake(),
     }));

@@ -78,7 +78,14 @@ describe('the JSON API with bearer tokens', () => {
     assert.equal(read.status(), 200);
     assert.equal(((await read.json()) as { settings: { tls: string } }).settings.tls, 'required');
 
-    const updated = await api.put('/api/v1/destinations/example.com', { data: { tls: 'preferred-verify', concurrency: 'default' } });
+    const alerting = await api.put('/api/v1/destinations/example.com', { data: { tlsAlert: false } });
+    assert.equal(alerting.status(), 200, await alerting.text());
+    assert.equal(((await alerting.json()) as { settings: { tlsAlert?: boolean } }).settings.tlsAlert, false);
+    assert.match(await cli('destconfig', 'detail', 'example.com'), /^Alert When Required TLS Fails: Off$/m);
+    const effective = (await (await api.get('/api/v1/destinations/example.com/effective')).json()) as { tls: { alert: unknown } };
+    assert.deepEqual(effective.tls.alert, { on: false, from: 'entry', applies: true });
+
+    const updated = await api.put('/api/v1/destinations/example.com', { data: { tls: 'preferred-verify', concurrency: 'default', tlsAlert: 'default' } });
     assert.equal(updated.status(), 200, await updated.text());
     assert.deepEqual(((await updated.json()) as { settings: unknown }).settings, { tls: 'preferred-verify', recipientLimit: { recipients: 100, minutes: 5 } });
     const detail = await cli('destconfig', 'detail', 'example.com');
@@ -96,7 +103,7 @@ describe('the JSON API with bearer tokens', () => {
 
     const audit = await readFile(path.join(dataDir, 'logs', 'audit.log'), 'utf8');
     assert.match(audit, /actor=token:deploy client=\S+ action=destination\.new target="example\.com"/);
-    assert.match(audit, /actor=token:deploy client=\S+ action=destination\.edit target="example\.com" changed=\{"concurrency":\{"from":10,"to":"Default"\},"tls":\{"from":"required","to":"preferred-verify"\}\}/);
+    assert.match(audit, /actor=token:deploy client=\S+ action=destination\.edit target="example\.com" changed=\{"concurrency":\{"from":10,"to":"Default"\},"tls":\{"from":"required","to":"preferred-verify"\},"tlsAlert":\{"from":false,"to":"Default"\}\}/);
     assert.match(audit, /actor=token:deploy client=\S+ action=destination\.delete target="example\.com"/);
   });
 
@@ -111,6 +118,7 @@ describe('the JSON API with bearer tokens', () => {
     [{ name: 'a.test', tls: 'sometimes' }, 'tls'],
     [{ name: 'a.test', ipPreference: 'ipv5' }, 'ipPreference'],
     [{ name: 'a.test', bounceVerification: 'yes' }, 'bounceVerification'],
+    [{ name: 'a.test', tlsAlert: 'yes' }, 'tlsAlert'],
     [{ name: 'a.test', tlss: 'required' }, 'tlss'],
     [{ tls: 'required' }, 'name'],
     [{ name: 'bad_name.test', tls: 'no' }, 'destination'],
@@ -129,6 +137,12 @@ describe('the JSON API with bearer tokens', () => {
     const notJson = await api.post('/api/v1/destinations', { headers: { 'content-type': 'application/json' }, data: '{"name": "a.test", ' });
     assert.equal(notJson.status(), 400);
     assert.equal((await api.put('/api/v1/default', { data: { tls: 'default' } })).status(), 400);
+    // The (Default) entry has no alert override: the global switch stands there, and the error says so.
+    const onDefault = await api.put('/api/v1/default', { data: { tlsAlert: true } });
+    assert.equal(onDefault.status(), 400);
+    const e = (await onDefault.json()) as { field: string; message: string };
+    assert.equal(e.field, 'tlsAlert');
+    assert.match(e.message, /destconfig setup --required-tls-alert/);
     assert.deepEqual(((await (await api.get('/api/v1/destinations')).json()) as { entries: unknown[] }).entries, []);
   });
 
@@ -173,7 +187,7 @@ describe('the JSON API with bearer tokens', () => {
       assert.ok(doc.paths[p], `${p} is not in the OpenAPI document`);
     }
     const props = doc.paths['/api/v1/destinations']!.post!.requestBody!.content['application/json']!.schema.properties!;
-    assert.deepEqual(Object.keys(props).sort(), ['bounceProfile', 'bounceVerification', 'concurrency', 'enforce', 'ipPreference', 'limitPer', 'messagesPerConnection', 'name', 'recipientLimit', 'tls']);
+    assert.deepEqual(Object.keys(props).sort(), ['bounceProfile', 'bounceVerification', 'concurrency', 'enforce', 'ipPreference', 'limitPer', 'messagesPerConnection', 'name', 'recipientLimit', 'tls', 'tlsAlert']);
   });
 
   test('routes, profiles, users and the queue through the API', async () => {

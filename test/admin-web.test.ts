@@ -163,6 +163,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     ['limitPer', 'forge', 'entire', 'apply limits per', 'domain (or host, 0), mx-ip (or mxip, 1), default'],
     ['enforce', 'forge', 'cluster', 'enforce limits', 'system (or 0), virtual-gateway (or vg, 1), default'],
     ['bounceVerification', 'forge', 'maybe', 'bounce verification', 'on (or yes, 1), off (or no, 0), default'],
+    ['tlsAlert', 'forge', 'sometimes', 'required TLS alert', 'on (or yes, 1), off (or no, 0), default (the global switch)'],
     ['bounceProfile', 'forge', 'has space', 'bounce profile', 'a profile name of 1 to 64 letters, digits, _ . -'],
     ['bounceProfile', 'forge', 'NoSuchProfile', 'bounce profile', 'a bounce profile that exists (Default); create it first with postern bounceconfig new'],
   ];
@@ -177,6 +178,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     limitPer: (v) => ['--limit-per', v],
     enforce: (v) => ['--enforce', v],
     bounceVerification: (v) => ['--bounce-verification', v],
+    tlsAlert: (v) => ['--tls-alert', v],
     bounceProfile: (v) => ['--bounce-profile', v],
   };
 
@@ -214,7 +216,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
       const response = page.waitForResponse((r) => r.request().method() === 'POST');
       await page.getByRole('button', { name: 'Submit' }).click();
       assert.equal((await response).status(), 400, label);
-      const id = how === 'forge' && ['limitPer', 'enforce', 'bounceVerification'].includes(field) ? null : field;
+      const id = how === 'forge' && ['limitPer', 'enforce', 'bounceVerification', 'tlsAlert'].includes(field) ? null : field;
       const expected = `invalid ${name} ${JSON.stringify(value)}: allowed ${allowed}`;
       if (id) {
         assert.equal(await page.locator(`#${id}`).getAttribute('aria-invalid'), 'true', label);
@@ -284,10 +286,25 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     await page.locator('input[name="concurrencyMode"][value="max"]').check();
     await page.locator('#concurrency').fill('7');
     await page.locator('#tls').selectOption('default');
+    // The required-TLS alert: Default names the global switch (off); Yes overrides it.
+    assert.equal(await page.locator('input[name="tlsAlert"][value="default"]').isChecked(), true);
+    assert.match(await page.locator('label:has(input[name="tlsAlert"][value="default"])').innerText(), /Default \(No\)/);
+    await page.locator('input[name="tlsAlert"][value="yes"]').check();
     await page.getByRole('button', { name: 'Submit' }).click();
     const detail = await cli('destconfig', 'detail', 'nojs.test');
     assert.match(detail, /^Maximum Concurrent Connections: 7$/m);
     assert.match(detail, /^TLS Support: Default \(No\)$/m);
+    assert.match(detail, /^Alert When Required TLS Fails: On$/m);
+    // Back to Default: the entry no longer holds it.
+    await page.getByRole('link', { name: 'nojs.test', exact: true }).click();
+    assert.equal(await page.locator('input[name="tlsAlert"][value="yes"]').isChecked(), true);
+    await page.locator('input[name="tlsAlert"][value="default"]').check();
+    await page.getByRole('button', { name: 'Submit' }).click();
+    assert.doesNotMatch(await cli('destconfig', 'detail', 'nojs.test'), /Alert When Required TLS Fails/);
+    // (Default) has no such field: the global switch stands there.
+    await page.goto(`${gw.base}${DC}/edit?domain=${encodeURIComponent('(Default)')}`);
+    assert.equal(await page.locator('input[name="tlsAlert"]').count(), 0);
+    await page.goto(`${gw.base}${DC}`);
 
     await page.getByRole('link', { name: 'Delete nojs.test', exact: true }).click();
     assert.match(await page.locator('main').innerText(), /Delete the destination controls for nojs\.test\?/);

@@ -55,3 +55,38 @@ test('class delivery: a domain waiting past the threshold, once per interval, to
   // Below the queue threshold: no queue alert, and nobody wants one anyway.
   assert.ok(!log.some((e) => e.event === 'alert-sent' && e.alertClass === 'queue'));
 });
+
+test('class tls: the entry\'s --tls-alert on/off overrides the global switch; left out, the switch decides', async () => {
+  const cases: { global: boolean; override: boolean | undefined; alert: boolean }[] = [
+    { global: true, override: undefined, alert: true },
+    { global: false, override: undefined, alert: false },
+    { global: true, override: false, alert: false },
+    { global: false, override: true, alert: true },
+    { global: true, override: true, alert: true },
+    { global: false, override: false, alert: false },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const sent: NewMessage[] = [];
+    const log: MailEvent[] = [];
+    const asked: string[] = [];
+    const alerter = new Alerter({
+      accept: async (m) => (sent.push(m), sent.length),
+      log: { write: (e) => log.push(e) },
+      config: () => ({ globals: { ...INITIAL_GLOBALS, requiredTlsAlert: c.global }, recipients: [{ address: 'tls@example.org', classes: ['tls'], severities: ['warning'] }] }),
+      tlsAlertOverride: (domain) => (asked.push(domain), c.override),
+      hostname: 'gw.example.org',
+    });
+    const dcid = 100 + i;
+    alerter.write({ event: 'connection', dcid, interface: 'Management', address: '192.0.2.7', port: 25, host: 'mx.bank.example', domain: 'bank.example', tls: 'required-verify' });
+    alerter.write({ event: 'tls-failed', dcid, domain: 'bank.example', reason: 'certificate not verified: name mismatch', outcome: 'refused' });
+    // Under Preferred a failure is never a required-TLS alert, whatever the entry says.
+    alerter.write({ event: 'connection', dcid: dcid + 50, interface: 'Management', address: '192.0.2.8', port: 25, host: 'mx.shop.example', domain: 'shop.example', tls: 'preferred' });
+    alerter.write({ event: 'tls-failed', dcid: dcid + 50, domain: 'shop.example', reason: 'handshake failed', outcome: 'clear-text' });
+    await new Promise((r) => setImmediate(r));
+    const what = `switch ${c.global ? 'on' : 'off'}, entry ${c.override === undefined ? 'default' : c.override ? 'on' : 'off'}`;
+    assert.equal(sent.length, c.alert ? 1 : 0, what);
+    assert.deepEqual(asked, ['bank.example'], `${what}: the entry is asked for the Required destination only`);
+    if (c.alert) assert.match(sent[0]!.body.toString('utf8'), /^Destination: bank\.example\r$/m, what);
+    assert.equal(log.filter((e) => e.event === 'alert-sent').length, c.alert ? 1 : 0, what);
+  }
+});

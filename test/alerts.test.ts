@@ -39,6 +39,8 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
       zone: {
         'req.test': { MX: [{ preference: 10, exchange: MX.name }] },
         'alerts.test': { MX: [{ preference: 10, exchange: MX.name }] },
+        'quiet.test': { MX: [{ preference: 10, exchange: MX.name }] },
+        'loud.test': { MX: [{ preference: 10, exchange: MX.name }] },
         [MX.name]: { A: [MX.address] },
       },
     });
@@ -172,5 +174,41 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
     const bad = await runCli(['alertconfig', 'setup', '--wait-minutes', '0', '--data-dir', dir]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /invalid delivery alert threshold \(minutes\) "0": allowed an integer from 1 to 43,200/);
+  });
+
+  test('per destination: --tls-alert off silences a Required destination under the global switch; --tls-alert on alerts with the switch off', async () => {
+    assert.ok(postern);
+    // The entry count tells which change a reload has seen (each CLI command may reload alone).
+    const reloaded = async (entries: number) =>
+      waitFor(`the gateway to reload with ${entries} entries`, async () => (new RegExp(`Configuration reloaded: ${entries} entries`).test(await mailLog()) ? true : undefined));
+    const tlsAlerts = async (domain: string) => (await alertsIn()).filter((m) => new RegExp(`^Subject: \\[Postern warning\\] Required TLS failed for ${domain.replace('.', '\\.')}$`, 'm').test(m.raw));
+
+    // The switch is on (set in before()); quiet.test says off.
+    await cli('destconfig', 'new', 'quiet.test', '--tls', 'required', '--tls-alert', 'off');
+    await reloaded(2);
+    assert.equal((await sendMail(postern.port, 'sender@client.test', ['a@quiet.test'], 'Subject: quiet\r\n\r\nhello\r\n', postern.host)).code, 250);
+    await waitFor('the quiet.test failure in the mail log', async () => (/TLS failed: STARTTLS not offered by the server for quiet\.test/.test(await mailLog()) ? true : undefined));
+
+    // The switch off; loud.test says on.
+    await cli('destconfig', 'setup', '--required-tls-alert', 'off');
+    await cli('destconfig', 'new', 'loud.test', '--tls', 'required', '--tls-alert', 'on');
+    await reloaded(3);
+    assert.equal((await sendMail(postern.port, 'sender@client.test', ['a@loud.test'], 'Subject: loud\r\n\r\nhello\r\n', postern.host)).code, 250);
+    const loud = await waitFor('the loud.test alert in the Maildir', async () => {
+      const a = await tlsAlerts('loud.test');
+      return a.length > 0 ? a : undefined;
+    }).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n--- mail.log ---\n${await mailLog()}`);
+    });
+    assert.equal(loud.length, 1);
+    assert.match(loud[0]!.raw, /^Destination: loud\.test$/m);
+    // Anything queued for quiet.test would have gone out with the loud.test alert by now.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(await tlsAlerts('quiet.test'), [], 'no alert for the entry that says off');
+    assert.doesNotMatch(await mailLog(), /\(tls, warning, quiet\.test\)/, 'not even held back: the entry turned it off');
+    // explain says what decides, for both.
+    assert.match(await cli('destconfig', 'explain', 'quiet.test', '--dns-server', dns.address), /Alert when a connection fails its required TLS: Off \[from the entry quiet\.test \(--tls-alert\)\]/);
+    assert.match(await cli('destconfig', 'explain', 'req.test', '--dns-server', dns.address), /Alert when a connection fails its required TLS: Off \[from the global switch/);
+    assert.match(await cli('destconfig', 'detail', 'loud.test'), /^Alert When Required TLS Fails: On$/m);
   });
 });

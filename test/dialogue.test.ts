@@ -62,6 +62,7 @@ describe('destconfig dialogue transcripts', () => {
           limitPer: 'mx-ip',
           enforce: 'virtual-gateway',
           tls: 'required-verify',
+          tlsAlert: false,
           bounceVerification: true,
           bounceProfile: 'Default',
           ipPreference: 'ipv4-preferred',

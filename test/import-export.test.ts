@@ -292,6 +292,8 @@ tls = required_verify
       const all = full();
       const settings: PartialSettings = {};
       for (const k of Object.keys(all) as (keyof Settings)[]) if (r() < 0.4) Object.assign(settings, { [k]: all[k] });
+      // The entry-only override sits after tls, where the file and the store put it.
+      if (r() < 0.4) settings.tlsAlert = r() < 0.5;
       return { name, settings };
     });
     return { defaults, entries };
@@ -603,8 +605,8 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
   });
 });
 
-// The keys the file knows, as the spec lists them; a key added to the code without a golden
-// case would slip through the coverage check above.
+// The keys the file knows, as the spec lists them plus Postern's own tls_alert; a key added to
+// the code without a golden case would slip through the coverage check above.
 test('the file knows exactly the keys of SPEC §11', () => {
   assert.deepEqual(
     [...IMPORT_KEYS].sort(),
@@ -619,6 +621,7 @@ test('the file knows exactly the keys of SPEC §11', () => {
       'recipient_limit',
       'recipient_minutes',
       'tls',
+      'tls_alert',
     ],
   );
 });

@@ -33,7 +33,7 @@ const closed = { additionalProperties: false } as const;
 const RecipientLimit = Type.Object({ recipients: Type.Integer({ minimum: 0, maximum: 1_000_000_000 }), minutes: Type.Integer({ minimum: 1, maximum: 60 }) }, closed);
 
 /** A destination's settings as stored: an absent key inherits from (Default). */
-const StoredSettings = Type.Object({
+const SettingsProps = {
   ipPreference: Type.Optional(lit(IP_PREFERENCES)),
   concurrency: Type.Optional(Type.Integer()),
   messagesPerConnection: Type.Optional(Type.Integer()),
@@ -43,8 +43,10 @@ const StoredSettings = Type.Object({
   tls: Type.Optional(lit(TLS_MODES)),
   bounceVerification: Type.Optional(Type.Boolean()),
   bounceProfile: Type.Optional(Type.String()),
-});
-const FullSettings = Type.Required(StoredSettings);
+};
+/** Beyond those, an entry (never (Default)) may override the global required-TLS alert switch. */
+const StoredSettings = Type.Object({ ...SettingsProps, tlsAlert: Type.Optional(Type.Boolean()) });
+const FullSettings = Type.Required(Type.Object(SettingsProps));
 
 /** What a request may set; `default` puts a setting back to Default (not on (Default) itself). */
 const SettingsChange = Type.Object(
@@ -58,6 +60,8 @@ const SettingsChange = Type.Object(
     tls: Type.Optional(orDefault(lit(TLS_MODES))),
     bounceVerification: Type.Optional(orDefault(Type.Boolean())),
     bounceProfile: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    /** Entries only: true/false, or `default` to follow the global switch (requiredTlsAlert). */
+    tlsAlert: Type.Optional(orDefault(Type.Boolean())),
   },
   closed,
 );

@@ -24,13 +24,15 @@ export interface DestinationForm {
   limitPer: string;
   enforce: string;
   tls: string;
+  /** default (the global switch), yes or no; empty on the (Default) entry's form, which has none. */
+  tlsAlert: string;
   bounceVerification: string;
   bounceProfile: string;
 }
 
 const FIELDS: (keyof DestinationForm)[] = [
   'domain', 'ipPreference', 'concurrencyMode', 'concurrency', 'messagesMode', 'messagesPerConnection',
-  'recipientsMode', 'recipients', 'minutes', 'limitPer', 'enforce', 'tls', 'bounceVerification', 'bounceProfile',
+  'recipientsMode', 'recipients', 'minutes', 'limitPer', 'enforce', 'tls', 'tlsAlert', 'bounceVerification', 'bounceProfile',
 ];
 
 /** The form's fields from a parsed body; anything missing or not a string is empty. */
@@ -57,6 +59,7 @@ export function formFromEntry(s: PartialSettings, name: string, isDefault: boole
     limitPer: s.limitPer ?? 'default',
     enforce: s.enforce ?? 'default',
     tls: s.tls ?? 'default',
+    tlsAlert: isDefault ? '' : s.tlsAlert === undefined ? 'default' : s.tlsAlert ? 'yes' : 'no',
     bounceVerification: s.bounceVerification === undefined ? 'default' : s.bounceVerification ? 'yes' : 'no',
     bounceProfile: s.bounceProfile ?? 'default',
   };
@@ -76,6 +79,7 @@ export function inputFromForm(f: DestinationForm): DestinationInput {
     limitPer: f.limitPer,
     enforce: f.enforce,
     tls: f.tls,
+    ...(f.tlsAlert === '' ? {} : { tlsAlert: f.tlsAlert }),
     bounceVerification: f.bounceVerification,
     bounceProfile: f.bounceProfile,
   };
@@ -83,9 +87,13 @@ export function inputFromForm(f: DestinationForm): DestinationInput {
 
 const count = (n: number): string => n.toLocaleString('en-US');
 
-/** The (Default) entry's values in the words of the form's "Default (…)" choices. */
-export function defaultTexts(d: Settings): Record<string, string> {
+/**
+ * The (Default) entry's values in the words of the form's "Default (…)" choices; the TLS alert's
+ * default is the global switch.
+ */
+export function defaultTexts(d: Settings, tlsAlertSwitch: boolean): Record<string, string> {
   return {
+    tlsAlert: tlsAlertSwitch ? 'Yes' : 'No',
     ipPreference: IP_PREFERENCE_LABELS[d.ipPreference],
     concurrency: count(d.concurrency),
     messagesPerConnection: count(d.messagesPerConnection),

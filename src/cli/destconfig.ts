@@ -13,7 +13,7 @@ import { ConfigError, ConfigStore } from '../config/store.js';
 import { exportFile, parseImport } from '../controls/ini.js';
 import { displayName, parseDestinationName } from '../controls/names.js';
 import { resolveEntry } from '../controls/table.js';
-import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type SettingName, type Settings } from '../controls/types.js';
+import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { checkGlobalsInput, DestinationService } from '../manage/destinations.js';
@@ -23,7 +23,7 @@ import { explain, explanationLines } from '../manage/explain.js';
 import { QueueStore } from '../queue/store.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, REQUIRED_TLS_ALERT_NOTE } from './format.js';
-import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, type SettingFlags } from './settings-flags.js';
+import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, TLS_ALERT_HELP, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
 
@@ -37,6 +37,7 @@ function settingOptions(cmd: Command): Command {
     .option('--enforce <scope>', `enforce limits: ${ENFORCE_HELP}`)
     .option('--bounce-verification <on|off>', `bounce verification address tagging: ${BOUNCE_VERIFICATION_HELP}`)
     .option('--bounce-profile <name>', 'bounce profile name, or default')
+    .option('--tls-alert <on|off>', `alert when this entry's Required TLS fails (entries only): ${TLS_ALERT_HELP}`)
     .option('--ip-preference <pref>', 'ipv6-preferred, ipv6-required, ipv4-preferred, ipv4-required, default');
 }
 
@@ -178,7 +179,7 @@ export function addDestconfigCommand(program: Command): void {
     .option('--json', 'machine-readable output')
     .description('every setting of one entry, or of all entries and (Default)')
     .action((domain: string | undefined, o: { dataDir: string; json?: boolean }) => {
-      const table = withStore(o.dataDir, (s) => s.table());
+      const { table, tlsAlertSwitch } = withStore(o.dataDir, (s) => ({ table: s.table(), tlsAlertSwitch: s.globals().requiredTlsAlert }));
       let shown: (Entry | undefined)[];
       if (domain === undefined) shown = [...table.list(), undefined];
       else if (domain.trim().toLowerCase() === DEFAULT_ENTRY_NAME.toLowerCase()) shown = [undefined];
@@ -189,7 +190,7 @@ export function addDestconfigCommand(program: Command): void {
         shown = [e];
       }
       if (o.json) {
-        const items = shown.map((e) => detailJson(e, table.defaults));
+        const items = shown.map((e) => detailJson(e, table.defaults, tlsAlertSwitch));
         outJson(domain === undefined ? items : items[0]);
         return;
       }
@@ -288,14 +289,25 @@ interface DetailJson {
   /** Every setting as in effect for the entry. */
   settings: Settings;
   /** The settings the entry holds itself (all of them for (Default)). */
-  own: Partial<Settings>;
+  own: PartialSettings;
   inherited: SettingName[];
+  /** Whether a failed Required TLS connection raises an alert, and what decides it. */
+  requiredTlsAlert: { on: boolean; from: 'entry' | 'global switch' };
 }
 
-function detailJson(e: Entry | undefined, defaults: Settings): DetailJson {
-  if (!e) return { name: DEFAULT_ENTRY_NAME, display: DEFAULT_ENTRY_NAME, settings: defaults, own: defaults, inherited: [] };
+function detailJson(e: Entry | undefined, defaults: Settings, tlsAlertSwitch: boolean): DetailJson {
+  if (!e) {
+    return { name: DEFAULT_ENTRY_NAME, display: DEFAULT_ENTRY_NAME, settings: defaults, own: defaults, inherited: [], requiredTlsAlert: { on: tlsAlertSwitch, from: 'global switch' } };
+  }
   const r = resolveEntry(e, defaults);
   // resolveEntry's key order is that of `defaults`; report it in the canonical order.
   const order = Object.keys(INITIAL_DEFAULTS) as SettingName[];
-  return { name: e.name, display: displayName(e.name), settings: r.settings, own: e.settings, inherited: order.filter((k) => r.inherited.includes(k)) };
+  return {
+    name: e.name,
+    display: displayName(e.name),
+    settings: r.settings,
+    own: e.settings,
+    inherited: order.filter((k) => r.inherited.includes(k)),
+    requiredTlsAlert: r.tlsAlert === undefined ? { on: tlsAlertSwitch, from: 'global switch' } : { on: r.tlsAlert, from: 'entry' },
+  };
 }

@@ -81,6 +81,9 @@ function recipientsText(r: RecipientLimit | null): string {
   return `${count(r.recipients)} per ${count(r.minutes)} ${r.minutes === 1 ? 'minute' : 'minutes'}`;
 }
 
+/** The per-entry override of `destconfig setup --required-tls-alert`, as DETAIL and the page name it. */
+export const TLS_ALERT_LABEL = 'Alert When Required TLS Fails';
+
 /** Each setting's DETAIL label and value text, in the order the appliance's page shows them. */
 const DETAIL_FIELDS: { key: keyof Settings; label: string; text: (s: Settings) => string }[] = [
   { key: 'ipPreference', label: 'IP Address Preference', text: (s) => IP_PREFERENCE_LABELS[s.ipPreference] },
@@ -108,6 +111,8 @@ export function detailLines(name: string, entry: Entry | undefined, defaults: Se
     const inherited = entry !== undefined && own[f.key] === undefined;
     lines.push(`${f.label}: ${inherited ? `Default (${f.text(resolved)})` : f.text(resolved)}`);
   }
+  // Beyond the appliance, so shown only where an entry overrides the global switch.
+  if (own.tlsAlert !== undefined) lines.push(`${TLS_ALERT_LABEL}: ${own.tlsAlert ? 'On' : 'Off'}`);
   return lines;
 }
 

@@ -6,11 +6,11 @@
  * by manage/destination-input.ts, the checker the web page and the API use too, with the flags'
  * names in its messages.
  */
-import { DEFAULT_ENTRY_NAME, type PartialSettings, type SettingName } from '../controls/types.js';
+import { DEFAULT_ENTRY_NAME, type EntrySettingName, type PartialSettings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { checkDestinationInput, firstError, type DestinationInput, type FieldNames } from '../manage/destination-input.js';
 
-export { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP } from '../manage/destination-input.js';
+export { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, TLS_ALERT_HELP } from '../manage/destination-input.js';
 
 export interface SettingFlags {
   tls?: string;
@@ -22,11 +22,12 @@ export interface SettingFlags {
   bounceVerification?: string;
   bounceProfile?: string;
   ipPreference?: string;
+  tlsAlert?: string;
 }
 
 export interface ParsedFlags {
   settings: PartialSettings;
-  reset: SettingName[];
+  reset: EntrySettingName[];
 }
 
 /** Each setting's flag, as messages name it. */
@@ -39,6 +40,7 @@ const FLAG_NAMES: FieldNames = {
   limitPer: '--limit-per',
   enforce: '--enforce',
   bounceVerification: '--bounce-verification',
+  tlsAlert: '--tls-alert',
   ipPreference: '--ip-preference',
 };
 
@@ -64,6 +66,7 @@ export function parseSettingFlags(f: SettingFlags, allowDefault: boolean): Parse
     bounceVerification: f.bounceVerification,
     bounceProfile: f.bounceProfile,
     ipPreference: f.ipPreference,
+    tlsAlert: f.tlsAlert,
   };
   const c = checkDestinationInput(input, allowDefault ? 'an entry' : DEFAULT_ENTRY_NAME, FLAG_NAMES);
   const e = firstError(c);

@@ -9,8 +9,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { parseDestinationName } from '../controls/names.js';
 import { DestinationTable } from '../controls/table.js';
-import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
-import { checkSettings, ValidationError } from '../controls/validate.js';
+import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type EntrySettingName, type PartialSettings, type Settings } from '../controls/types.js';
+import { checkSettings, DEFAULT_TLS_ALERT, ValidationError } from '../controls/validate.js';
 import { parseRouteKey } from '../controls/routes.js';
 import type { BounceProfile } from '../bounce/profile.js';
 import { openDb, type Db } from './db.js';
@@ -159,7 +159,7 @@ export class ConfigStore {
    * EDIT: changes the given settings of an existing entry. A key whose value is `'default'` in
    * `reset` goes back to Default.
    */
-  editEntry(name: string, settings: PartialSettings, reset: (keyof Settings)[] = []): string {
+  editEntry(name: string, settings: PartialSettings, reset: EntrySettingName[] = []): string {
     const n = parseDestinationName(name);
     const clean = checkSettings(settings);
     const tx = this.db.transaction(() => {
@@ -182,6 +182,7 @@ export class ConfigStore {
 
   /** DEFAULT: changes settings of the (Default) entry, which always holds every setting. */
   editDefaults(settings: PartialSettings): Settings {
+    if (settings.tlsAlert !== undefined) throw new ValidationError('required TLS alert', settings.tlsAlert, DEFAULT_TLS_ALERT);
     const clean = checkSettings(settings);
     if (clean.recipientLimit === undefined && 'recipientLimit' in settings) clean.recipientLimit = null;
     // Read, merge and write under one write lock, so two concurrent edits never undo each other.

@@ -32,7 +32,7 @@ import {
   type Settings,
   type TlsMode,
 } from './types.js';
-import { checkSettings, parseIntegerIn, RANGES, ValidationError } from './validate.js';
+import { checkSettings, DEFAULT_TLS_ALERT, parseIntegerIn, RANGES, ValidationError } from './validate.js';
 
 export interface ImportError {
   line: number;
@@ -51,6 +51,7 @@ export const IMPORT_KEYS = [
   'limit_type',
   'limit_apply',
   'tls',
+  'tls_alert',
   'bounce_validation',
   'bounce_profile',
 ] as const;
@@ -109,6 +110,7 @@ const ALLOWED: Record<ImportKey, string> = {
   limit_type: allowedWords(LIMIT_TYPE_WORDS),
   limit_apply: allowedWords(LIMIT_APPLY_WORDS),
   tls: allowedWords(TLS_WORDS),
+  tls_alert: allowedWords(BOUNCE_WORDS),
   bounce_validation: allowedWords(BOUNCE_WORDS),
   bounce_profile: 'a bounce profile name',
 };
@@ -142,6 +144,7 @@ interface SectionValues {
   limitPer?: LimitPer | 'default';
   enforce?: EnforcePer | 'default';
   tls?: TlsMode;
+  tlsAlert?: boolean;
   bounceVerification?: boolean;
   bounceProfile?: string;
 }
@@ -303,6 +306,16 @@ function checkSection(s: RawSection, err: (line: number, message: string) => voi
         else bad(key, line, value);
         break;
       }
+      case 'tls_alert': {
+        if (s.isDefault) {
+          err(line, new ValidationError(key, value, DEFAULT_TLS_ALERT).message);
+          break;
+        }
+        const w = lookupWord(BOUNCE_WORDS, value);
+        if (w !== undefined) v.tlsAlert = w;
+        else bad(key, line, value);
+        break;
+      }
       case 'bounce_validation': {
         const w = lookupWord(BOUNCE_WORDS, value);
         if (w !== undefined) v.bounceVerification = w;
@@ -398,6 +411,7 @@ function toPartial(v: SectionValues): PartialSettings {
   if (v.limitPer !== undefined && v.limitPer !== 'default') out.limitPer = v.limitPer;
   if (v.enforce !== undefined && v.enforce !== 'default') out.enforce = v.enforce;
   if (v.tls !== undefined) out.tls = v.tls;
+  if (v.tlsAlert !== undefined) out.tlsAlert = v.tlsAlert;
   if (v.bounceVerification !== undefined) out.bounceVerification = v.bounceVerification;
   if (v.bounceProfile !== undefined) out.bounceProfile = v.bounceProfile;
   return out;
@@ -429,6 +443,9 @@ const HEADER = `# Postern destination controls: import with \`postern destconfig
 #   limit_apply                  0 or system (system wide), 1 or VG (per virtual gateway)
 #   tls                          0/no, 1/preferred, 2/required, 3/preferred_verify,
 #                                4/required_verify, 5/required_verify_hosted
+#   tls_alert                    0/off, 1/on: this destination's own answer to "alert when a
+#                                required TLS connection fails" (destinations only; left out,
+#                                the global switch, destconfig setup --required-tls-alert)
 #   bounce_validation            0/off, 1/on
 #   bounce_profile               a bounce profile name
 # max_host_concurrency or recipient_limit needs limit_type and limit_apply in the same section;
@@ -459,6 +476,7 @@ function keyLines(s: PartialSettings, isDefault: boolean): string[] {
   if (s.enforce !== undefined) put('limit_apply', word(LIMIT_APPLY_WORDS, s.enforce));
   else if (limited && !isDefault) put('limit_apply', 'default');
   if (s.tls !== undefined) put('tls', word(TLS_WORDS, s.tls));
+  if (s.tlsAlert !== undefined) put('tls_alert', word(BOUNCE_WORDS, s.tlsAlert));
   if (s.bounceVerification !== undefined) put('bounce_validation', word(BOUNCE_WORDS, s.bounceVerification));
   if (s.bounceProfile !== undefined) put('bounce_profile', s.bounceProfile);
   return out;

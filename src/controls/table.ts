@@ -59,8 +59,9 @@ export function resolveEntry(entry: Entry, defaults: Settings): ResolvedEntry {
   for (const key of Object.keys(defaults) as SettingName[]) {
     if (entry.settings[key] === undefined) inherited.push(key);
   }
-  Object.assign(settings, stripUndefined(entry.settings));
-  return { matched: entry.name, settings, inherited };
+  const { tlsAlert, ...own } = entry.settings;
+  Object.assign(settings, stripUndefined(own));
+  return tlsAlert === undefined ? { matched: entry.name, settings, inherited } : { matched: entry.name, settings, inherited, tlsAlert };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -57,8 +57,19 @@ export interface Settings {
 
 export type SettingName = keyof Settings;
 
+/**
+ * Settings only a non-default entry holds. `tlsAlert` overrides, for this entry's destinations,
+ * the global switch `destconfig setup --required-tls-alert`, which stands where a (Default)
+ * value would: absent means "follow the switch".
+ */
+export interface EntryOnlySettings {
+  tlsAlert: boolean;
+}
+export type EntrySettingName = SettingName | keyof EntryOnlySettings;
+export const ENTRY_ONLY_SETTINGS: readonly (keyof EntryOnlySettings)[] = ['tlsAlert'];
+
 /** Settings of a non-default entry: an absent key means Default. */
-export type PartialSettings = Partial<Settings>;
+export type PartialSettings = Partial<Settings> & Partial<EntryOnlySettings>;
 
 export interface Entry {
   /** Normalised A-label name: `example.com` or `.example.com`. */
@@ -86,4 +97,6 @@ export interface ResolvedEntry {
   settings: Settings;
   /** Which settings came from (Default) rather than the matched entry. */
   inherited: SettingName[];
+  /** The matched entry's required-TLS alert override; undefined: the global switch decides. */
+  tlsAlert?: boolean;
 }

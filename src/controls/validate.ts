@@ -24,6 +24,9 @@ export class ValidationError extends Error {
   }
 }
 
+/** Why the (Default) entry has no TLS alert setting of its own. */
+export const DEFAULT_TLS_ALERT = 'only in a destination entry (for (Default), the global switch: destconfig setup --required-tls-alert)';
+
 export const RANGES = {
   concurrency: { min: 1, max: 1000 },
   messagesPerConnection: { min: 1, max: 1000 },
@@ -92,6 +95,10 @@ export function checkSettings(s: PartialSettings): PartialSettings {
     if (typeof s.bounceVerification !== 'boolean') throw new ValidationError('bounce verification', s.bounceVerification, 'on, off');
     out.bounceVerification = s.bounceVerification;
   }
+  if (s.tlsAlert !== undefined) {
+    if (typeof s.tlsAlert !== 'boolean') throw new ValidationError('required TLS alert', s.tlsAlert, 'on, off');
+    out.tlsAlert = s.tlsAlert;
+  }
   if (s.bounceProfile !== undefined) {
     if (typeof s.bounceProfile !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(s.bounceProfile)) {
       throw new ValidationError('bounce profile', s.bounceProfile, 'a profile name of 1 to 64 letters, digits, _ . -');
@@ -101,8 +108,9 @@ export function checkSettings(s: PartialSettings): PartialSettings {
   return out;
 }
 
-/** The (Default) entry must hold every setting. */
+/** The (Default) entry must hold every setting, and none that only an entry holds. */
 export function checkDefaults(s: Settings): Settings {
+  if ((s as PartialSettings).tlsAlert !== undefined) throw new ValidationError('required TLS alert', (s as PartialSettings).tlsAlert, DEFAULT_TLS_ALERT);
   const c = checkSettings(s);
   return { ...s, ...c, recipientLimit: c.recipientLimit ?? null } as Settings;
 }

@@ -7,8 +7,8 @@
  * A value of `default` puts a setting back to Default (inherit from the (Default) entry); the
  * (Default) entry itself cannot inherit.
  */
-import { DEFAULT_ENTRY_NAME, type PartialSettings, type SettingName } from '../controls/types.js';
-import { checkSettings, ValidationError } from '../controls/validate.js';
+import { DEFAULT_ENTRY_NAME, type EntrySettingName, type PartialSettings } from '../controls/types.js';
+import { checkSettings, DEFAULT_TLS_ALERT, ValidationError } from '../controls/validate.js';
 import { DEFAULT_PROFILE_NAME } from '../bounce/profile.js';
 
 export type InputValue = string | number | boolean;
@@ -24,10 +24,12 @@ export interface DestinationInput {
   tls?: string;
   bounceVerification?: InputValue;
   bounceProfile?: string;
+  /** The required-TLS alert override: on, off, or `default` (follow the global switch). */
+  tlsAlert?: InputValue;
 }
 
 /** Where a value is entered: a setting, or a part of one (the recipient limit has two). */
-export type InputField = SettingName | 'domain' | 'recipients' | 'minutes';
+export type InputField = EntrySettingName | 'domain' | 'recipients' | 'minutes';
 
 export interface FieldError {
   field: InputField;
@@ -36,11 +38,11 @@ export interface FieldError {
 
 export interface CheckedInput {
   settings: PartialSettings;
-  reset: SettingName[];
+  reset: EntrySettingName[];
   errors: FieldError[];
 }
 
-const KEYS: SettingName[] = ['ipPreference', 'concurrency', 'messagesPerConnection', 'recipientLimit', 'limitPer', 'enforce', 'tls', 'bounceVerification', 'bounceProfile'];
+const KEYS: EntrySettingName[] = ['ipPreference', 'concurrency', 'messagesPerConnection', 'recipientLimit', 'limitPer', 'enforce', 'tls', 'tlsAlert', 'bounceVerification', 'bounceProfile'];
 
 /** The words each setting takes besides its own values (the import file's, SPEC §11). */
 const LIMIT_PER_WORDS: Record<string, 'domain' | 'mx-ip'> = { domain: 'domain', host: 'domain', '0': 'domain', 'mx-ip': 'mx-ip', mxip: 'mx-ip', '1': 'mx-ip' };
@@ -50,6 +52,7 @@ const YES_NO: Record<string, boolean> = { on: true, yes: true, '1': true, true: 
 export const LIMIT_PER_HELP = 'domain (or host, 0), mx-ip (or mxip, 1), default';
 export const ENFORCE_HELP = 'system (or 0), virtual-gateway (or vg, 1), default';
 export const BOUNCE_VERIFICATION_HELP = 'on (or yes, 1), off (or no, 0), default';
+export const TLS_ALERT_HELP = 'on (or yes, 1), off (or no, 0), default (the global switch)';
 
 /** The words controls/ and config/ use for each field in their messages. */
 const SERVICE_NAMES: Record<InputField, string> = {
@@ -64,6 +67,7 @@ const SERVICE_NAMES: Record<InputField, string> = {
   enforce: 'enforce limits',
   tls: 'TLS support',
   bounceVerification: 'bounce verification',
+  tlsAlert: 'required TLS alert',
   bounceProfile: 'bounce profile',
 };
 
@@ -80,10 +84,11 @@ function word<T>(words: Record<string, T>, raw: unknown, field: string, help: st
   return v;
 }
 
-function toSetting(key: SettingName, v: unknown, field: string): unknown {
+function toSetting(key: EntrySettingName, v: unknown, field: string): unknown {
   if (key === 'limitPer') return word(LIMIT_PER_WORDS, v, field, LIMIT_PER_HELP);
   if (key === 'enforce') return word(ENFORCE_WORDS, v, field, ENFORCE_HELP);
   if (key === 'bounceVerification') return typeof v === 'boolean' ? v : word(YES_NO, v, field, BOUNCE_VERIFICATION_HELP);
+  if (key === 'tlsAlert') return typeof v === 'boolean' ? v : word(YES_NO, v, field, TLS_ALERT_HELP);
   if (key === 'recipientLimit') return v === 'none' ? null : v;
   if (typeof v === 'string') return v.trim();
   return v;
@@ -104,12 +109,16 @@ function renamed(e: ValidationError, field: InputField, names: FieldNames): Vali
  */
 export function checkDestinationInput(input: DestinationInput, entry: string, names: FieldNames = {}): CheckedInput {
   const settings: PartialSettings = {};
-  const reset: SettingName[] = [];
+  const reset: EntrySettingName[] = [];
   const errors: FieldError[] = [];
   const isDefault = entry === DEFAULT_ENTRY_NAME;
   for (const key of KEYS) {
     const raw: unknown = input[key];
     if (raw === undefined) continue;
+    if (isDefault && key === 'tlsAlert') {
+      errors.push({ field: key, message: new ValidationError(names[key] ?? SERVICE_NAMES[key], raw, DEFAULT_TLS_ALERT).message });
+      continue;
+    }
     if (typeof raw === 'string' && raw.trim().toLowerCase() === 'default') {
       if (isDefault && key === 'bounceProfile') settings.bounceProfile = DEFAULT_PROFILE_NAME;
       else if (isDefault) errors.push({ field: key, message: new ValidationError(names[key] ?? SERVICE_NAMES[key], raw, 'a value (the (Default) entry cannot inherit)').message });

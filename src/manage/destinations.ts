@@ -9,7 +9,7 @@
  */
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseDestinationName } from '../controls/names.js';
-import { DEFAULT_ENTRY_NAME, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
+import { DEFAULT_ENTRY_NAME, type Entry, type EntrySettingName, type PartialSettings, type Settings } from '../controls/types.js';
 import { parseIntegerIn, ValidationError } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
 
@@ -80,7 +80,7 @@ export class DestinationService {
     return r.result;
   }
 
-  editEntry(domain: string, settings: PartialSettings, reset: (keyof Settings)[] = []): string {
+  editEntry(domain: string, settings: PartialSettings, reset: EntrySettingName[] = []): string {
     const n = parseDestinationName(domain);
     const r = this.around(n, () => this.store.editEntry(n, settings, reset));
     this.record('destination.edit', n, settingsDiff(r.before, r.after));

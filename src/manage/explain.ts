@@ -65,6 +65,8 @@ export interface Explanation {
     certificate: string;
     identity: { algorithm: 'verify' | 'hosted'; references: string[] } | null;
     trusted: string;
+    /** Whether a failed TLS connection raises a `tls` alert, and what decides it. */
+    alert: { on: boolean; from: 'entry' | 'global switch'; applies: boolean };
   };
 }
 
@@ -174,6 +176,12 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
       : 'verified: a failure is logged and the mail goes on encrypted (unverified)';
   const trusted = verifies(mode) ? `${snapshot.globals.useSystemAuthorities ? "the system's root store" : 'not the system root store'}${snapshot.authorities.length > 0 ? ` and ${snapshot.authorities.length} custom ${snapshot.authorities.length === 1 ? 'authority' : 'authorities'}` : ''}` : '-';
 
+  const alert = {
+    on: policy.entry.tlsAlert ?? snapshot.globals.requiredTlsAlert,
+    from: policy.entry.tlsAlert === undefined ? ('global switch' as const) : ('entry' as const),
+    applies: isRequired(mode),
+  };
+
   return {
     domain,
     matched,
@@ -182,7 +190,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
     route: policy.route ? { key: routeKeyFor(snapshot, domain), hosts: policy.route.map((r) => (r.port ? `${r.host}:${r.port}` : r.host)) } : null,
     routingProblem,
     hosts,
-    tls: { setting: TLS_MODE_LABELS[mode], starttls, certificate, identity: algorithm ? { algorithm, references } : null, trusted },
+    tls: { setting: TLS_MODE_LABELS[mode], starttls, certificate, identity: algorithm ? { algorithm, references } : null, trusted, alert },
   };
 }
 
@@ -227,6 +235,13 @@ export function explanationLines(e: Explanation): string[] {
     for (const r of e.tls.identity.references) lines.push(`    - ${r}`);
     lines.push(`  Trusted authorities: ${e.tls.trusted}`);
   }
+  const a = e.tls.alert;
+  const decided = a.from === 'entry' ? `the entry ${displayName(e.matched.entry)} (--tls-alert)` : 'the global switch (destconfig setup --required-tls-alert)';
+  lines.push(
+    a.applies
+      ? `  Alert when a connection fails its required TLS: ${a.on ? 'On' : 'Off'} [from ${decided}]`
+      : `  Alert when a connection fails its required TLS: not applicable (only Required settings raise TLS alerts; ${a.on ? 'On' : 'Off'} from ${decided})`,
+  );
   const broken = e.hosts.flatMap((h) => h.addresses.filter((a) => a.brokenTlsUntil));
   if (broken.length === 0 && e.hosts.length > 0) lines.push('  No address of these hosts is remembered as having broken TLS.');
   return lines;

@@ -2,7 +2,8 @@
  * Alerts (SPEC §9): watches delivery's events and sends alert mail through Postern itself (the
  * message is queued like any other, so an alert never blocks delivery and is retried like
  * mail). Class `tls`: a connection to a destination whose TLS setting is one of the Required
- * ones failed its TLS (when `destconfig setup --required-tls-alert on`); class `delivery`: a
+ * ones failed its TLS (when `destconfig setup --required-tls-alert on`, or the destination's
+ * entry says `--tls-alert on`; its `off` silences it whatever the switch); class `delivery`: a
  * domain's oldest waiting message is older than a threshold; class `queue`: more recipients
  * wait than a threshold (both checked periodically, see check()). An alert names the
  * domain, the MX host and address, the reason and the DCID; the same class for the same domain
@@ -26,6 +27,8 @@ export interface AlerterDeps {
   accept(msg: NewMessage): Promise<number>;
   log: EventSink;
   config(): { globals: GlobalSettings; recipients: AlertRecipient[] };
+  /** The destination entry's own answer for `domain` (destconfig --tls-alert); undefined: the global switch. */
+  tlsAlertOverride?(domain: string): boolean | undefined;
   hostname: string;
   now?: () => number;
   /** Called once an alert is queued (to wake delivery). */
@@ -62,7 +65,7 @@ export class Alerter implements EventSink {
       case 'tls-failed': {
         const c = this.open.get(e.dcid);
         if (!c || e.outcome === 'clear-text' || !isRequired(c.mode)) return;
-        if (!this.deps.config().globals.requiredTlsAlert) return;
+        if (!(this.deps.tlsAlertOverride?.(c.domain) ?? this.deps.config().globals.requiredTlsAlert)) return;
         const facts = [
           `Destination: ${c.domain}`,
           `TLS setting: ${TLS_MODE_LABELS[c.mode]}`,

@@ -103,7 +103,7 @@ export function registerDestinationPages(app: FastifyInstance, ctx: AdminContext
         display: isDefault ? DEFAULT_ENTRY_NAME : form.domain,
         errors: errorOf,
         errorList: errors,
-        defaultText: defaultTexts(defaults),
+        defaultText: defaultTexts(defaults, ctx.config.globals().requiredTlsAlert),
         ipChoices: IP_PREFERENCES.map((v) => ({ value: v, label: IP_PREFERENCE_LABELS[v] })),
         tlsChoices: TLS_MODES.map((v) => ({ value: v, label: TLS_MODE_LABELS[v] })),
         profiles: ctx.profileNames(),

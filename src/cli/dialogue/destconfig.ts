@@ -14,10 +14,11 @@ import {
   TLS_MODE_LABELS,
   type Entry,
   type PartialSettings,
-  type SettingName,
+  type EntrySettingName,
   type Settings,
 } from '../../controls/types.js';
 import { RANGES } from '../../controls/validate.js';
+import { isRequired } from '../../tls/policy.js';
 import type { ConfigStore } from '../../config/store.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, plural, REQUIRED_TLS_ALERT_NOTE } from '../format.js';
 import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
@@ -117,10 +118,10 @@ async function askDomain(io: DialogueIo, prompt: string, mustExist: boolean | nu
  * The per-setting questions of NEW and EDIT. `current` holds the entry's settings (empty for
  * NEW); an answer of N to "Do you wish to …" puts the setting back to Default.
  */
-async function askEntrySettings(io: DialogueIo, svc: DestconfigServices, domain: string, current: PartialSettings): Promise<{ settings: PartialSettings; reset: SettingName[] }> {
+async function askEntrySettings(io: DialogueIo, svc: DestconfigServices, domain: string, current: PartialSettings): Promise<{ settings: PartialSettings; reset: EntrySettingName[] }> {
   const d = svc.store.defaults();
   const settings: PartialSettings = {};
-  const reset: SettingName[] = [];
+  const reset: EntrySettingName[] = [];
   const isNew = Object.keys(current).length === 0;
   const shown = displayName(domain);
 
@@ -162,6 +163,15 @@ async function askEntrySettings(io: DialogueIo, svc: DestconfigServices, domain:
     settings.tls = TLS_MODES[i]!;
     if (settings.tls !== 'no') tlsWarning(io, svc);
   } else reset.push('tls');
+
+  // Beyond the appliance: asked only where it matters (a Required setting) or is already set.
+  if (isRequired(settings.tls ?? d.tls) || current.tlsAlert !== undefined) {
+    const global = svc.store.globals().requiredTlsAlert;
+    if (await askYesNo(io, `Do you wish to apply a specific required-TLS failure alert setting for this domain (the global setting is ${global ? 'on' : 'off'})?`, current.tlsAlert !== undefined)) {
+      settings.tlsAlert = await askYesNo(io, 'Send an alert when a required TLS connection to this domain fails?', current.tlsAlert ?? global);
+      if (settings.tlsAlert) io.say(REQUIRED_TLS_ALERT_NOTE);
+    } else reset.push('tlsAlert');
+  }
 
   if (await askYesNo(io, 'Do you wish to apply a specific bounce verification address tagging setting for this domain?', current.bounceVerification !== undefined)) {
     settings.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', current.bounceVerification ?? d.bounceVerification);
