@@ -19,10 +19,12 @@ import { TlsCounter, TlsReportStore } from './observe/tls-report.js';
 import { Alerter } from './observe/alerter.js';
 import { Metrics } from './observe/metrics.js';
 import { AlertStore } from './config/alerts.js';
+import { BvKeyStore, tagKeys } from './config/bounce-verification.js';
+import { LocalDomainStore } from './config/local-domains.js';
 import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
-import { RelayListener } from './smtp/listener.js';
+import { RelayListener, type InboundSettings } from './smtp/listener.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -45,7 +47,10 @@ export class Gateway {
   private readonly tlsCounter: TlsCounter;
   /** Made in start(), once the listener certificate exists (the demo is created then). */
   private listener: RelayListener | null = null;
-  private readonly makeListener: (tls: { keyPem: string; certPem: string }) => RelayListener;
+  private readonly makeListener: (tls: { keyPem: string; certPem: string }, inbound?: () => InboundSettings) => RelayListener;
+  /** The public listener (`--public-listen`), when on. */
+  private publicListener: RelayListener | null = null;
+  publicAddress: { address: string; port: number } | null = null;
   private snapshot: ConfigSnapshot;
   private version: number;
   private reloadTimer: NodeJS.Timeout | null = null;
@@ -106,9 +111,10 @@ export class Gateway {
       pollMs: options.pollMs,
     });
     const icids = new IdSequence(this.queue, 'icid');
-    this.makeListener = (tls) => new RelayListener({
-      host: options.listen.host,
-      port: options.listen.port,
+    this.makeListener = (tls, inbound) => new RelayListener({
+      host: inbound ? options.publicListen!.host : options.listen.host,
+      port: inbound ? options.publicListen!.port : options.listen.port,
+      inbound,
       hostname: options.hostname,
       allowed: new NetworkList(options.allowedNetworks),
       queue: this.queue,
@@ -131,6 +137,8 @@ export class Gateway {
     const snap = this.config.snapshot();
     snap.gateways = new GatewayStore(this.config).snapshot();
     snap.alertRecipients = new AlertStore(this.config).list();
+    snap.bvKeys = new BvKeyStore(this.config, this.options.dataDir).keys();
+    snap.localDomains = new Set(new LocalDomainStore(this.config).list());
     try {
       snap.clientCertificate = this.certificates.clientCredentials();
     } catch (e) {
@@ -149,9 +157,14 @@ export class Gateway {
       this.version = this.config.dataVersion();
       this.snapshot = this.readSnapshot();
     }
-    this.listener = this.makeListener(this.certificates.listenerCredentials());
+    const credentials = this.certificates.listenerCredentials();
+    this.listener = this.makeListener(credentials);
     this.address = await this.listener.listen();
-    this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}, hostname ${this.options.hostname}` });
+    if (this.options.publicListen) {
+      this.publicListener = this.makeListener(credentials, () => this.inboundSettings());
+      this.publicAddress = await this.publicListener.listen();
+    }
+    this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}${this.publicAddress ? `, public listener on ${this.publicAddress.address}:${this.publicAddress.port}` : ''}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
     this.engine.start();
     this.reloadTimer = setInterval(() => {
@@ -171,6 +184,22 @@ export class Gateway {
       this.maintainReport();
     }, 3_600_000);
     return this.address;
+  }
+
+  /** The public listener's rules, from the configuration in effect now. */
+  private inboundSettings(): InboundSettings {
+    const snap = this.snapshot;
+    const g = snap.globals;
+    return {
+      localDomains: snap.localDomains ?? new Set(),
+      keys: tagKeys(snap.bvKeys ?? []).all,
+      invalidAction: g.bvInvalidAction,
+      untaggedValid: g.bvUntaggedValid,
+      header: g.bvHeader,
+      connectionsPerClient: g.publicConnectionsPerClient,
+      maxMessageSize: g.publicMaxMessageSize ?? this.options.maxMessageSize,
+      maxRecipients: g.publicMaxRecipients ?? this.options.maxRecipients,
+    };
   }
 
   /** The TLS report's roll-up and retention (hourly). */
@@ -211,7 +240,7 @@ export class Gateway {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.alertTimer) clearInterval(this.alertTimer);
     // Both get the same grace at the same time, so stopping takes at most that long.
-    await Promise.all([this.listener?.close(), this.engine.stop(STOP_GRACE_MS)]);
+    await Promise.all([this.listener?.close(), this.publicListener?.close(), this.engine.stop(STOP_GRACE_MS)]);
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });
     this.tlsCounter.flush();
     this.report.close();

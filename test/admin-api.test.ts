@@ -222,6 +222,36 @@ describe('the JSON API with bearer tokens', () => {
     assert.ok([404, 409].includes(none.status()), await none.text());
   });
 
+  test('bounce verification and local domains through the API; a key text only in the answer that adds it', async () => {
+    const added = await api.post('/api/v1/bounce-verification/keys', { data: {} });
+    assert.equal(added.status(), 201, await added.text());
+    const k = (await added.json()) as { number: number; text: string; retired: null };
+    assert.equal(k.number, 0);
+    assert.ok(k.text.length >= 16);
+    const state = await (await api.get('/api/v1/bounce-verification')).text();
+    assert.ok(!state.includes(k.text), 'the key text is not in the state');
+    assert.deepEqual((JSON.parse(state) as { settings: unknown }).settings, { invalidAction: 'reject', header: 'X-Postern-Invalid-Bounce: the bounce address tag did not verify', untaggedValid: false });
+    assert.equal((await api.post('/api/v1/bounce-verification/keys', { data: { key: 'short' } })).status(), 400);
+    const retired = await api.post('/api/v1/bounce-verification/keys/0/retire');
+    assert.equal(retired.status(), 200, await retired.text());
+    assert.notEqual(((await retired.json()) as { retired: string | null }).retired, null);
+    assert.equal((await api.post('/api/v1/bounce-verification/keys/0/retire')).status(), 409);
+    const set = await api.put('/api/v1/bounce-verification/settings', { data: { invalidAction: 'add-header', untaggedValid: true } });
+    assert.equal(set.status(), 200, await set.text());
+    assert.match(await cli('bvconfig', 'setup'), /^Untagged bounces: valid$/m);
+    const badHeader = await api.put('/api/v1/bounce-verification/settings', { data: { header: 'nocolon' } });
+    assert.equal(badHeader.status(), 400);
+    assert.equal((await api.put('/api/v1/bounce-verification/settings', { data: { invalidAction: 'drop' } })).status(), 400);
+    assert.equal((await readOnly.post('/api/v1/bounce-verification/keys', { data: {} })).status(), 403);
+    assert.equal((await api.post('/api/v1/local-domains', { data: { name: 'Org.Example' } })).status(), 201);
+    assert.deepEqual(await (await api.get('/api/v1/local-domains')).json(), ['org.example']);
+    assert.equal((await api.post('/api/v1/local-domains', { data: { name: 'org.example' } })).status(), 409);
+    assert.equal((await api.delete('/api/v1/local-domains/org.example')).status(), 200);
+    const audit = await readFile(path.join(dataDir, 'logs', 'audit.log'), 'utf8');
+    assert.match(audit, /actor=token:deploy client=\S+ action=bv\.key\.add target="key 0"/);
+    assert.ok(!audit.includes(k.text), 'the key text is not in the audit log');
+  });
+
   test('alerts through the API: recipients and settings, bad bodies refused with the field', async () => {
     const made = await api.post('/api/v1/alerts', { data: { address: 'Ops@Example.ORG', classes: ['tls', 'queue'] } });
     assert.equal(made.status(), 201, await made.text());

@@ -469,6 +469,41 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     assert.match(await cli('alertconfig', 'list'), /^noc@example\.net\s+tls\s+critical,warning,info$/m);
   });
 
+  test('Mail Policies > Bounce Verification: a key added (its text shown once), retired after confirming; settings and a local domain, a bad value beside its field', async () => {
+    assert.ok(gw);
+    await page.goto(`${gw.base}/mail-policies/bounce-verification`);
+    assert.match(await page.locator('main').innerText(), /No tagging keys: nothing is tagged\./);
+    await page.getByRole('button', { name: 'Add Key' }).click();
+    const notice = await page.locator('main').innerText();
+    const text = /Its text, shown this once: (\S+)/.exec(notice)?.[1];
+    assert.ok(text, notice);
+    assert.match(await cli('bvconfig', 'key', 'list', '--show'), new RegExp(`^0\\s+\\S+\\s+-\\s+${text.replace(/[-]/g, '\\-')}$`, 'm'));
+    await page.reload();
+    assert.doesNotMatch(await page.locator('main').innerText(), new RegExp(text.replace(/[-]/g, '\\-')), 'the text is shown once only');
+    await page.getByLabel('Key text').fill('short');
+    await page.getByRole('button', { name: 'Add Key' }).click();
+    assert.equal(await describedText(page, 'key'), 'invalid bounce verification key "short": allowed 8 to 256 printable ASCII characters without spaces');
+    await page.getByRole('link', { name: 'Retire key 0' }).click();
+    assert.match(await page.locator('main').innerText(), /Retire key 0\? Its tags still verify for 7 days/);
+    await page.getByRole('button', { name: 'Retire', exact: true }).click();
+    assert.match(await cli('bvconfig', 'key', 'list'), /^0\s+\S+\s+\d{4}-\d\d-\d\dT/m);
+
+    await page.getByLabel('Header', { exact: true }).fill('no colon');
+    await page.getByRole('button', { name: 'Save' }).click();
+    assert.equal(await describedText(page, 'header'), 'invalid invalid bounce header "no colon": allowed Name: value on one line (printable ASCII), e.g. X-Invalid-Bounce: yes');
+    await page.getByLabel('Header', { exact: true }).fill('X-Bad-Bounce: yes');
+    await page.getByRole('radio', { name: 'Accept and add the header' }).check();
+    await page.getByRole('button', { name: 'Save' }).click();
+    assert.deepEqual(JSON.parse(await cli('bvconfig', 'setup', '--json')), { invalidAction: 'add-header', header: 'X-Bad-Bounce: yes', untaggedValid: false });
+
+    await page.getByLabel('Domain', { exact: true }).fill('.corp.example');
+    await page.getByRole('button', { name: 'Add Domain' }).click();
+    assert.deepEqual(JSON.parse(await cli('localdomains', 'list', '--json')), ['.corp.example']);
+    await page.getByLabel('Domain', { exact: true }).fill('bad_name');
+    await page.getByRole('button', { name: 'Add Domain' }).click();
+    assert.equal(await page.locator('#domain').getAttribute('aria-invalid'), 'true');
+  });
+
   test('an upload over 1 MB is refused (413) and changes nothing', async () => {
     assert.ok(gw && admin);
     const before = await entries();

@@ -624,7 +624,7 @@ describe('consistency of words and messages', PARALLEL, () => {
     const r = await cli(d, 'destconfig', 'new', 'a.test', '--limit-per', 'mxip', '--enforce', 'vg', '--bounce-verification', '1');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await entry(d, 'a.test'), { limitPer: 'mx-ip', enforce: 'virtual-gateway', bounceVerification: true });
-    assert.match(r.stderr, /bounce verification address tagging is stored but not in effect yet/);
+    assert.match(r.stderr, /envelope senders are tagged only while a tagging key exists \(postern bvconfig key add\)/);
     await ok(d, 'destconfig', 'new', 'b.test', '--limit-per', 'host', '--enforce', '0', '--bounce-verification', 'no');
     assert.deepEqual(await entry(d, 'b.test'), { limitPer: 'domain', enforce: 'system', bounceVerification: false });
     await rejected(d, ['destconfig', 'new', 'c.test', '--bounce-verification', 'maybe'], ['--bounce-verification', '"maybe"', 'on (or yes, 1), off (or no, 0), default']);
@@ -633,7 +633,7 @@ describe('consistency of words and messages', PARALLEL, () => {
     assert.match(help, /domain \(or host, 0\), mx-ip \(or mxip, 1\), default/);
   });
 
-  test('turning on a setting that is not in effect yet says so', async () => {
+  test('turning on a setting whose effect depends on more says so', async () => {
     const d = fresh();
     const r = await cli(d, 'destconfig', 'setup', '--required-tls-alert', 'on');
     assert.equal(r.code, 0, r.stderr);

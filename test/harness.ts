@@ -146,8 +146,8 @@ export function fateOf(t: TestGateway, address: string): RecipientFate | undefin
  * lines joined by "\n"); `closed` resolves with the replies nobody asked for (a 421 at an idle
  * timeout) and any unread text when the server closes the connection.
  */
-export async function rawSession(port: number, host = '127.0.0.1'): Promise<{ greeting: string; cmd: (line: string) => Promise<string>; closed: Promise<string>; close: () => void }> {
-  const socket = net.connect(port, host);
+export async function rawSession(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ greeting: string; cmd: (line: string) => Promise<string>; closed: Promise<string>; close: () => void }> {
+  const socket = net.connect({ port, host, localAddress });
   let buffer = '';
   const waiting: Array<(reply: string) => void> = [];
   const unsolicited: string[] = [];

@@ -14,7 +14,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { sendMail, waitFor } from './harness.js';
+import { sendMail } from './harness.js';
 import { TestCA } from './peers/ca.js';
 import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { postfixAvailable, startPostfix, type DeliveredMessage, type PostfixInstance } from './peers/postfix.js';

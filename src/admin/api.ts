@@ -21,6 +21,9 @@ import { ROLES } from '../manage/users.js';
 import { plural } from '../cli/format.js';
 import { DnsClient } from '../dns/resolver.js';
 import { ALERT_CLASSES, AlertStore, SEVERITIES } from '../config/alerts.js';
+import { BvKeyStore } from '../config/bounce-verification.js';
+import { LocalDomainStore } from '../config/local-domains.js';
+import { bvSettings } from '../manage/bounce-verification.js';
 import { explain } from '../manage/explain.js';
 import { tlsReport } from '../manage/tls-report.js';
 import type { AdminContext } from './context.js';
@@ -68,6 +71,11 @@ const SettingsChange = Type.Object(
 const NewDestination = Type.Object({ name: Type.String({ minLength: 1, maxLength: 260 }), ...SettingsChange.properties }, closed);
 const Destination = Type.Object({ name: Type.String(), display: Type.String(), settings: StoredSettings, resolved: Type.Optional(FullSettings) });
 const Table = Type.Object({ default: FullSettings, entries: Type.Array(Destination) });
+const BvSettings = Type.Object({ invalidAction: lit(['reject', 'add-header'] as const), header: Type.String(), untaggedValid: Type.Boolean() });
+const BvSettingsChange = Type.Object({ invalidAction: Type.Optional(lit(['reject', 'add-header'] as const)), header: Type.Optional(Type.String({ minLength: 3, maxLength: 1000 })), untaggedValid: Type.Optional(Type.Boolean()) }, closed);
+const BvKeyInfo = Type.Object({ number: Type.Integer(), created: Type.String(), retired: Type.Union([Type.String(), Type.Null()]) });
+const BvKeyWithText = Type.Object({ ...BvKeyInfo.properties, text: Type.String() });
+const BvState = Type.Object({ settings: BvSettings, keys: Type.Array(BvKeyInfo) });
 const Globals = Type.Object({ brokenTlsMemoryHours: Type.Number(), requiredTlsAlert: Type.Boolean(), useSystemAuthorities: Type.Boolean(), reportRetentionDays: Type.Integer() });
 const GlobalsChange = Type.Object(
   { brokenTlsMemoryHours: Type.Optional(Type.Number({ minimum: 0, maximum: 8760 })), requiredTlsAlert: Type.Optional(Type.Boolean()), reportRetentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3660 })) },
@@ -395,6 +403,41 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     const b = req.body as Static<typeof AlertSettingsChange>;
     svc(req).alerts.setup({ from: b.from === null ? 'default' : b.from, interval: b.intervalSeconds, waitMinutes: b.waitMinutes, queueRecipients: b.queueRecipients });
     return alertState();
+  });
+
+  // ---- bounce verification and the public listener's local domains ------------------------------
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  // Reads go to the stores: nothing is changed, so no service (and no actor) is needed.
+  const bvState = () => ({
+    settings: bvSettings(ctx.config.globals()),
+    keys: new BvKeyStore(ctx.config, ctx.dataDir).list().map((k) => ({ number: k.number, created: iso(k.created)!, retired: iso(k.retired) })),
+  });
+  api.get('/bounce-verification', { schema: { tags: ['bounce verification'], summary: 'Settings and keys (never a key text)', response: { 200: BvState } } }, async () => bvState());
+  api.put('/bounce-verification/settings', { schema: { tags: ['bounce verification'], body: BvSettingsChange, response: { 200: BvState, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    svc(req).bv.setup(req.body as Static<typeof BvSettingsChange>);
+    return bvState();
+  });
+  api.post('/bounce-verification/keys', { schema: { tags: ['bounce verification'], summary: 'Add a tagging key (random unless given); its text is in this answer only', body: Type.Object({ key: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })) }, closed), response: { 201: BvKeyWithText, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const k = svc(req).bv.addKey((req.body as { key?: string }).key);
+    return reply.code(201).send({ number: k.number, created: iso(k.created)!, retired: null, text: k.text });
+  });
+  api.post('/bounce-verification/keys/:name/retire', { schema: { tags: ['bounce verification'], params: NameParam, response: { 200: BvKeyInfo, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const k = svc(req).bv.retireKey((req.params as Static<typeof NameParam>).name);
+    return { number: k.number, created: iso(k.created)!, retired: iso(k.retired) };
+  });
+  api.get('/local-domains', { schema: { tags: ['bounce verification'], summary: "The organisation's local domains (the public listener accepts only these)", response: { 200: Type.Array(Type.String()) } } }, async () => new LocalDomainStore(ctx.config).list());
+  api.post('/local-domains', { schema: { tags: ['bounce verification'], body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 260 }) }, closed), response: { 201: Done, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const n = svc(req).publicListener.addLocalDomain((req.body as { name: string }).name);
+    return reply.code(201).send({ message: `${n} is a local domain` });
+  });
+  api.delete('/local-domains/:name', { schema: { tags: ['bounce verification'], params: NameParam, response: { 200: Done, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const n = svc(req).publicListener.deleteLocalDomain((req.params as Static<typeof NameParam>).name);
+    return { message: `${n} is no longer a local domain` };
   });
 
   // ---- users ------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import type { EventSink } from '../observe/maillog.js';
 import { QueueStore } from '../queue/store.js';
 import { TlsReportStore } from '../observe/tls-report.js';
 import { recorder, type Actor } from '../manage/audit.js';
+import { BvService } from '../manage/bounce-verification.js';
+import { PublicListenerService } from '../manage/public-listener.js';
 import { AlertService } from '../manage/alerts.js';
 import { AuthorityService, CertificateService } from '../manage/certificates.js';
 import { DestinationService } from '../manage/destinations.js';
@@ -31,6 +33,8 @@ export interface Services {
   authorities: AuthorityService;
   queue: QueueService;
   alerts: AlertService;
+  bv: BvService;
+  publicListener: PublicListenerService;
 }
 
 export class AdminContext {
@@ -70,6 +74,8 @@ export class AdminContext {
       authorities: new AuthorityService(this.config, record),
       queue: new QueueService(this.queue, this.log, record),
       alerts: new AlertService(this.config, record),
+      bv: new BvService(this.config, this.dataDir, record),
+      publicListener: new PublicListenerService(this.config, record),
     };
   }
 

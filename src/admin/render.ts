@@ -18,7 +18,7 @@ export interface MenuItem {
 
 export const MENUS: { title: string; items: MenuItem[] }[] = [
   { title: 'Monitor', items: [{ label: 'Message Queue', href: '/monitor/queue' }, { label: 'TLS Connections', href: '/monitor/tls' }] },
-  { title: 'Mail Policies', items: [{ label: 'Destination Controls', href: '/mail-policies/destination-controls' }, { label: 'Bounce Verification' }] },
+  { title: 'Mail Policies', items: [{ label: 'Destination Controls', href: '/mail-policies/destination-controls' }, { label: 'Bounce Verification', href: '/mail-policies/bounce-verification' }] },
   {
     title: 'Network',
     items: [

@@ -14,7 +14,6 @@ import { exportFile, parseImport } from '../controls/ini.js';
 import { displayName, parseDestinationName } from '../controls/names.js';
 import { resolveEntry } from '../controls/table.js';
 import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type SettingName, type Settings } from '../controls/types.js';
-import { ValidationError } from '../controls/validate.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { checkGlobalsInput, DestinationService } from '../manage/destinations.js';
 import { buildOptions, readConfigFile } from '../config/options.js';
@@ -22,7 +21,7 @@ import { DnsClient } from '../dns/resolver.js';
 import { explain, explanationLines } from '../manage/explain.js';
 import { QueueStore } from '../queue/store.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
-import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, REQUIRED_TLS_ALERT_NOTE } from './format.js';
+import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, SETTING_NOTES, REQUIRED_TLS_ALERT_NOTE } from './format.js';
 import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, TLS_ALERT_HELP, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
@@ -66,8 +65,8 @@ function service(store: ConfigStore, dataDir: string): DestinationService {
   return new DestinationService(store, recorder(dataDir, cliBy()));
 }
 
-function notInEffect(settings: { bounceVerification?: boolean }): void {
-  if (settings.bounceVerification === true) err(`${NOT_IN_EFFECT.bounceVerification}\n`);
+function settingNotes(settings: { bounceVerification?: boolean }): void {
+  if (settings.bounceVerification === true) err(`${SETTING_NOTES.bounceVerification}\n`);
 }
 
 export function addDestconfigCommand(program: Command): void {
@@ -82,7 +81,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => service(s, o.dataDir).newEntry(domain, p.settings));
       demoWarning(o.tls, o.dataDir);
-      notInEffect(p.settings);
+      settingNotes(p.settings);
       out(`Created ${displayName(name)}.\n`);
     },
   );
@@ -91,7 +90,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, true);
       const name = withStore(o.dataDir, (s) => service(s, o.dataDir).editEntry(domain, p.settings, p.reset));
       demoWarning(o.tls, o.dataDir);
-      notInEffect(p.settings);
+      settingNotes(p.settings);
       out(`Changed ${displayName(name)}.\n`);
     },
   );
@@ -100,7 +99,7 @@ export function addDestconfigCommand(program: Command): void {
       const p = parseSettingFlags(o, false);
       withStore(o.dataDir, (s) => service(s, o.dataDir).editDefaults(p.settings));
       demoWarning(o.tls, o.dataDir);
-      notInEffect(p.settings);
+      settingNotes(p.settings);
       out(`Changed ${DEFAULT_ENTRY_NAME}.\n`);
     },
   );

@@ -126,9 +126,9 @@ export function plural(n: number, word: string, words = `${word}s`): string {
   return `${n} ${n === 1 ? word : words}`;
 }
 
-/** Said when a setting that is stored but not yet in effect is turned on (docs/status.md). */
-export const NOT_IN_EFFECT = {
-  bounceVerification: 'Note: bounce verification address tagging is stored but not in effect yet: envelope senders are not tagged.',
+/** Said when a setting is turned on whose effect depends on more than the setting. */
+export const SETTING_NOTES = {
+  bounceVerification: 'Note: envelope senders are tagged only while a tagging key exists (postern bvconfig key add), and only on mail from the private listener.',
 } as const;
 
 /** Said when the required-TLS alert is turned on: where the alerts go. */

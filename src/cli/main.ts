@@ -10,6 +10,8 @@ import { VERSION } from '../version.js';
 import { addAdminuserCommand } from './adminuser.js';
 import { addApitokenCommand } from './apitoken.js';
 import { addReportCommand } from './report.js';
+import { addBvconfigCommand } from './bvconfig.js';
+import { addLocaldomainsCommand } from './localdomains.js';
 import { addAlertconfigCommand } from './alertconfig.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
@@ -58,6 +60,8 @@ export function buildProgram(): Command {
   addApitokenCommand(program);
   addReportCommand(program);
   addAlertconfigCommand(program);
+  addBvconfigCommand(program);
+  addLocaldomainsCommand(program);
   return program;
 }
 

@@ -41,8 +41,9 @@ export function addStartCommand(program: Command): void {
     .option('--admin <host:port|off>', `administration page and API over HTTPS (default ${DEFAULT_OPTIONS.admin?.host}:${DEFAULT_OPTIONS.admin?.port}; off disables it)`)
     .option('--metrics-allow <cidr>', 'client network that may read /metrics without an API token (repeatable; default none)', collect)
     .option('--admin-session-idle <seconds>', 'an idle administration session ends after this long (default 1800)')
+    .option('--public-listen <host:port|off>', "public listener: mail for the organisation's local domains only, where bounces are verified (default off)")
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[] }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -55,6 +56,7 @@ export function addStartCommand(program: Command): void {
         idleTimeout: o.idleTimeout === undefined ? undefined : (o.idleTimeout as unknown as number),
         syslog: o.syslog,
         admin: o.admin,
+        publicListen: o.publicListen,
         metricsAllow: o.metricsAllow,
         adminSessionIdle: o.adminSessionIdle === undefined ? undefined : (o.adminSessionIdle as unknown as number),
       };
@@ -62,6 +64,7 @@ export function addStartCommand(program: Command): void {
       // A listener address in use is found before anything is created in the data directory.
       await checkListenAddress(options.listen);
       if (options.admin) await checkListenAddress(options.admin);
+      if (options.publicListen) await checkListenAddress(options.publicListen);
       if (options.logTo === 'syslog' && options.syslog === undefined && !existsSync('/dev/log')) {
         throw new Error('--log-to syslog: /dev/log does not exist (no local syslog daemon or journald); give --syslog HOST:PORT or use --log-to file|stdout');
       }
@@ -69,6 +72,7 @@ export function addStartCommand(program: Command): void {
       const addr = await gw.start();
       const where = options.logTo === 'file' ? `mail log ${resolve(gw.logDir, 'mail.log')}` : `mail log to ${options.logTo}, JSON lines in ${resolve(gw.logDir, 'mail.jsonl')}`;
       out(`Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, ${where}\n`);
+      if (gw.publicAddress) out(`Public listener on ${gw.publicAddress.address}:${gw.publicAddress.port} (local domains only: postern localdomains list)\n`);
       // Signals are handled from here on, while the page is still starting (SIGHUP's default would end the process).
       // SIGHUP (logrotate's postrotate, systemd's ExecReload): open the log files again by name.
       process.on('SIGHUP', () => {

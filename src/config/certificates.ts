@@ -35,8 +35,9 @@
  * stored state ConfigError; nothing is changed by a rejected operation.
  */
 import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, fchmodSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeSecretFile } from './secret-file.js';
 import type * as X509 from '@peculiar/x509';
 import { ValidationError } from '../controls/validate.js';
 import { normaliseDomain } from '../tls/names.js';
@@ -579,32 +580,9 @@ export class CertificateStore {
     return tx.immediate();
   }
 
-  /** Key file with mode 0600 in a 0700 directory; temp file + fsync + rename. */
+  /** Key file with mode 0600 in a 0700 directory (config/secret-file.ts). */
   private writeKeyFile(name: string, pem: string): string {
-    const dir = this.keyDir;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
-    const path = this.keyPath(name);
-    const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      fchmodSync(fd, 0o600); // whatever the umask
-      writeSync(fd, pem);
-      fsyncSync(fd);
-    } catch (e) {
-      closeSync(fd);
-      unlinkSync(tmp);
-      throw e;
-    }
-    closeSync(fd);
-    renameSync(tmp, path);
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-    return path;
+    return writeSecretFile(this.keyDir, `${checkName(name)}.key`, pem);
   }
 
   /** For tests and diagnostics: whether the key file of `name` exists. */

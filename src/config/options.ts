@@ -39,6 +39,8 @@ export interface GatewayOptions {
   metricsAllow: string[];
   /** How often the delivery and queue alert thresholds are checked (ms). */
   alertCheckMs: number;
+  /** The public listener (local domains only; bounce verification); null = off. */
+  publicListen: { host: string; port: number } | null;
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -63,6 +65,8 @@ export interface ConfigFile {
   metricsAllow?: string[];
   /** Seconds between checks of the delivery and queue alert thresholds (default 60). */
   alertCheckSeconds?: number;
+  /** HOST:PORT of the public listener, or `off` (the default). */
+  publicListen?: string;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -83,6 +87,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   adminSessionIdleMs: 1_800_000,
   metricsAllow: [],
   alertCheckMs: 60_000,
+  publicListen: null,
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -154,7 +159,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -188,6 +193,7 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       o.adminSessionIdleMs = Math.round(n * 1000);
     }
     if (src.metricsAllow !== undefined) o.metricsAllow = src.metricsAllow;
+    if (src.publicListen !== undefined) o.publicListen = src.publicListen === 'off' ? null : parseHostPort('public-listen', src.publicListen, undefined, true);
     if (src.alertCheckSeconds !== undefined) {
       const n = Number(src.alertCheckSeconds);
       if (!Number.isFinite(n) || n < 0.1 || n > 3600) throw new ValidationError('alertCheckSeconds', src.alertCheckSeconds, 'a number of seconds from 0.1 to 3600');

@@ -17,6 +17,7 @@ import { openDb, type Db } from './db.js';
 import { ensureProfileTable, knownProfileName, readProfiles } from './profile-table.js';
 import type { AlertRecipient } from './alerts.js';
 import type { GatewaySnapshot } from './gateways.js';
+import type { BvKey } from './bounce-verification.js';
 
 export interface RouteHost {
   host: string;
@@ -54,6 +55,18 @@ export interface GlobalSettings {
   alertQueueRecipients: number;
   /** Class delivery: alert when a domain's oldest message still waiting (tried at least once) is older than this. */
   alertWaitMinutes: number;
+  /** Bounce verification (SPEC §8): what an invalid or (unless valid) untagged bounce gets. */
+  bvInvalidAction: 'reject' | 'add-header';
+  /** The header (`Name: value`) added to an invalid bounce that is accepted. */
+  bvHeader: string;
+  /** Whether a bounce to an untagged address is valid. */
+  bvUntaggedValid: boolean;
+  /** Public listener (SPEC §6): simultaneous connections from one client address. */
+  publicConnectionsPerClient: number;
+  /** Public listener message size limit (bytes); null: the private listener's. */
+  publicMaxMessageSize: number | null;
+  /** Public listener recipients per message; null: the private listener's. */
+  publicMaxRecipients: number | null;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
@@ -68,6 +81,12 @@ export const INITIAL_GLOBALS: GlobalSettings = {
   alertIntervalSeconds: 3600,
   alertQueueRecipients: 10_000,
   alertWaitMinutes: 240,
+  bvInvalidAction: 'reject',
+  bvHeader: 'X-Postern-Invalid-Bounce: the bounce address tag did not verify',
+  bvUntaggedValid: false,
+  publicConnectionsPerClient: 50,
+  publicMaxMessageSize: null,
+  publicMaxRecipients: null,
 };
 
 /** Everything delivery needs from configuration, read at one moment. */
@@ -84,6 +103,10 @@ export interface ConfigSnapshot {
   alertRecipients?: AlertRecipient[];
   /** Outbound client certificate (key + chain), when one is set; filled in by the gateway. */
   clientCertificate?: { keyPem: string; certPem: string };
+  /** Bounce verification keys with their texts; filled in by the gateway. */
+  bvKeys?: BvKey[];
+  /** The organisation's own domains (public listener); filled in by the gateway. */
+  localDomains?: ReadonlySet<string>;
 }
 
 export class ConfigError extends Error {}

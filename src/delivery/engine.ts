@@ -27,6 +27,7 @@ import { LimitCounters, limitKey } from './limits.js';
 import { connect, type Connection, type ConnectDeps } from './connect.js';
 import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
+import { outboundSender } from '../bounce/tagging.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 
 export interface EngineOptions {
@@ -688,13 +689,14 @@ class DestinationQueue {
           if (batch.recipients.length) this.engine.release(batch, true);
           continue;
         }
-        log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid) });
+        const from = outboundSender(info, s.bounceVerification, this.engine.o.config().bvKeys ?? [], this.engine.now());
+        log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid), ...(from !== info.sender ? { sender: from } : {}) });
         let outcomes: RecipientOutcome[];
         try {
           const reused = sent > 1;
           const result = await conn.session.send(
             {
-              from: info.sender,
+              from,
               recipients: batch.recipients.map((r) => ({ address: r.address, notify: r.notify ?? undefined, orcpt: r.orcpt ?? undefined })),
               size: info.size,
               eightBit: info.eightBit,

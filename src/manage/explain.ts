@@ -101,7 +101,7 @@ function settingText(key: SettingName, s: Settings): string {
     case 'tls':
       return TLS_MODE_LABELS[s.tls];
     case 'bounceVerification':
-      return s.bounceVerification ? 'On (stored, not in effect yet)' : 'Off';
+      return s.bounceVerification ? 'On (with a tagging key: postern bvconfig key list)' : 'Off';
     case 'bounceProfile':
       return s.bounceProfile;
   }

@@ -18,7 +18,8 @@ export type MailEvent =
   | { event: 'tls-failed'; dcid: number; domain: string; reason: string; outcome: 'clear-text' | 'refused' | 'dropped' | 'encrypted' }
   | { event: 'tls-skipped'; dcid: number; domain: string; reason: string }
   | { event: 'verify-failed'; dcid: number; domain: string; reason: string }
-  | { event: 'delivery-start'; dcid: number; mid: number; rids: number[] }
+  /** `sender`: the envelope sender as sent, when it is not the queued one (a bounce-verification tag). */
+  | { event: 'delivery-start'; dcid: number; mid: number; rids: number[]; sender?: string }
   | { event: 'message-done'; dcid: number; mid: number; rids: number[]; reply: string }
   | { event: 'delayed'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string; nextAttempt: string }
   | { event: 'bounced'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string }
@@ -35,7 +36,9 @@ export type MailEvent =
   | { event: 'gateway-start'; version: string; detail: string }
   | { event: 'gateway-stop'; version: string; detail: string }
   | { event: 'alert-sent'; alertClass: string; severity: string; domain: string; mid: number; to: string[]; detail: string }
-  | { event: 'alert-suppressed'; alertClass: string; severity: string; domain: string; reason: string };
+  | { event: 'alert-suppressed'; alertClass: string; severity: string; domain: string; reason: string }
+  /** The public listener's decision on a recipient's bounce-verification tag (SPEC §8). */
+  | { event: 'bounce-verification'; icid: number; to: string; deliverTo: string; result: 'valid' | 'invalid' | 'untagged'; kind: 'bounce' | 'reply'; action: 'accepted' | 'rejected' | 'header'; reason: string };
 
 export function formatEvent(e: MailEvent): string {
   switch (e.event) {
@@ -68,7 +71,7 @@ export function formatEvent(e: MailEvent): string {
     case 'verify-failed':
       return `DCID ${e.dcid} TLS certificate verification failed for ${e.domain}: ${e.reason}`;
     case 'delivery-start':
-      return `Delivery start DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}]`;
+      return `Delivery start DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}]${e.sender === undefined ? '' : ` from tagged sender <${e.sender}>`}`;
     case 'message-done':
       return `Message done DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}] (${e.reply})`;
     case 'delayed':
@@ -99,6 +102,11 @@ export function formatEvent(e: MailEvent): string {
       return `Alert sent MID ${e.mid} to ${e.to.map((t) => `<${t}>`).join(', ')} (${e.alertClass}, ${e.severity}, ${e.domain}): ${e.detail}`;
     case 'alert-suppressed':
       return `Alert not sent (${e.alertClass}, ${e.severity}, ${e.domain}): ${e.reason}`;
+    case 'bounce-verification': {
+      const what = `${e.kind === 'bounce' ? 'bounce' : 'reply'} to <${e.to}>`;
+      const action = e.action === 'rejected' ? 'rejected' : e.action === 'header' ? `accepted with the invalid-bounce header, for <${e.deliverTo}>` : `accepted for <${e.deliverTo}>`;
+      return `ICID ${e.icid} Bounce verification: ${what}: ${e.result === 'valid' ? 'valid tag' : e.result === 'invalid' ? 'invalid tag' : 'untagged'} (${e.reason}); ${action}`;
+    }
   }
 }
 
@@ -126,7 +134,7 @@ export function logTimestamp(d: Date): string {
 }
 
 export function levelOf(e: MailEvent): 'Info' | 'Warning' {
-  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed' || e.event === 'condition-start' || e.event === 'incoming-refused' || e.event === 'delivery-cut'
+  return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed' || e.event === 'condition-start' || e.event === 'incoming-refused' || e.event === 'delivery-cut' || (e.event === 'bounce-verification' && e.result !== 'valid' && e.action !== 'accepted')
     ? 'Warning'
     : 'Info';
 }

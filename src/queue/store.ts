@@ -44,6 +44,8 @@ export interface NewMessage {
   client?: string;
   /** A DSN made by Postern: never bounced itself. */
   isBounce?: boolean;
+  /** Came in on the public listener (for the organisation's own domains): never tagged. */
+  inbound?: boolean;
   recipients: NewRecipient[];
 }
 
@@ -80,6 +82,7 @@ export interface MessageInfo {
   envid: string | null;
   client: string | null;
   isBounce: boolean;
+  inbound: boolean;
 }
 
 /** How `queue list` names a recipient's state: queued (not yet tried), deferred (tried, waiting), or final. */
@@ -153,8 +156,8 @@ CREATE INDEX IF NOT EXISTS history_finished ON history(finished_at);
  * which reads and deletes them when it polls (`postern queue delivernow`: reset the destination
  * counters), and facts the gateway leaves for the CLI (the host name its DSNs report).
  */
-const INSERT_MESSAGE = `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, body)
-  VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @body)`;
+const INSERT_MESSAGE = `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, body)
+  VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @inbound, @body)`;
 const INSERT_RECIPIENT = `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt) VALUES (?, ?, ?, ?, ?, ?, ?)`;
 const LEASE_SELECT = `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
   WHERE r.state = 'queued' AND r.leased = 0 AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?`;
@@ -202,6 +205,9 @@ function addWarningColumns(db: Db): void {
   const columns = new Set((db.prepare('PRAGMA table_info(recipients)').all() as { name: string }[]).map((c) => c.name));
   if (!columns.has('warnings_sent')) db.exec('ALTER TABLE recipients ADD COLUMN warnings_sent INTEGER NOT NULL DEFAULT 0');
   if (!columns.has('last_warning_at')) db.exec('ALTER TABLE recipients ADD COLUMN last_warning_at INTEGER');
+  // Messages from the public listener (bounce verification, SPEC §8), likewise added.
+  const messageColumns = new Set((db.prepare('PRAGMA table_info(messages)').all() as { name: string }[]).map((c) => c.name));
+  if (!messageColumns.has('inbound')) db.exec('ALTER TABLE messages ADD COLUMN inbound INTEGER NOT NULL DEFAULT 0');
 }
 
 /** A row of the history table (final outcomes). */
@@ -407,6 +413,7 @@ export class QueueStore {
       envid: msg.envid ?? null,
       client: msg.client ?? null,
       isBounce: msg.isBounce ? 1 : 0,
+      inbound: msg.inbound ? 1 : 0,
       body: msg.body,
     });
     const id = Number(info.lastInsertRowid);
@@ -444,7 +451,7 @@ export class QueueStore {
   }
 
   message(id: number): MessageInfo | undefined {
-    const r = this.st('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce FROM messages WHERE id = ?')
+    const r = this.st('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound FROM messages WHERE id = ?')
       .get(id) as
       | {
           id: number;
@@ -457,6 +464,7 @@ export class QueueStore {
           envid: string | null;
           client: string | null;
           is_bounce: number;
+          inbound: number;
         }
       | undefined;
     if (!r) return undefined;
@@ -471,6 +479,7 @@ export class QueueStore {
       envid: r.envid,
       client: r.client,
       isBounce: r.is_bounce === 1,
+      inbound: r.inbound === 1,
     };
   }
 

@@ -1,7 +1,12 @@
 /**
- * The private (relay) listener (SPEC §6), on smtp-server: accepts mail for any destination from
- * the allowed client networks, refuses relaying to everyone else, and answers 250 after DATA
- * only once the message is committed to the durable queue.
+ * The listeners (SPEC §6), on smtp-server; both answer 250 after DATA only once the message is
+ * committed to the durable queue.
+ * - private (relay): accepts mail for any destination from the allowed client networks, refuses
+ *   relaying to everyone else.
+ * - public (`inbound` set): accepts mail only for the organisation's local domains, from anyone,
+ *   checks bounce-verification tags (bounce/inbound.ts decides), delivers a recipient without its
+ *   tag, and has its own limits (connections per client address, size, recipients), read at each
+ *   use so that a change applies without a restart.
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -14,6 +19,7 @@ import type { NewMessage, QueueStore } from '../queue/store.js';
 import { normaliseDomain } from '../tls/names.js';
 import type { NetworkList } from './networks.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
+import { decideRecipient, type InboundPolicy } from '../bounce/inbound.js';
 
 export interface ListenerOptions {
   host: string;
@@ -37,6 +43,22 @@ export interface ListenerOptions {
   conditions?: Conditions;
   /** A client that sends nothing for this long is disconnected (421), ms. */
   idleTimeoutMs: number;
+  /** Makes this the public listener: its rules and limits, read at each use. */
+  inbound?: () => InboundSettings;
+}
+
+export interface InboundSettings extends InboundPolicy {
+  connectionsPerClient: number;
+  maxMessageSize: number;
+  maxRecipients: number;
+  /** `Name: value`, added to an invalid bounce that is accepted. */
+  header: string;
+}
+
+/** What the public listener remembers of a transaction: where each recipient goes. */
+interface Transaction {
+  deliverTo: Map<string, string>;
+  invalidBounce: boolean;
 }
 
 class SmtpReplyError extends Error {
@@ -76,6 +98,10 @@ export function addressProblem(address: string, role: 'sender' | 'recipient'): s
 export class RelayListener {
   private readonly server: SMTPServer;
   private readonly icids = new Map<string, number>();
+  /** Public listener: open connections per client address, and the sessions counted. */
+  private readonly perClient = new Map<string, number>();
+  private readonly counted = new Set<string>();
+  private readonly transactions = new Map<string, Transaction>();
 
   constructor(private readonly o: ListenerOptions) {
     this.server = new SMTPServer({
@@ -98,8 +124,9 @@ export class RelayListener {
       closeTimeout: o.closeTimeoutMs,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onRcptTo: (addr, session, cb) => this.onRcptTo(addr.address, session, cb),
-      onMailFrom: (addr, _session, cb) => {
+      onMailFrom: (addr, session, cb) => {
         const problem = addr.address.length === 0 ? null : addressProblem(addr.address, 'sender');
+        if (problem === null) this.transactions.set(session.id, { deliverTo: new Map(), invalidBounce: false });
         cb(problem === null ? undefined : new SmtpReplyError(553, `5.1.7 Bad sender address syntax: ${problem}`));
       },
       onData: (stream, session, cb) => this.onData(stream, session, cb),
@@ -107,6 +134,12 @@ export class RelayListener {
         const icid = this.icids.get(session.id);
         if (icid !== undefined) this.o.log.write({ event: 'incoming-close', icid });
         this.icids.delete(session.id);
+        this.transactions.delete(session.id);
+        if (this.counted.delete(session.id)) {
+          const n = (this.perClient.get(session.remoteAddress) ?? 1) - 1;
+          if (n > 0) this.perClient.set(session.remoteAddress, n);
+          else this.perClient.delete(session.remoteAddress);
+        }
       },
     });
     // Every refusal the client sees (Postern's own and the library's: bad command, size, idle
@@ -144,11 +177,27 @@ export class RelayListener {
       address: session.remoteAddress,
       port: session.remotePort,
     });
+    if (this.o.inbound) {
+      const limits = this.o.inbound();
+      // smtp-server reads its size option at each use: the public limit applies from now on.
+      this.server.options.size = limits.maxMessageSize;
+      const open = this.perClient.get(session.remoteAddress) ?? 0;
+      if (open >= limits.connectionsPerClient) {
+        cb(new SmtpReplyError(421, `4.7.0 Too many connections from ${session.remoteAddress} (at most ${limits.connectionsPerClient}); try again later`));
+        return;
+      }
+      this.perClient.set(session.remoteAddress, open + 1);
+      this.counted.add(session.id);
+    }
     cb();
   }
 
+  private get maxMessageSize(): number {
+    return this.o.inbound ? this.o.inbound().maxMessageSize : this.o.maxMessageSize;
+  }
+
   private onRcptTo(address: string, session: SMTPServerSession, cb: (err?: Error) => void): void {
-    if (!this.o.allowed.allows(session.remoteAddress)) {
+    if (!this.o.inbound && !this.o.allowed.allows(session.remoteAddress)) {
       cb(new SmtpReplyError(554, `5.7.1 <${address}>: Relay access denied`));
       return;
     }
@@ -157,9 +206,27 @@ export class RelayListener {
       cb(new SmtpReplyError(501, `5.1.3 Bad recipient address syntax: ${problem}`));
       return;
     }
-    if (session.envelope.rcptTo.length >= this.o.maxRecipients) {
+    const inbound = this.o.inbound?.();
+    if (session.envelope.rcptTo.length >= (inbound ? inbound.maxRecipients : this.o.maxRecipients)) {
       cb(new SmtpReplyError(452, '4.5.3 Too many recipients'));
       return;
+    }
+    if (inbound) {
+      const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+      const d = decideRecipient(sender, address, inbound, Date.now());
+      if (d.verdict) {
+        const icid = this.icids.get(session.id) ?? 0;
+        this.o.log.write({ event: 'bounce-verification', icid, to: address, deliverTo: d.accept ? d.deliverTo : address, ...d.verdict });
+      }
+      if (!d.accept) {
+        cb(new SmtpReplyError(d.code, d.reply));
+        return;
+      }
+      const t = this.transactions.get(session.id);
+      if (t) {
+        t.deliverTo.set(address, d.deliverTo);
+        if (d.addHeader) t.invalidBounce = true;
+      }
     }
     cb();
   }
@@ -170,17 +237,20 @@ export class RelayListener {
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
       if (stream.sizeExceeded) {
-        cb(new SmtpReplyError(552, `5.3.4 Message exceeds the size limit of ${this.o.maxMessageSize} bytes`));
+        cb(new SmtpReplyError(552, `5.3.4 Message exceeds the size limit of ${this.maxMessageSize} bytes`));
         return;
       }
       const env = session.envelope;
+      const t = this.o.inbound ? this.transactions.get(session.id) : undefined;
+      // An invalid bounce accepted under add-header carries the configured header above the rest.
+      const marked = t?.invalidBounce ? Buffer.from(`${this.o.inbound!().header}\r\n`) : Buffer.alloc(0);
       const from = env.mailFrom ? env.mailFrom.address : '';
       const received = Buffer.from(
         `Received: from ${escapeText(session.hostNameAppearsAs || 'unknown')} (${escapeText(session.clientHostname)} [${session.remoteAddress}])\r\n` +
           `\tby ${this.o.hostname} (Postern) with ${session.secure ? 'ESMTPS' : 'ESMTP'} id ${queueId};\r\n` +
           `\t${new Date().toUTCString().replace('GMT', '+0000')}\r\n`,
       );
-      const body = Buffer.concat([received, ...chunks]);
+      const body = Buffer.concat([marked, received, ...chunks]);
       const extra = env as unknown as { bodyType?: string; smtpUtf8?: boolean; dsn?: { ret?: string; envid?: string } };
       const msg: NewMessage = {
         sender: from,
@@ -191,12 +261,15 @@ export class RelayListener {
         ret: extra.dsn?.ret,
         envid: extra.dsn?.envid,
         client: session.remoteAddress,
+        inbound: this.o.inbound !== undefined,
         recipients: env.rcptTo.map((r) => {
-          const at = r.address.lastIndexOf('@');
+          // The public listener delivers a tagged recipient to the address without its tag.
+          const address = t?.deliverTo.get(r.address) ?? r.address;
+          const at = address.lastIndexOf('@');
           const dsn = (r as unknown as { dsn?: { notify?: string[]; orcpt?: string } }).dsn;
           return {
-            address: r.address,
-            domain: normaliseDomain(r.address.slice(at + 1)) ?? r.address.slice(at + 1).toLowerCase(),
+            address,
+            domain: normaliseDomain(address.slice(at + 1)) ?? address.slice(at + 1).toLowerCase(),
             notify: dsn?.notify?.length ? dsn.notify.join(',') : undefined,
             orcpt: dsn?.orcpt,
           };

@@ -83,7 +83,13 @@ try {
   await page.goto(`${gw.base}/monitor/tls?range=1d`);
   await page.waitForSelector('#tls-chart canvas');
   await page.screenshot({ path: `${IMAGES}tls-connections.png`, fullPage: true });
-  process.stdout.write(`wrote destination-controls.png, add-destination.png and tls-connections.png in ${IMAGES}\n`);
+  await page.goto(`${gw.base}/mail-policies/bounce-verification`);
+  await page.getByRole('button', { name: 'Add Key' }).click();
+  await page.getByLabel('Domain', { exact: true }).fill('example.net');
+  await page.getByRole('button', { name: 'Add Domain' }).click();
+  await page.goto(`${gw.base}/mail-policies/bounce-verification`);
+  await page.screenshot({ path: `${IMAGES}bounce-verification.png`, fullPage: true });
+  process.stdout.write(`wrote destination-controls.png, add-destination.png, tls-connections.png and bounce-verification.png in ${IMAGES}\n`);
 } finally {
   await browser.close();
   await gw.proc.stop();

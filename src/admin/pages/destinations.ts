@@ -10,7 +10,7 @@ import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, IP_PREFERENCES, TLS_MODE_LABE
 import { ValidationError } from '../../controls/validate.js';
 import { checkDestinationInput, fieldOf, type FieldError } from '../../manage/destination-input.js';
 import { checkGlobalsInput } from '../../manage/destinations.js';
-import { entriesConfigured, NOT_IN_EFFECT, REQUIRED_TLS_ALERT_NOTE } from '../../cli/format.js';
+import { entriesConfigured, SETTING_NOTES, REQUIRED_TLS_ALERT_NOTE } from '../../cli/format.js';
 import type { AdminContext } from '../context.js';
 import { defaultTexts, formFromEntry, inputFromForm, readForm, type DestinationForm } from '../destination-form.js';
 import { forbiddenText, may, notify, page } from '../render.js';
@@ -145,7 +145,7 @@ export function registerDestinationPages(app: FastifyInstance, ctx: AdminContext
       throw e;
     }
     const notes = [`${mode === 'add' ? 'Added' : 'Saved'} ${name === DEFAULT_ENTRY_NAME ? 'the (Default) entry' : displayName(name)}. The change applies to delivery within a second.`];
-    if (checked.settings.bounceVerification === true) notes.push(NOT_IN_EFFECT.bounceVerification);
+    if (checked.settings.bounceVerification === true) notes.push(SETTING_NOTES.bounceVerification);
     notify(req, notes.join('\n'));
     return reply.redirect(BASE);
   };

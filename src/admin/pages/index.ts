@@ -8,6 +8,7 @@ import { registerQueuePages } from './queue.js';
 import { registerReportPages } from './reports.js';
 import { registerUserPages } from './users.js';
 import { registerAlertPages } from './alerts.js';
+import { registerBounceVerificationPages } from './bounce-verification.js';
 
 export function registerPages(app: FastifyInstance, ctx: AdminContext, o: AdminServerOptions): void {
   registerDestinationPages(app, ctx, o);
@@ -16,4 +17,5 @@ export function registerPages(app: FastifyInstance, ctx: AdminContext, o: AdminS
   registerNetworkPages(app, ctx, o);
   registerUserPages(app, ctx, o);
   registerAlertPages(app, ctx, o);
+  registerBounceVerificationPages(app, ctx);
 }

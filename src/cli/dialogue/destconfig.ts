@@ -20,7 +20,7 @@ import {
 import { RANGES } from '../../controls/validate.js';
 import { isRequired } from '../../tls/policy.js';
 import type { ConfigStore } from '../../config/store.js';
-import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, NOT_IN_EFFECT, plural, REQUIRED_TLS_ALERT_NOTE } from '../format.js';
+import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, SETTING_NOTES, plural, REQUIRED_TLS_ALERT_NOTE } from '../format.js';
 import { askChoice, askInteger, askText, askYesNo, runMenu, type DialogueIo } from './io.js';
 import type { DestinationService } from '../../manage/destinations.js';
 
@@ -175,7 +175,7 @@ async function askEntrySettings(io: DialogueIo, svc: DestconfigServices, domain:
 
   if (await askYesNo(io, 'Do you wish to apply a specific bounce verification address tagging setting for this domain?', current.bounceVerification !== undefined)) {
     settings.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', current.bounceVerification ?? d.bounceVerification);
-    if (settings.bounceVerification) io.say(NOT_IN_EFFECT.bounceVerification);
+    if (settings.bounceVerification) io.say(SETTING_NOTES.bounceVerification);
   } else reset.push('bounceVerification');
 
   if (await askYesNo(io, 'Do you wish to apply a specific bounce profile to this domain?', current.bounceProfile !== undefined)) {
@@ -260,7 +260,7 @@ async function editDefault(io: DialogueIo, svc: DestconfigServices): Promise<voi
   next.tls = TLS_MODES[tls]!;
   if (next.tls !== 'no') tlsWarning(io, svc);
   next.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', d.bounceVerification);
-  if (next.bounceVerification) io.say(NOT_IN_EFFECT.bounceVerification);
+  if (next.bounceVerification) io.say(SETTING_NOTES.bounceVerification);
   next.bounceProfile = await askProfile(io, svc, d.bounceProfile);
   next.ipPreference = await askIpPreference(io, d.ipPreference);
   svc.destinations.editDefaults(next);
