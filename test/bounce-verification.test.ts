@@ -188,6 +188,8 @@ describe('bounce verification', { skip: !postfixAvailable() && !inCI ? 'Postfix 
       ['key retired 8 days ago', tagAddress('emil@org.test', { number: 2, text: 'retired-eight-days' }, now), /key 2 was retired more than 7 days ago/, false],
       ['untagged', 'fred@org.test', /untagged \(the recipient address carries no tag\)/, false],
       ['valid', valid, /valid tag \(key 0\)/, true],
+      // The appliance's order: prvs=local=TAG@domain.
+      ['appliance order', (() => { const t = parseTag(tagAddress('olga@org.test', { number: 0, text: k0 }, now))!; return `prvs=olga=0${String(t.day).padStart(3, '0')}${t.hash}@org.test`; })(), /valid tag \(key 0\)/, true],
     ];
     // The gateway reloads when config.db changes: key 2 then counts as retired 8 days ago.
     await waitFor('the retirement times in effect', async () => ((await inject('', [cases[4]![1]])).rcpt[0]!.startsWith('550') ? true : undefined));
