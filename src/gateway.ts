@@ -25,6 +25,7 @@ import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
 import { RelayListener, type InboundSettings } from './smtp/listener.js';
+import { ClusterNode } from './cluster/node.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -54,6 +55,7 @@ export class Gateway {
   private snapshot: ConfigSnapshot;
   private version: number;
   private reloadTimer: NodeJS.Timeout | null = null;
+  private cluster: ClusterNode | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   address: { address: string; port: number } | null = null;
 
@@ -167,6 +169,20 @@ export class Gateway {
     this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}${this.publicAddress ? `, public listener on ${this.publicAddress.address}:${this.publicAddress.port}` : ''}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
     this.engine.start();
+    if (this.options.cluster) {
+      this.cluster = new ClusterNode({
+        membership: this.options.cluster,
+        store: this.config,
+        queueSize: () => {
+          const c = this.queue.stateCounts();
+          return c.queued + c.deferred;
+        },
+        // The gateway's own write does not move config.db's data version for itself: reload now.
+        onConfig: (version) => this.reload(`cluster configuration version ${version}`),
+        onTrouble: (reason) => (reason === null ? this.conditions.clear('cluster') : this.conditions.raise('cluster', reason)),
+      });
+      this.cluster.start();
+    }
     this.reloadTimer = setInterval(() => {
       this.reloadIfChanged();
       this.applyQueueControl();
@@ -216,8 +232,12 @@ export class Gateway {
     const v = this.config.dataVersion();
     if (v === this.version) return;
     this.version = v;
+    this.reload();
+  }
+
+  private reload(why?: string): void {
     this.snapshot = this.readSnapshot();
-    this.log.write({ event: 'config-reloaded', detail: `${this.snapshot.table.size} entries, ${this.snapshot.routes.size} routes` });
+    this.log.write({ event: 'config-reloaded', detail: `${this.snapshot.table.size} entries, ${this.snapshot.routes.size} routes${why ? ` (${why})` : ''}` });
     this.engine.wake();
   }
 
@@ -239,6 +259,7 @@ export class Gateway {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.alertTimer) clearInterval(this.alertTimer);
+    await this.cluster?.stop();
     // Both get the same grace at the same time, so stopping takes at most that long.
     await Promise.all([this.listener?.close(), this.publicListener?.close(), this.engine.stop(STOP_GRACE_MS)]);
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });

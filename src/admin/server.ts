@@ -30,6 +30,8 @@ import type { Registry } from 'prom-client';
 import type { NetworkList } from '../smtp/networks.js';
 import type { AdminContext } from './context.js';
 import { registerAuth } from './auth.js';
+import { registerClusterWrites } from './cluster-writes.js';
+import { readMembership } from '../cluster/membership.js';
 import { registerApi } from './api.js';
 import { registerPages } from './pages/index.js';
 import { renderError } from './render.js';
@@ -109,6 +111,8 @@ export async function buildAdminServer(ctx: AdminContext, o: AdminServerOptions)
 
   app.setErrorHandler((error, req, reply) => renderError(error, req, reply));
   await registerAuth(app, ctx, o.metricsAllow);
+  const membership = readMembership(ctx.dataDir);
+  if (membership) registerClusterWrites(app, ctx.dataDir, membership);
   await app.register((api, _opts, done) => {
     registerApi(api, ctx);
     done();

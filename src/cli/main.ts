@@ -22,6 +22,9 @@ import { addStartCommand } from './start.js';
 import { addTlsverifyCommand } from './tlsverify.js';
 import { addVgconfigCommand } from './vgconfig.js';
 import { err } from './common.js';
+import { addClusterCommand } from './cluster.js';
+import { ClusterCliSession } from '../cluster/cli-session.js';
+import { readMembership } from '../cluster/membership.js';
 
 /**
  * Commands that only read: they never create a data directory, so a mistyped --data-dir is an
@@ -43,10 +46,23 @@ export function buildProgram(): Command {
   const program = new Command('postern').description('Postern outbound mail gateway').showHelpAfterError().enablePositionalOptions();
   program.version(VERSION, '-V, --version', 'print the version');
   program.configureOutput({ writeErr: (s) => err(s) });
-  program.hook('preAction', (_root, action) => {
+  let session: ClusterCliSession | null = null;
+  program.hook('preAction', async (_root, action) => {
     const dataDir = (action.opts() as { dataDir?: unknown }).dataDir;
     // `start` prepares its directory itself, after checking that it can listen.
-    if (typeof dataDir === 'string' && action.name() !== 'start') prepareDataDir(dataDir, { create: !READERS.has(commandPath(action)) });
+    if (typeof dataDir !== 'string' || action.name() === 'start') return;
+    prepareDataDir(dataDir, { create: !READERS.has(commandPath(action)) });
+    // A cluster node's directory: the command works on the cluster's configuration.
+    const membership = commandPath(action) === 'cluster status' ? null : readMembership(dataDir);
+    if (membership) {
+      session = await ClusterCliSession.begin(dataDir, membership);
+      if (session.offlineReason) err(`postern: ${session.where} cannot be reached (${session.offlineReason}); this is node ${membership.node}'s last copy of the configuration (version ${session.version})\n`);
+    }
+  });
+  program.hook('postAction', async () => {
+    const s = session;
+    session = null;
+    if (s) await s.finish();
   });
   addStartCommand(program);
   addDestconfigCommand(program);
@@ -62,6 +78,7 @@ export function buildProgram(): Command {
   addAlertconfigCommand(program);
   addBvconfigCommand(program);
   addLocaldomainsCommand(program);
+  addClusterCommand(program);
   return program;
 }
 

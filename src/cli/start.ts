@@ -7,6 +7,7 @@ import { bindProblem } from '../config/local-address.js';
 import { buildOptions, DEFAULT_OPTIONS, readConfigFile, type ConfigFile, type GatewayOptions } from '../config/options.js';
 import { Gateway } from '../gateway.js';
 import type { RunningAdmin } from '../admin/start.js';
+import { readMembership, removeMembership, writeMembership } from '../cluster/membership.js';
 import { collect, err, out } from './common.js';
 import { existsSync } from 'node:fs';
 
@@ -42,8 +43,11 @@ export function addStartCommand(program: Command): void {
     .option('--metrics-allow <cidr>', 'client network that may read /metrics without an API token (repeatable; default none)', collect)
     .option('--admin-session-idle <seconds>', 'an idle administration session ends after this long (default 1800)')
     .option('--public-listen <host:port|off>', "public listener: mail for the organisation's local domains only, where bounces are verified (default off)")
+    .option('--cluster <url|off>', 'join a cluster through Redis: redis://[:PASSWORD@]HOST:PORT[/DB], rediss://, redis+sentinel://, redis+cluster:// (remembered in the data directory; off leaves it)')
+    .option('--node-name <name>', "this node's name in the cluster")
+    .option('--cluster-lease-ttl <seconds>', 'lifetime of a connection slot lease in Redis (default 10)')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -57,10 +61,17 @@ export function addStartCommand(program: Command): void {
         syslog: o.syslog,
         admin: o.admin,
         publicListen: o.publicListen,
+        cluster: o.cluster,
+        nodeName: o.nodeName,
+        clusterLeaseTtl: o.clusterLeaseTtl === undefined ? undefined : (o.clusterLeaseTtl as unknown as number),
         metricsAllow: o.metricsAllow,
         adminSessionIdle: o.adminSessionIdle === undefined ? undefined : (o.adminSessionIdle as unknown as number),
       };
-      const options = buildOptions(file, flags);
+      // A node restarted without --cluster stays in the cluster its data directory remembers.
+      const dataDir = flags.dataDir ?? file.dataDir ?? DEFAULT_OPTIONS.dataDir;
+      const remembered = readMembership(dataDir);
+      const joined = remembered && flags.cluster === undefined && file.cluster === undefined ? { cluster: remembered.url, nodeName: remembered.node, clusterLeaseTtl: remembered.leaseTtlSeconds } : {};
+      const options = buildOptions({ ...joined, ...file }, flags);
       // A listener address in use is found before anything is created in the data directory.
       await checkListenAddress(options.listen);
       if (options.admin) await checkListenAddress(options.admin);
@@ -69,6 +80,8 @@ export function addStartCommand(program: Command): void {
         throw new Error('--log-to syslog: /dev/log does not exist (no local syslog daemon or journald); give --syslog HOST:PORT or use --log-to file|stdout');
       }
       const gw = new Gateway(options);
+      if (options.cluster) writeMembership(options.dataDir, options.cluster);
+      else if (remembered && flags.cluster === 'off') removeMembership(options.dataDir);
       const addr = await gw.start();
       const where = options.logTo === 'file' ? `mail log ${resolve(gw.logDir, 'mail.log')}` : `mail log to ${options.logTo}, JSON lines in ${resolve(gw.logDir, 'mail.jsonl')}`;
       out(`Postern listening on ${addr.address}:${addr.port}, data in ${resolve(options.dataDir)}, ${where}\n`);

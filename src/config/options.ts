@@ -10,6 +10,7 @@ import { ValidationError } from '../controls/validate.js';
 import { RFC5321_TIMEOUTS, type SmtpTimeouts } from '../smtp/client.js';
 import { LOOPBACK_NETWORKS } from '../smtp/networks.js';
 import { normaliseDomain } from '../tls/names.js';
+import { parseClusterUrl, parseNodeName, type Membership } from '../cluster/membership.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -41,6 +42,8 @@ export interface GatewayOptions {
   alertCheckMs: number;
   /** The public listener (local domains only; bounce verification); null = off. */
   publicListen: { host: string; port: number } | null;
+  /** Cluster membership (SPEC §12); null = the embedded single node. */
+  cluster: Membership | null;
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -67,6 +70,11 @@ export interface ConfigFile {
   alertCheckSeconds?: number;
   /** HOST:PORT of the public listener, or `off` (the default). */
   publicListen?: string;
+  /** Redis URL of the cluster, or `off`. */
+  cluster?: string;
+  nodeName?: string;
+  /** Seconds. */
+  clusterLeaseTtl?: number;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -88,6 +96,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   metricsAllow: [],
   alertCheckMs: 60_000,
   publicListen: null,
+  cluster: null,
 };
 
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
@@ -159,7 +168,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -199,6 +208,16 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       if (!Number.isFinite(n) || n < 0.1 || n > 3600) throw new ValidationError('alertCheckSeconds', src.alertCheckSeconds, 'a number of seconds from 0.1 to 3600');
       o.alertCheckMs = Math.round(n * 1000);
     }
+    if (src.cluster !== undefined) {
+      if (src.cluster === 'off') o.cluster = null;
+      else o.cluster = { url: parseClusterUrl(src.cluster), node: o.cluster?.node ?? '', leaseTtlSeconds: o.cluster?.leaseTtlSeconds ?? 10 };
+    }
+    if (src.nodeName !== undefined && o.cluster) o.cluster.node = parseNodeName(src.nodeName);
+    if (src.clusterLeaseTtl !== undefined && o.cluster) {
+      const n = Number(src.clusterLeaseTtl);
+      if (!Number.isInteger(n) || n < 2 || n > 300) throw new ValidationError('cluster-lease-ttl', src.clusterLeaseTtl, 'an integer number of seconds from 2 to 300');
+      o.cluster.leaseTtlSeconds = n;
+    }
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;
     for (const [k, v] of Object.entries(src.timeouts ?? {})) {
@@ -207,5 +226,6 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       o.timeouts[k as keyof SmtpTimeouts] = v * 1000;
     }
   }
+  if (o.cluster && o.cluster.node === '') throw new ValidationError('node-name', '', 'a node name with --cluster (each node of a cluster has its own, e.g. --node-name gw1)');
   return o;
 }

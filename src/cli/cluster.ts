@@ -1,0 +1,45 @@
+/**
+ * `postern cluster status [--json]` (SPEC §12): with a node's `--data-dir`, the cluster's nodes
+ * as their heartbeats in Redis tell them — last heartbeat, configuration version, queue size —
+ * and the cluster's configuration version.
+ */
+import { Command } from 'commander';
+import { readMembership } from '../cluster/membership.js';
+import { connectRedis } from '../cluster/connect.js';
+import { CONFIG_KEY } from '../cluster/config-sync.js';
+import { NODES_KEY, redact, type NodeHeartbeat } from '../cluster/node.js';
+import { ConfigError } from '../config/store.js';
+import { dataDirOption, out, outJson } from './common.js';
+import { formatTable } from './format.js';
+
+export function addClusterCommand(program: Command): void {
+  const c = program.command('cluster').description('the cluster this data directory belongs to (start --cluster)');
+  c.command('status')
+    .description('nodes, last heartbeat, configuration version, queue size')
+    .option('--json', 'machine-readable output')
+    .addOption(dataDirOption())
+    .action(async (o: { json?: boolean; dataDir: string }) => {
+      const m = readMembership(o.dataDir);
+      if (!m) throw new ConfigError(`${o.dataDir} does not belong to a cluster (postern start --cluster URL --node-name NAME joins one)`);
+      const redis = connectRedis(m.url, { lazy: true, retry: false });
+      redis.on('error', () => undefined);
+      try {
+        await redis.connect().catch((e: Error) => {
+          throw new ConfigError(`Redis at ${redact(m.url)} cannot be reached: ${e.message}`);
+        });
+        const [nodes, version] = await Promise.all([redis.hgetall(NODES_KEY), redis.hget(CONFIG_KEY, 'version')]);
+        const now = Date.now();
+        const rows = Object.values(nodes)
+          .map((v) => JSON.parse(v) as NodeHeartbeat)
+          .sort((a, b) => a.node.localeCompare(b.node))
+          .map((n) => ({ ...n, secondsAgo: Math.round((now - n.heartbeat) / 100) / 10, alive: now - n.heartbeat < m.leaseTtlSeconds * 1000 }));
+        if (o.json) return outJson({ node: m.node, configVersion: version === null ? null : Number(version), certificates: 'per node', nodes: rows });
+        out(`Cluster at ${redact(m.url)}; this data directory is node ${m.node}.\n`);
+        out(`Configuration version: ${version ?? 'none yet'}\n`);
+        out('Certificates and keys: per node (no --cluster-secret-file)\n\n');
+        out(formatTable(['Node', 'State', 'Last heartbeat', 'Config version', 'Queue'], rows.map((n) => [n.node, n.alive ? 'alive' : 'gone', `${n.secondsAgo} s ago`, String(n.version), String(n.queue)])) + '\n');
+      } finally {
+        redis.disconnect();
+      }
+    });
+}

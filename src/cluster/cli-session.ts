@@ -1,0 +1,82 @@
+/**
+ * A CLI command run with a cluster node's `--data-dir` (SPEC §12) works on the cluster's
+ * configuration: before it runs, the node's local copy is brought up to Redis's version; after
+ * it ran, a changed copy is written to Redis as the next version by compare-and-set. When
+ * another node wrote in between, or Redis cannot be reached, the local copy is put back and the
+ * command fails saying so: nothing is changed anywhere.
+ */
+import { ConfigError, ConfigStore } from '../config/store.js';
+import { exportDoc, importDoc, localVersion, type ConfigDoc } from './config-doc.js';
+import { ConfigConflictError, pull, push, readRemote } from './config-sync.js';
+import { connectRedis, type RedisClient } from './connect.js';
+import { redact } from './node.js';
+import type { Membership } from './membership.js';
+
+export class ClusterCliSession {
+  private constructor(
+    private readonly dataDir: string,
+    private readonly membership: Membership,
+    private readonly redis: RedisClient | null,
+    private readonly base: { version: number; doc: string },
+    readonly offlineReason: string | null,
+  ) {}
+
+  static async begin(dataDir: string, membership: Membership): Promise<ClusterCliSession> {
+    const redis = connectRedis(membership.url, { lazy: true, retry: false });
+    redis.on('error', () => undefined);
+    let offline: string | null = null;
+    const store = ConfigStore.open(dataDir);
+    try {
+      try {
+        await redis.connect();
+        await pull(redis, store);
+      } catch (e) {
+        offline = (e as Error).message;
+      }
+      return new ClusterCliSession(dataDir, membership, offline ? null : redis, { version: localVersion(store), doc: JSON.stringify(exportDoc(store)) }, offline);
+    } finally {
+      store.close();
+      if (offline) redis.disconnect();
+    }
+  }
+
+  get version(): number {
+    return this.base.version;
+  }
+
+  get where(): string {
+    return `Redis at ${redact(this.membership.url)}`;
+  }
+
+  /** After the command: writes a changed configuration to the cluster, or puts the local copy back. */
+  async finish(): Promise<number | null> {
+    const store = ConfigStore.open(this.dataDir);
+    try {
+      if (JSON.stringify(exportDoc(store)) === this.base.doc) return null;
+      const restore = () => importDoc(store, JSON.parse(this.base.doc) as ConfigDoc, this.base.version);
+      if (!this.redis) {
+        restore();
+        throw new ConfigError(`${this.where} cannot be reached (${this.offlineReason}): the cluster's configuration cannot be changed now; nothing was changed`);
+      }
+      try {
+        return await push(this.redis, store, this.base.version);
+      } catch (e) {
+        restore();
+        if (e instanceof ConfigConflictError) {
+          // Show the newer configuration from now on.
+          const remote = await readRemote(this.redis).catch(() => null);
+          if (remote) importDoc(store, remote.doc, remote.version);
+          throw e;
+        }
+        throw new ConfigError(`${this.where}: the change could not be written (${(e as Error).message}); nothing was changed`);
+      }
+    } finally {
+      store.close();
+      this.redis?.disconnect();
+    }
+  }
+
+  close(): void {
+    this.redis?.disconnect();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * A gateway's membership of the cluster (SPEC §12): keeps its local copy of the configuration at
+ * the cluster's version (announced on `postern:config-changed`, and checked every second in case
+ * an announcement was missed), seeds an empty Redis from that copy, and writes a heartbeat to
+ * hash `postern:nodes` every second. While Redis is away the node runs on its local copy; the
+ * condition is said once when it starts and once when it ends.
+ */
+import type { ConfigStore } from '../config/store.js';
+import { localVersion } from './config-doc.js';
+import { CONFIG_CHANNEL, pull } from './config-sync.js';
+import { connectRedis, type RedisClient } from './connect.js';
+import type { Membership } from './membership.js';
+
+export const NODES_KEY = 'postern:nodes';
+
+export interface NodeHeartbeat {
+  node: string;
+  heartbeat: number;
+  started: number;
+  version: number;
+  queue: number;
+  pid: number;
+  certificates: 'per node' | 'shared';
+}
+
+export interface ClusterNodeDeps {
+  membership: Membership;
+  store: ConfigStore;
+  queueSize: () => number;
+  /** Called after the local copy changed to the cluster's new version. */
+  onConfig: (version: number) => void;
+  /** Redis reachable (null) or not (the reason). */
+  onTrouble: (reason: string | null) => void;
+}
+
+export class ClusterNode {
+  private readonly redis: RedisClient;
+  private readonly sub: RedisClient;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly started = Date.now();
+  private syncing = false;
+  private trouble: string | null = null;
+
+  constructor(private readonly d: ClusterNodeDeps) {
+    this.redis = connectRedis(d.membership.url);
+    this.sub = connectRedis(d.membership.url);
+    this.redis.on('error', (e: Error) => this.setTrouble(e.message));
+    this.sub.on('error', () => undefined);
+    this.redis.on('ready', () => void this.tick());
+    this.sub.on('ready', () => void this.sub.subscribe(CONFIG_CHANNEL).catch(() => undefined));
+    this.sub.on('message', () => void this.sync());
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), 1000);
+  }
+
+  private setTrouble(reason: string | null): void {
+    if ((reason === null) === (this.trouble === null)) return;
+    this.trouble = reason;
+    this.d.onTrouble(reason === null ? null : `Redis at ${redact(this.d.membership.url)} unreachable (${reason}); running on the last configuration seen (version ${localVersion(this.d.store)})`);
+  }
+
+  private async tick(): Promise<void> {
+    await this.sync();
+    try {
+      const beat: NodeHeartbeat = { node: this.d.membership.node, heartbeat: Date.now(), started: this.started, version: localVersion(this.d.store), queue: this.d.queueSize(), pid: process.pid, certificates: 'per node' };
+      await this.redis.hset(NODES_KEY, this.d.membership.node, JSON.stringify(beat));
+    } catch {
+      /* reported by sync() */
+    }
+  }
+
+  private async sync(): Promise<void> {
+    if (this.syncing) return;
+    this.syncing = true;
+    try {
+      const r = await pull(this.redis, this.d.store);
+      this.setTrouble(null);
+      if (r.changed) this.d.onConfig(r.version);
+    } catch (e) {
+      this.setTrouble((e as Error).message);
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.redis.disconnect();
+    this.sub.disconnect();
+  }
+}
+
+/** The URL without its password, for logs. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => `//${auth.includes(':') ? `${auth.slice(0, auth.indexOf(':'))}:***` : '***'}@`);
+}
