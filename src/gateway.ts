@@ -26,6 +26,7 @@ import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
 import { RelayListener, type InboundSettings } from './smtp/listener.js';
 import { ClusterNode } from './cluster/node.js';
+import { RedisLimits } from './cluster/limits.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -56,6 +57,7 @@ export class Gateway {
   private version: number;
   private reloadTimer: NodeJS.Timeout | null = null;
   private cluster: ClusterNode | null = null;
+  private sharedLimits: RedisLimits | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   address: { address: string; port: number } | null = null;
 
@@ -179,9 +181,16 @@ export class Gateway {
         },
         // The gateway's own write does not move config.db's data version for itself: reload now.
         onConfig: (version) => this.reload(`cluster configuration version ${version}`),
-        onTrouble: (reason) => (reason === null ? this.conditions.clear('cluster') : this.conditions.raise('cluster', reason)),
+        onTrouble: (reason) => {
+          if (reason === null) return this.conditions.clear('cluster');
+          this.conditions.raise('cluster', reason);
+          this.alerter.clusterLost(reason);
+        },
       });
       this.cluster.start();
+      const node = this.cluster;
+      this.sharedLimits = new RedisLimits({ redis: node.client, node: this.options.cluster.node, leaseTtlMs: this.options.cluster.leaseTtlSeconds * 1000, nodesAlive: () => node.nodesAlive() });
+      this.engine.setSharedLimits(this.sharedLimits);
     }
     this.reloadTimer = setInterval(() => {
       this.reloadIfChanged();
@@ -259,9 +268,11 @@ export class Gateway {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.alertTimer) clearInterval(this.alertTimer);
-    await this.cluster?.stop();
+
     // Both get the same grace at the same time, so stopping takes at most that long.
     await Promise.all([this.listener?.close(), this.publicListener?.close(), this.engine.stop(STOP_GRACE_MS)]);
+    this.sharedLimits?.close();
+    await this.cluster?.stop();
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });
     this.tlsCounter.flush();
     this.report.close();

@@ -464,6 +464,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     await page.getByLabel('Address', { exact: true }).fill('noc@example.net');
     await page.getByRole('checkbox', { name: 'delivery' }).uncheck();
     await page.getByRole('checkbox', { name: 'queue' }).uncheck();
+    await page.getByRole('checkbox', { name: 'cluster' }).uncheck();
     await page.getByRole('button', { name: 'Add', exact: true }).click();
     assert.match(await page.locator('table.grid').innerText(), /noc@example\.net\s+tls\s+critical, warning, info/);
     assert.match(await cli('alertconfig', 'list'), /^noc@example\.net\s+tls\s+critical,warning,info$/m);

@@ -90,3 +90,28 @@ test('class tls: the entry\'s --tls-alert on/off overrides the global switch; le
     assert.equal(log.filter((e) => e.event === 'alert-sent').length, c.alert ? 1 : 0, what);
   }
 });
+
+test('class cluster: a node that lost Redis alerts the cluster class, once per interval', async () => {
+  let now = Date.UTC(2026, 11, 1, 12);
+  const sent: NewMessage[] = [];
+  const log: MailEvent[] = [];
+  const alerter = new Alerter({
+    accept: async (m) => (sent.push(m), sent.length),
+    log: { write: (e) => log.push(e) },
+    config: () => ({ globals: { ...INITIAL_GLOBALS, alertIntervalSeconds: 600 }, recipients: [{ address: 'noc@example.org', classes: ['cluster'], severities: ['critical'] }, { address: 'tls@example.org', classes: ['tls'], severities: ['critical', 'warning'] }] }),
+    hostname: 'gw1.example.org',
+    now: () => now,
+  });
+  alerter.clusterLost('Redis at redis://10.0.0.5:6379 unreachable (connect ECONNREFUSED)');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0]!.recipients.map((r) => r.address), ['noc@example.org']);
+  const text = sent[0]!.body.toString('utf8');
+  assert.match(text, /^Subject: \[Postern critical\] This node lost the cluster\r$/m);
+  assert.match(text, /^This node cannot reach the cluster's Redis: Redis at redis:\/\/10\.0\.0\.5:6379 unreachable \(connect ECONNREFUSED\)\.\r$/m);
+  now += 60_000;
+  alerter.clusterLost('Redis at redis://10.0.0.5:6379 unreachable (connect ECONNREFUSED)');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.length, 1, 'held back within the interval');
+  assert.ok(log.some((e) => e.event === 'alert-suppressed' && e.alertClass === 'cluster'));
+});

@@ -101,12 +101,12 @@ describe('alerts', { skip: !postfixAvailable() && !inCI ? 'Postfix not installed
       ['queue-only@alerts.test', ['queue'], ['critical', 'warning', 'info']],
     ]);
     await cli('alertconfig', 'edit', 'queue-only@alerts.test', '--classes', 'all');
-    assert.match(await cli('alertconfig', 'list'), /^queue-only@alerts\.test\s+tls,delivery,queue\s+critical,warning,info$/m);
+    assert.match(await cli('alertconfig', 'list'), /^queue-only@alerts\.test\s+tls,delivery,queue,cluster\s+critical,warning,info$/m);
     await cli('alertconfig', 'delete', 'queue-only@alerts.test');
     assert.doesNotMatch(await cli('alertconfig', 'list'), /queue-only/);
     const bad: [string[], RegExp][] = [
       [['alertconfig', 'new', 'not-an-address'], /invalid alert address "not-an-address"/],
-      [['alertconfig', 'new', 'x@alerts.test', '--classes', 'tls,spam'], /invalid alert classes "tls,spam": allowed a comma-separated list of tls, delivery, queue, or all/],
+      [['alertconfig', 'new', 'x@alerts.test', '--classes', 'tls,spam'], /invalid alert classes "tls,spam": allowed a comma-separated list of tls, delivery, queue, cluster, or all/],
       [['alertconfig', 'new', 'x@alerts.test', '--severities', 'loud'], /invalid alert severities "loud"/],
       [['alertconfig', 'new', 'admin@alerts.test'], /already receives alerts/],
       [['alertconfig', 'delete', 'nobody@alerts.test'], /receives no alerts/],

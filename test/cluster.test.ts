@@ -144,6 +144,8 @@ describe('cluster on Redis', { skip: !redisAvailable() && !inCI ? 'redis-server 
     assert.match(((await viaApi.json()) as { message: string }).message, /cannot be changed now; nothing was changed/);
     assert.equal((await api!.get('/api/v1/destinations/offline-api.test')).status(), 404);
     await waitFor('the condition in both mail logs', async () => ((await Promise.all([mailLog('a'), mailLog('b')])).every((l) => /Condition started: cluster: Redis at redis:\/\/127\.0\.84\.100:2699 unreachable/.test(l)) ? true : undefined));
+    // And the alert of class cluster (nobody wants it here: the mail log says so).
+    assert.match(await mailLog('b'), /Alert not sent \(cluster, critical, the cluster\): no alert recipient for cluster critical/);
     await redis.start(); // empty: no persistence
     const back = await waitFor('Redis seeded again by a node', async () => {
       const s = await status('a').catch(() => null);

@@ -69,11 +69,19 @@ export function importDoc(store: ConfigStore, doc: ConfigDoc, version: number): 
 }
 
 export function localVersion(store: ConfigStore): number {
-  ensureTables(store);
-  const r = store.db.prepare("SELECT value FROM cluster_state WHERE key = 'version'").get() as { value: number } | undefined;
-  return r?.value ?? 0;
+  return readNodeState(store, 'version') ?? 0;
 }
 
 export function setLocalVersion(store: ConfigStore, version: number): void {
-  store.db.prepare("INSERT OR REPLACE INTO cluster_state (key, value) VALUES ('version', ?)").run(version);
+  writeNodeState(store, 'version', version);
+}
+
+/** A number this node keeps about the cluster (its version, the nodes it last saw alive). */
+export function readNodeState(store: ConfigStore, key: string): number | undefined {
+  ensureTables(store);
+  return (store.db.prepare('SELECT value FROM cluster_state WHERE key = ?').get(key) as { value: number } | undefined)?.value;
+}
+
+export function writeNodeState(store: ConfigStore, key: string, value: number): void {
+  store.db.prepare('INSERT OR REPLACE INTO cluster_state (key, value) VALUES (?, ?)').run(key, value);
 }

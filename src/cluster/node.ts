@@ -6,7 +6,7 @@
  * condition is said once when it starts and once when it ends.
  */
 import type { ConfigStore } from '../config/store.js';
-import { localVersion } from './config-doc.js';
+import { localVersion, readNodeState, writeNodeState } from './config-doc.js';
 import { CONFIG_CHANNEL, pull } from './config-sync.js';
 import { connectRedis, type RedisClient } from './connect.js';
 import type { Membership } from './membership.js';
@@ -40,8 +40,14 @@ export class ClusterNode {
   private readonly started = Date.now();
   private syncing = false;
   private trouble: string | null = null;
+  /**
+   * Nodes seen alive at the last heartbeat read (this one included), kept in the data directory:
+   * a node restarted while Redis is away still knows how many share each limit.
+   */
+  private alive: number;
 
   constructor(private readonly d: ClusterNodeDeps) {
+    this.alive = readNodeState(d.store, 'alive') ?? 1;
     this.redis = connectRedis(d.membership.url);
     this.sub = connectRedis(d.membership.url);
     this.redis.on('error', (e: Error) => this.setTrouble(e.message));
@@ -49,6 +55,15 @@ export class ClusterNode {
     this.redis.on('ready', () => void this.tick());
     this.sub.on('ready', () => void this.sub.subscribe(CONFIG_CHANNEL).catch(() => undefined));
     this.sub.on('message', () => void this.sync());
+  }
+
+  /** The connection the cluster-wide limits use. */
+  get client(): RedisClient {
+    return this.redis;
+  }
+
+  nodesAlive(): number {
+    return this.alive;
   }
 
   start(): void {
@@ -66,6 +81,11 @@ export class ClusterNode {
     try {
       const beat: NodeHeartbeat = { node: this.d.membership.node, heartbeat: Date.now(), started: this.started, version: localVersion(this.d.store), queue: this.d.queueSize(), pid: process.pid, certificates: 'per node' };
       await this.redis.hset(NODES_KEY, this.d.membership.node, JSON.stringify(beat));
+      const all = Object.values(await this.redis.hgetall(NODES_KEY)).map((v) => JSON.parse(v) as NodeHeartbeat);
+      const ttl = this.d.membership.leaseTtlSeconds * 1000;
+      const alive = Math.max(1, all.filter((n) => beat.heartbeat - n.heartbeat < ttl).length);
+      if (alive !== this.alive) writeNodeState(this.d.store, 'alive', alive);
+      this.alive = alive;
     } catch {
       /* reported by sync() */
     }

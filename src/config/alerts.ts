@@ -8,7 +8,7 @@ import { ValidationError } from '../controls/validate.js';
 import { parseAlternateAddress } from '../bounce/profile.js';
 import { ConfigError, type ConfigStore } from './store.js';
 
-export const ALERT_CLASSES = ['tls', 'delivery', 'queue'] as const;
+export const ALERT_CLASSES = ['tls', 'delivery', 'queue', 'cluster'] as const;
 export type AlertClass = (typeof ALERT_CLASSES)[number];
 export const SEVERITIES = ['critical', 'warning', 'info'] as const;
 export type Severity = (typeof SEVERITIES)[number];

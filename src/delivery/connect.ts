@@ -48,7 +48,7 @@ export interface ConnectDeps {
    * whose slot cannot be taken is skipped; the slot of a failed attempt is given back, that of
    * a returned connection is the caller's to give back.
    */
-  addressSlot?: { take(address: string): boolean; give(address: string): void };
+  addressSlot?: { take(address: string): boolean | Promise<boolean>; give(address: string): void };
 }
 
 export type TlsState = 'none' | 'encrypted' | 'encrypted-unverified';
@@ -114,7 +114,7 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
     }
     deps.trace?.({ step: 'addresses', host: host.name, addresses: addrs.addresses });
     for (const address of addrs.addresses) {
-      if (deps.addressSlot && !deps.addressSlot.take(address)) {
+      if (deps.addressSlot && !(await deps.addressSlot.take(address))) {
         skippedBusy++;
         continue;
       }

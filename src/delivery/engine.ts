@@ -23,7 +23,7 @@ import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipien
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
 import { BrokenTlsMemory } from './broken-tls.js';
-import { LimitCounters, limitKey } from './limits.js';
+import { LimitCounters, limitKey, type Lease, type SharedLimits } from './limits.js';
 import { connect, type Connection, type ConnectDeps } from './connect.js';
 import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
@@ -48,6 +48,8 @@ export interface EngineOptions {
   maxRecipientsPerTransaction?: number;
   /** Most recipients held in memory for delivery at once; the rest wait in the queue. */
   maxInFlight?: number;
+  /** Limits shared with the other nodes of a cluster (enforce system); absent: this process only. */
+  shared?: SharedLimits;
   /**
    * How long a connection with nothing to send stays open for the next message to the same
    * destination before QUIT (ms); 0 = QUIT at once. Like Postfix's connection cache.
@@ -91,6 +93,11 @@ export class DeliveryEngine {
   private outcomeFlush: NodeJS.Immediate | null = null;
   private readonly dcids: IdSequence;
   readonly now: () => number;
+
+  /** A cluster node counts its limits with the other nodes from the moment it joins. */
+  setSharedLimits(shared: SharedLimits | undefined): void {
+    this.o.shared = shared;
+  }
 
   constructor(readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
@@ -457,7 +464,7 @@ function domainOf(address: string): string {
 
 /** A connection slot per MX IP address (limits applied "per each mail exchanger IP"). */
 export interface AddressSlot {
-  take(address: string): boolean;
+  take(address: string): boolean | Promise<boolean>;
   give(address: string): void;
 }
 
@@ -550,7 +557,8 @@ class DestinationQueue {
           this.engine.closeIdleOf(this.domain, this);
           this.waitForWindow(100);
         }
-        else if (this.pending.length > 0 && this.engine.isRunning) this.pump();
+        // (A connection that ended on a full recipient window set the timer: it pumps when due.)
+        else if (this.pending.length > 0 && this.engine.isRunning && !this.windowTimer) this.pump();
         if (this.active === 0) {
           if (this.pending.length === 0 && !this.windowTimer) this.engine.forget(this.key);
           for (const w of this.idleWaiters.splice(0)) w();
@@ -598,12 +606,23 @@ class DestinationQueue {
     const scope = this.scope(policy);
     const limits = this.engine.limits;
     const held: string[] = [];
+    // With "system" enforcement in a cluster, each slot is also a lease among every node's.
+    const shared = s.enforce === 'system' ? this.engine.o.shared : undefined;
+    const leases = new Map<string, Lease>();
     const slot: AddressSlot | undefined = domainKey
       ? undefined
       : {
-          take: (address) => {
+          take: async (address) => {
             const k = limitKey(this.domain, { mxIp: address, gateway: scope });
             if (!limits.tryOpen(k, s.concurrency)) return false;
+            if (shared) {
+              const lease = await shared.acquire(k, s.concurrency);
+              if (!lease) {
+                limits.close(k);
+                return false;
+              }
+              leases.set(k, lease);
+            }
             held.push(k);
             return true;
           },
@@ -613,10 +632,17 @@ class DestinationQueue {
             if (i !== -1) {
               held.splice(i, 1);
               limits.close(k);
+              leases.get(k)?.release();
+              leases.delete(k);
             }
           },
         };
     try {
+      if (domainKey && shared) {
+        const lease = await shared.acquire(domainKey, s.concurrency);
+        if (!lease) return true; // every slot of the cluster is taken: look again shortly
+        leases.set(domainKey, lease);
+      }
       return await this.deliverOnConnection(policy, slot);
     } catch (e) {
       process.emitWarning(`delivery to ${this.domain}: ${(e as Error).message}`);
@@ -624,6 +650,7 @@ class DestinationQueue {
     } finally {
       if (domainKey) limits.close(domainKey);
       for (const k of held.splice(0)) limits.close(k);
+      for (const l of leases.values()) l.release();
       this.engine.connectionClosed(this.domain, this);
     }
   }
@@ -663,10 +690,22 @@ class DestinationQueue {
         if (s.recipientLimit) {
           const now = this.engine.now();
           const { recipients: limit, minutes } = s.recipientLimit;
-          const available = limits.recipientsAvailable(windowKey, now, limit, minutes);
+          const shared = s.enforce === 'system' ? this.engine.o.shared : undefined;
+          let available: number;
+          let waitMs = 0;
+          if (shared) {
+            // The cluster's one window: what it grants is taken at once.
+            const r = await shared.takeRecipients(windowKey, limit, minutes, batch.recipients.length);
+            available = r.granted;
+            waitMs = r.waitMs;
+          } else {
+            available = limits.recipientsAvailable(windowKey, now, limit, minutes);
+            waitMs = available === 0 ? limits.recipientsFreeAt(windowKey, now, limit, minutes) - now : 0;
+            if (available > 0) limits.countRecipients(windowKey, now, Math.min(available, batch.recipients.length));
+          }
           if (available === 0) {
             this.pending.unshift(batch);
-            this.waitForWindow(limits.recipientsFreeAt(windowKey, now, limit, minutes) - now);
+            this.waitForWindow(waitMs);
             break;
           }
           if (batch.recipients.length > available) {
@@ -674,7 +713,6 @@ class DestinationQueue {
             this.pending.unshift({ messageId: batch.messageId, recipients: batch.recipients.slice(available) });
             batch = { messageId: batch.messageId, recipients: batch.recipients.slice(0, available) };
           }
-          limits.countRecipients(windowKey, now, batch.recipients.length);
         }
         sent++;
         // An operator may have bounced or deleted some recipients while they waited here.

@@ -8,6 +8,22 @@
  * most M × 60 of them per key, so memory does not grow with the number of recipients.
  */
 
+/** A connection slot held in the cluster; released when the connection closes. */
+export interface Lease {
+  release(): void;
+}
+
+/**
+ * Limits counted beyond this process (cluster/limits.ts, on Redis): a connection slot of `key`
+ * among at most `max` across every node, and recipients taken from one window shared by every
+ * node (how many were granted, and how long until one is free when none was).
+ */
+export interface SharedLimits {
+  acquire(key: string, max: number): Promise<Lease | null>;
+  takeRecipients(key: string, limit: number, minutes: number, want: number): Promise<{ granted: number; waitMs: number }>;
+  close(): void;
+}
+
 export function limitKey(domain: string, o: { mxIp?: string; gateway?: string } = {}): string {
   return `${domain}|${o.mxIp ?? ''}|${o.gateway ?? ''}`;
 }

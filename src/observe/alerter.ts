@@ -5,7 +5,8 @@
  * ones failed its TLS (when `destconfig setup --required-tls-alert on`, or the destination's
  * entry says `--tls-alert on`; its `off` silences it whatever the switch); class `delivery`: a
  * domain's oldest waiting message is older than a threshold; class `queue`: more recipients
- * wait than a threshold (both checked periodically, see check()). An alert names the
+ * wait than a threshold (both checked periodically, see check()); class `cluster`: the node
+ * lost the cluster's Redis (clusterLost). An alert names the
  * domain, the MX host and address, the reason and the DCID; the same class for the same domain
  * is not sent again within the interval (alertconfig setup --interval). Each alert sent or not
  * sent is a mail log line.
@@ -119,6 +120,20 @@ export class Alerter implements EventSink {
     }
   }
 
+  /**
+   * Class cluster: this node lost Redis (SPEC §12). Delivery goes on under the last configuration,
+   * each node within its share of every limit, until Redis is back.
+   */
+  clusterLost(reason: string): void {
+    this.raise('cluster', 'critical', 'the cluster', `cluster: ${reason}`, [
+      `This node cannot reach the cluster's Redis: ${reason}.`,
+      '',
+      'Mail is still accepted and queued. Delivery goes on under the last configuration this node saw, each node keeping within an equal share of every limit; configuration changes are refused until Redis is back. The nodes rejoin by themselves when it is.',
+      '',
+      'Run "postern cluster status" on another node to see which nodes are alive.',
+    ]);
+  }
+
   private raise(cls: AlertClass, severity: Severity, domain: string, summary: string, body: string[]): void {
     const { globals, recipients } = this.deps.config();
     const key = `${cls}|${domain}`;
@@ -136,7 +151,7 @@ export class Alerter implements EventSink {
     }
     this.lastSent.set(key, now);
     const from = globals.alertFrom ?? `postern@${this.deps.hostname}`;
-    const subject = `[Postern ${severity}] ${cls === 'tls' ? `Required TLS failed for ${domain}` : cls === 'queue' ? 'Many recipients wait in the queue' : `Mail for ${domain} is waiting`}`;
+    const subject = `[Postern ${severity}] ${cls === 'tls' ? `Required TLS failed for ${domain}` : cls === 'queue' ? 'Many recipients wait in the queue' : cls === 'cluster' ? 'This node lost the cluster' : `Mail for ${domain} is waiting`}`;
     const text = [
       `From: Postern <${from}>`,
       `To: ${to.map((t) => `<${t}>`).join(', ')}`,

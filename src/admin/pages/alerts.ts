@@ -41,7 +41,7 @@ export function registerAlertPages(app: FastifyInstance, ctx: AdminContext, _o: 
           queueRecipients: values.queueRecipients ?? String(g.alertQueueRecipients),
         },
         requiredTlsAlert: g.requiredTlsAlert,
-        add: { address: values.address ?? '', classes: (values.classes ?? 'tls,delivery,queue').split(','), severities: (values.severities ?? 'critical,warning,info').split(',') },
+        add: { address: values.address ?? '', classes: (values.classes ?? ALERT_CLASSES.join(',')).split(','), severities: (values.severities ?? 'critical,warning,info').split(',') },
         errors,
       },
       status,

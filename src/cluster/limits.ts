@@ -1,0 +1,142 @@
+/**
+ * Limits held cluster-wide (SPEC §12) with `--enforce system`: a destination's concurrent
+ * connections and its recipients per window count every node's.
+ *
+ * - A connection slot is a lease: a member of sorted set `postern:lease:<key>` whose score is its
+ *   expiry (Redis's own clock), taken only while fewer than the limit are unexpired, renewed
+ *   every third of the TTL while the connection lives, removed when it closes. A node that dies
+ *   frees its slots within the TTL. Taking, renewing and releasing are Lua scripts (atomic).
+ * - The recipient window is one sliding window, sorted set `postern:window:<key>` of
+ *   (time, "id:count") entries: a take grants what the window still allows, atomically.
+ *
+ * When Redis cannot be reached, each node keeps within an equal share of each limit (the limit
+ * divided by the number of nodes last seen alive, at least 1), counted locally; and since the
+ * others' leases may still be live for one TTL, it opens no new connection during the first TTL
+ * after losing Redis.
+ */
+import { randomBytes } from 'node:crypto';
+import { LimitCounters } from '../delivery/limits.js';
+import type { Lease, SharedLimits } from '../delivery/limits.js';
+import type { RedisClient } from './connect.js';
+
+const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/** KEYS[1] lease set; ARGV: max, ttl ms, lease id. 1 taken (or renewed), 0 none free. */
+const ACQUIRE = `${NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[3]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return 1`;
+
+/** KEYS[1] window; ARGV: limit, window ms, wanted, entry id. {granted, ms until one is free}. */
+const TAKE = `${NOW}
+local span = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local total = 0
+for i = 1, #entries, 2 do total = total + tonumber(string.match(entries[i], ':(%d+)$')) end
+local avail = tonumber(ARGV[1]) - total
+if avail <= 0 then
+  local wait = span
+  if #entries >= 2 then wait = tonumber(entries[2]) + span - now + 1 end
+  return {0, wait}
+end
+local granted = math.min(avail, tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. granted)
+redis.call('PEXPIRE', KEYS[1], span + 1000)
+return {granted, 0}`;
+
+export interface RedisLimitsDeps {
+  redis: RedisClient;
+  node: string;
+  leaseTtlMs: number;
+  /** Nodes last seen alive (at least 1), for the shares used without Redis. */
+  nodesAlive: () => number;
+  /** Redis reachable again (null) or lost (the reason): said by the cluster node. */
+  now?: () => number;
+}
+
+export class RedisLimits implements SharedLimits {
+  private readonly leases = new Map<string, { key: string; max: number }>();
+  private readonly local = new LimitCounters();
+  private readonly renewTimer: NodeJS.Timeout;
+  private seq = 0;
+  /** Since when Redis has been unreachable (ms), or null. */
+  private lostAt: number | null = null;
+  private readonly now: () => number;
+
+  constructor(private readonly d: RedisLimitsDeps) {
+    this.now = d.now ?? Date.now;
+    this.renewTimer = setInterval(() => void this.renew(), Math.max(250, Math.floor(d.leaseTtlMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  private id(): string {
+    return `${this.d.node}:${randomBytes(4).toString('hex')}:${++this.seq}`;
+  }
+
+  private share(max: number): number {
+    return Math.max(1, Math.floor(max / Math.max(1, this.d.nodesAlive())));
+  }
+
+  private lost(): void {
+    this.lostAt ??= this.now();
+  }
+
+  async acquire(key: string, max: number): Promise<Lease | null> {
+    const id = this.id();
+    try {
+      const ok = Number(await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${key}`, String(max), String(this.d.leaseTtlMs), id));
+      this.lostAt = null;
+      if (ok !== 1) return null;
+      this.leases.set(id, { key, max });
+      return { release: () => this.release(id) };
+    } catch {
+      this.lost();
+      // The others' leases may live one more TTL: no new connection until then; then a share.
+      if (this.now() - this.lostAt! < this.d.leaseTtlMs) return null;
+      const localKey = `share|${key}`;
+      if (!this.local.tryOpen(localKey, this.share(max))) return null;
+      return { release: () => this.local.close(localKey) };
+    }
+  }
+
+  private release(id: string): void {
+    const l = this.leases.get(id);
+    if (!l) return;
+    this.leases.delete(id);
+    this.d.redis.zrem(`postern:lease:${l.key}`, id).catch(() => undefined);
+  }
+
+  private async renew(): Promise<void> {
+    for (const [id, l] of this.leases) {
+      try {
+        await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${l.key}`, String(l.max), String(this.d.leaseTtlMs), id);
+      } catch {
+        this.lost();
+        return;
+      }
+    }
+  }
+
+  async takeRecipients(key: string, limit: number, minutes: number, want: number): Promise<{ granted: number; waitMs: number }> {
+    try {
+      const r = (await this.d.redis.eval(TAKE, 1, `postern:window:${key}`, String(limit), String(minutes * 60_000), String(want), this.id())) as [number, number];
+      this.lostAt = null;
+      return { granted: Number(r[0]), waitMs: Number(r[1]) };
+    } catch {
+      this.lost();
+      const share = this.share(limit);
+      const now = this.now();
+      const granted = Math.min(want, this.local.recipientsAvailable(`share|${key}`, now, share, minutes));
+      if (granted > 0) this.local.countRecipients(`share|${key}`, now, granted);
+      return { granted, waitMs: granted > 0 ? 0 : this.local.recipientsFreeAt(`share|${key}`, now, share, minutes) - now };
+    }
+  }
+
+  close(): void {
+    clearInterval(this.renewTimer);
+    for (const id of [...this.leases.keys()]) this.release(id);
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Limits held cluster-wide (SPEC §12), with three real nodes on a real Redis relaying into one
+ * receiver that counts simultaneous sessions: an entry's concurrency of 5 is never exceeded by
+ * the three nodes together and is reached; one recipient window of 10 per minute is shared; the
+ * slots of a node SIGKILLed while holding them are free within the lease TTL; with Redis stopped
+ * nothing is lost and the limit still holds (each node keeps to its share), and the nodes rejoin
+ * when it is back.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
+import { startDnsServer, type DnsServer } from './peers/dns-server.js';
+import { redisAvailable, startRedis, type RedisPeer } from './peers/redis.js';
+import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
+import { logFile, runCliOk, startPostern, type PosternProcess } from './process.js';
+import { readFile } from 'node:fs/promises';
+
+const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
+// Addresses 127.0.85.x and ports 2620-2621 are this file's own.
+const REDIS = { host: '127.0.85.100', port: 2620 };
+const MX = { host: '127.0.85.1', port: 2621 };
+const NODES = ['a', 'b', 'c'] as const;
+type Node = (typeof NODES)[number];
+
+describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-server not installed' : false }, () => {
+  let redis: RedisPeer;
+  let dns: DnsServer;
+  let mx: SmtpPeer;
+  const dirs = {} as Record<Node, string>;
+  const nodes = {} as Record<Node, PosternProcess | undefined>;
+  /** Recipient domains whose final-dot reply the receiver holds back, and for how long. */
+  const hold: Record<string, number> = { 'limited.test': 300, 'sticky.test': 60_000 };
+  const cli = (n: Node, ...args: string[]) => runCliOk([...args, '--data-dir', dirs[n]]);
+  const start = (n: Node) =>
+    startPostern({
+      dataDir: dirs[n],
+      listen: `127.0.85.${11 + NODES.indexOf(n)}:0`,
+      dnsServer: dns.address,
+      smtpPort: MX.port,
+      hostname: `${n}.cluster.test`,
+      args: ['--cluster', redis.url, '--node-name', n, '--cluster-lease-ttl', '3'],
+    });
+  const delivered = (domain: string) => mx.messages.filter((m) => m.to.some((t) => t.endsWith(`@${domain}`))).length;
+  const send = async (n: Node, domain: string, count: number, tag: string) => {
+    for (let i = 0; i < count; i++) {
+      const r = await sendMail(nodes[n]!.port, `sender@${n}.test`, [`${tag}${i}@${domain}`], `Subject: ${tag} ${i}\r\n\r\nhello\r\n`, nodes[n]!.host);
+      assert.equal(r.code, 250, r.text);
+    }
+  };
+  /** The most sessions for `domain` open at once while `fn` runs, sampled every 10 ms. */
+  const peakDuring = async (domain: string, fn: () => Promise<void>) => {
+    let peak = 0;
+    const open = () => mx.sessions.filter((s) => s.closedBy === undefined && s.commands.some((c) => c.includes(`@${domain}>`))).length;
+    const t = setInterval(() => (peak = Math.max(peak, open())), 10);
+    try {
+      await fn();
+    } finally {
+      clearInterval(t);
+    }
+    return peak;
+  };
+
+  before(async () => {
+    redis = await startRedis(REDIS);
+    mx = await startSmtpPeer({
+      host: MX.host,
+      port: MX.port,
+      act: (step, _arg, session) => {
+        if (step !== 'dot') return undefined;
+        const rcpt = session.commands.filter((c) => /^RCPT TO:/i.test(c)).at(-1) ?? '';
+        const domain = /@([^>]+)>/.exec(rcpt)?.[1] ?? '';
+        const ms = hold[domain];
+        return ms === undefined ? undefined : { reply: '250 2.0.0 queued', delayMs: ms };
+      },
+    });
+    dns = await startDnsServer({
+      zone: Object.fromEntries([
+        ...['limited.test', 'window.test', 'sticky.test'].map((d) => [d, { MX: [{ preference: 10, exchange: 'mx.cluster.test' }] }]),
+        ['mx.cluster.test', { A: [MX.host] }],
+      ]),
+    });
+    for (const n of NODES) dirs[n] = tempDir(`postern-limits-${n}-`);
+    // The table is made on node a before it joins: it seeds the cluster with it.
+    await cli('a', 'destconfig', 'new', 'limited.test', '--concurrency', '5', '--messages-per-connection', '1');
+    await cli('a', 'destconfig', 'new', 'window.test', '--recipients', '10/1');
+    await cli('a', 'destconfig', 'new', 'sticky.test', '--concurrency', '2', '--messages-per-connection', '1');
+    nodes.a = await start('a');
+    await waitFor('a to seed the cluster', async () => (/^Configuration version: \d+/m.test(await cli('a', 'cluster', 'status')) ? true : undefined));
+    nodes.b = await start('b');
+    nodes.c = await start('c');
+    await waitFor('three nodes alive with the table', async () => {
+      const s = JSON.parse(await cli('a', 'cluster', 'status', '--json')) as { nodes: { alive: boolean }[] };
+      const tables = await Promise.all(NODES.map((n) => cli(n, 'destconfig', 'list')));
+      return s.nodes.filter((x) => x.alive).length === 3 && tables.every((t) => /limited\.test/.test(t)) ? true : undefined;
+    });
+  });
+
+  after(async () => {
+    await Promise.allSettled(NODES.map((n) => nodes[n]?.stop()));
+    await Promise.allSettled([mx?.close(), dns?.close(), redis?.close()]);
+  });
+
+  test('concurrency 5 across three nodes: never exceeded, and reached', async () => {
+    const peak = await peakDuring('limited.test', async () => {
+      await Promise.all(NODES.map((n) => send(n, 'limited.test', 20, `c-${n}-`)));
+      await waitFor('60 messages delivered', async () => (delivered('limited.test') >= 60 ? true : undefined), 120_000);
+    });
+    assert.equal(delivered('limited.test'), 60);
+    assert.ok(mx.maxConcurrent <= 5, `the receiver saw ${mx.maxConcurrent} sessions at once`);
+    assert.equal(peak, 5, 'the limit is used, not only respected');
+  });
+
+  test('10 recipients per minute across the nodes: one window', async () => {
+    await Promise.all(NODES.map((n) => send(n, 'window.test', 6, `w-${n}-`)));
+    await waitFor('the window filled', async () => (delivered('window.test') >= 10 ? true : undefined));
+    // Hold on a few seconds: nothing more may go within the minute.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(delivered('window.test'), 10, 'the three nodes together sent the window, no more');
+  });
+
+  test("a node SIGKILLed while holding slots: its slots are free within the lease TTL", async () => {
+    // (A destination opens a second connection only while more messages wait than it has open.)
+    await send('c', 'sticky.test', 4, 's-c-');
+    await waitFor('c holding both slots (two sessions held at the final dot)', async () => (mx.sessions.filter((s) => s.closedBy === undefined && s.commands.some((c) => /@sticky\.test/.test(c))).length === 2 ? true : undefined), 20_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n${JSON.stringify(mx.sessions.slice(-4).map((s) => [s.closedBy, s.commands]))}\n--- c ---\n${await readFile(logFile(dirs.c, 'mail.log'), 'utf8')}`);
+    });
+    await nodes.c!.kill('SIGKILL');
+    nodes.c = undefined;
+    hold['sticky.test'] = 0;
+    await send('a', 'sticky.test', 1, 's-a-');
+    // Without lease expiry node a would wait for slots nobody gives back.
+    await waitFor("a's message through a slot c held", async () => (mx.messages.some((m) => m.to.includes('s-a-0@sticky.test')) ? true : undefined), 30_000);
+  });
+
+  test('Redis stopped: nothing lost, the limit still holds with shares; back: the nodes rejoin', async () => {
+    nodes.c = await start('c');
+    await redis.stop();
+    const before = delivered('limited.test');
+    const peak = await peakDuring('limited.test', async () => {
+      await Promise.all(NODES.map((n) => send(n, 'limited.test', 5, `r-${n}-`)));
+      await waitFor('15 more delivered without Redis', async () => (delivered('limited.test') >= before + 15 ? true : undefined), 120_000);
+    });
+    assert.ok(peak <= 5, `${peak} sessions for limited.test at once without Redis`);
+    await redis.start();
+    await waitFor('three nodes alive again', async () => {
+      const s = JSON.parse(await cli('a', 'cluster', 'status', '--json').catch(() => '{"nodes":[]}')) as { nodes: { alive: boolean }[] };
+      return s.nodes.filter((x) => x.alive).length === 3 ? true : undefined;
+    });
+  });
+});
