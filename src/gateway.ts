@@ -25,7 +25,7 @@ import { VERSION } from './version.js';
 import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
 import { RelayListener, type InboundSettings } from './smtp/listener.js';
-import { ClusterNode } from './cluster/node.js';
+import { ClusterNode, QUEUE_ROWS } from './cluster/node.js';
 import { RedisLimits } from './cluster/limits.js';
 import { NetworkList } from './smtp/networks.js';
 
@@ -181,6 +181,11 @@ export class Gateway {
         },
         // The gateway's own write does not move config.db's data version for itself: reload now.
         onConfig: (version) => this.reload(`cluster configuration version ${version}`),
+        brokenTls: this.engine.brokenTls,
+        queueRows: () => {
+          const rows = this.queue.list({ state: 'pending' });
+          return { total: rows.length, rows: rows.slice(0, QUEUE_ROWS) };
+        },
         onTrouble: (reason) => {
           if (reason === null) return this.conditions.clear('cluster');
           this.conditions.raise('cluster', reason);

@@ -6,27 +6,28 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { INITIAL_GLOBALS } from '../src/config/store.js';
-import { Alerter } from '../src/observe/alerter.js';
+import { Alerter, type AlerterDeps } from '../src/observe/alerter.js';
 import type { MailEvent } from '../src/observe/events.js';
 import type { NewMessage } from '../src/queue/store.js';
 
-test('class delivery: a domain waiting past the threshold, once per interval, to the recipients of that class', async () => {
-  let now = Date.UTC(2026, 11, 1, 12);
+/** An Alerter whose queued mail and log lines are kept, on a clock the test moves. */
+function watched(config: AlerterDeps['config'], extra: Partial<AlerterDeps> = {}) {
   const sent: NewMessage[] = [];
   const log: MailEvent[] = [];
-  const alerter = new Alerter({
-    accept: async (m) => (sent.push(m), sent.length),
-    log: { write: (e) => log.push(e) },
-    config: () => ({
-      globals: { ...INITIAL_GLOBALS, alertWaitMinutes: 30, alertIntervalSeconds: 600, alertQueueRecipients: 1000 },
-      recipients: [
-        { address: 'ops@example.org', classes: ['delivery'], severities: ['warning'] },
-        { address: 'tls@example.org', classes: ['tls'], severities: ['warning'] },
-      ],
-    }),
-    hostname: 'gw.example.org',
-    now: () => now,
-  });
+  const clock = { now: Date.UTC(2026, 11, 1, 12) };
+  const alerter = new Alerter({ accept: async (m) => (sent.push(m), sent.length), log: { write: (e) => log.push(e) }, config, hostname: 'gw.example.org', now: () => clock.now, ...extra });
+  return { alerter, sent, log, clock };
+}
+
+test('class delivery: a domain waiting past the threshold, once per interval, to the recipients of that class', async () => {
+  const { alerter, sent, log, clock } = watched(() => ({
+    globals: { ...INITIAL_GLOBALS, alertWaitMinutes: 30, alertIntervalSeconds: 600, alertQueueRecipients: 1000 },
+    recipients: [
+      { address: 'ops@example.org', classes: ['delivery'], severities: ['warning'] },
+      { address: 'tls@example.org', classes: ['tls'], severities: ['warning'] },
+    ],
+  }));
+  const now = clock.now;
   const waiting = { domain: 'slow.example', oldest: now - 45 * 60_000, recipients: 3, reply: '4.4.1 connection refused' };
   let asked = 0;
   alerter.check((before) => {
@@ -43,12 +44,12 @@ test('class delivery: a domain waiting past the threshold, once per interval, to
   assert.match(text, /^Last reply: 4\.4\.1 connection refused\r$/m);
   assert.equal(sent[0]!.isBounce, true, 'an alert is never bounced');
   // Within the interval: held back and logged; after it: sent again.
-  now += 5 * 60_000;
+  clock.now += 5 * 60_000;
   alerter.check(() => ({ pending: 3, waiting: [waiting] }));
   await new Promise((r) => setImmediate(r));
   assert.equal(sent.length, 1);
   assert.ok(log.some((e) => e.event === 'alert-suppressed' && e.alertClass === 'delivery' && /at most one every 600 s/.test(e.reason)));
-  now += 6 * 60_000;
+  clock.now += 6 * 60_000;
   alerter.check(() => ({ pending: 3, waiting: [waiting] }));
   await new Promise((r) => setImmediate(r));
   assert.equal(sent.length, 2);
@@ -66,15 +67,9 @@ test('class tls: the entry\'s --tls-alert on/off overrides the global switch; le
     { global: false, override: false, alert: false },
   ];
   for (const [i, c] of cases.entries()) {
-    const sent: NewMessage[] = [];
-    const log: MailEvent[] = [];
     const asked: string[] = [];
-    const alerter = new Alerter({
-      accept: async (m) => (sent.push(m), sent.length),
-      log: { write: (e) => log.push(e) },
-      config: () => ({ globals: { ...INITIAL_GLOBALS, requiredTlsAlert: c.global }, recipients: [{ address: 'tls@example.org', classes: ['tls'], severities: ['warning'] }] }),
+    const { alerter, sent, log } = watched(() => ({ globals: { ...INITIAL_GLOBALS, requiredTlsAlert: c.global }, recipients: [{ address: 'tls@example.org', classes: ['tls'], severities: ['warning'] }] }), {
       tlsAlertOverride: (domain) => (asked.push(domain), c.override),
-      hostname: 'gw.example.org',
     });
     const dcid = 100 + i;
     alerter.write({ event: 'connection', dcid, interface: 'Management', address: '192.0.2.7', port: 25, host: 'mx.bank.example', domain: 'bank.example', tls: 'required-verify' });
@@ -92,16 +87,13 @@ test('class tls: the entry\'s --tls-alert on/off overrides the global switch; le
 });
 
 test('class cluster: a node that lost Redis alerts the cluster class, once per interval', async () => {
-  let now = Date.UTC(2026, 11, 1, 12);
-  const sent: NewMessage[] = [];
-  const log: MailEvent[] = [];
-  const alerter = new Alerter({
-    accept: async (m) => (sent.push(m), sent.length),
-    log: { write: (e) => log.push(e) },
-    config: () => ({ globals: { ...INITIAL_GLOBALS, alertIntervalSeconds: 600 }, recipients: [{ address: 'noc@example.org', classes: ['cluster'], severities: ['critical'] }, { address: 'tls@example.org', classes: ['tls'], severities: ['critical', 'warning'] }] }),
-    hostname: 'gw1.example.org',
-    now: () => now,
-  });
+  const { alerter, sent, log, clock } = watched(() => ({
+    globals: { ...INITIAL_GLOBALS, alertIntervalSeconds: 600 },
+    recipients: [
+      { address: 'noc@example.org', classes: ['cluster'], severities: ['critical'] },
+      { address: 'tls@example.org', classes: ['tls'], severities: ['critical', 'warning'] },
+    ],
+  }));
   alerter.clusterLost('Redis at redis://10.0.0.5:6379 unreachable (connect ECONNREFUSED)');
   await new Promise((r) => setImmediate(r));
   assert.equal(sent.length, 1);
@@ -109,7 +101,7 @@ test('class cluster: a node that lost Redis alerts the cluster class, once per i
   const text = sent[0]!.body.toString('utf8');
   assert.match(text, /^Subject: \[Postern critical\] This node lost the cluster\r$/m);
   assert.match(text, /^This node cannot reach the cluster's Redis: Redis at redis:\/\/10\.0\.0\.5:6379 unreachable \(connect ECONNREFUSED\)\.\r$/m);
-  now += 60_000;
+  clock.now += 60_000;
   alerter.clusterLost('Redis at redis://10.0.0.5:6379 unreachable (connect ECONNREFUSED)');
   await new Promise((r) => setImmediate(r));
   assert.equal(sent.length, 1, 'held back within the interval');

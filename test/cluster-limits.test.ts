@@ -116,6 +116,13 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
     // Hold on a few seconds: nothing more may go within the minute.
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(delivered('window.test'), 10, 'the three nodes together sent the window, no more');
+    // What waits, on every node: queue list --cluster.
+    const listed = await waitFor('the 8 waiting recipients in queue list --cluster', async () => {
+      const j = JSON.parse(await cli('b', 'queue', 'list', '--cluster', '--domain', 'window.test', '--json')) as { recipients: { node: string; to: string }[] };
+      return j.recipients.length === 8 ? j.recipients : undefined;
+    });
+    for (const r of listed) assert.equal(r.node, /^w-(\w)-/.exec(r.to)![1], `${r.to} is listed under the node that holds it`);
+    assert.match(await cli('a', 'queue', 'list', '--cluster', '--domain', 'window.test'), /^8 recipients pending on 3 nodes$/m);
   });
 
   test("a node SIGKILLed while holding slots: its slots are free within the lease TTL", async () => {

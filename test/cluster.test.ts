@@ -12,6 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import { ClusterCliSession } from '../src/cluster/cli-session.js';
 import { ConfigConflictError } from '../src/cluster/config-sync.js';
 import { ConfigStore } from '../src/config/store.js';
+import { ClusterNode } from '../src/cluster/node.js';
+import { BrokenTlsMemory } from '../src/delivery/broken-tls.js';
 import { tempDir, waitForAsync as waitFor } from './harness.js';
 import { redisAvailable, startRedis, type RedisPeer } from './peers/redis.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
@@ -111,6 +113,31 @@ describe('cluster on Redis', { skip: !redisAvailable() && !inCI ? 'redis-server 
     // B's copy holds A's change, not its own.
     assert.match(await cli('b', 'destconfig', 'detail', 'shared.test'), /^TLS Support: No$/m);
     assert.match(await cli('a', 'destconfig', 'detail', 'shared.test'), /^TLS Support: No$/m);
+  });
+
+  test('remembered broken TLS is shared: what one node learns, the others skip STARTTLS for', async () => {
+    const made = ['x', 'y'].map((name) => {
+      const dir = tempDir(`postern-cluster-${name}-`);
+      const store = ConfigStore.open(dir);
+      const brokenTls = new BrokenTlsMemory();
+      const node = new ClusterNode({ membership: { url: redis.url, node: `mem-${name}`, leaseTtlSeconds: 10 }, store, queueSize: () => 0, onConfig: () => undefined, onTrouble: () => undefined, brokenTls });
+      node.start();
+      return { store, brokenTls, node };
+    });
+    try {
+      const [x, y] = made as [(typeof made)[0], (typeof made)[0]];
+      const now = Date.now();
+      x.brokenTls.remember('192.0.2.77', 25, now, 24);
+      await waitFor('y to remember it too', async () => (y.brokenTls.isBroken('192.0.2.77', 25, Date.now()) ? true : undefined));
+      assert.equal(y.brokenTls.isBroken('192.0.2.78', 25, Date.now()), false);
+      // Kept in y's queue.db-less memory until the same time, not longer.
+      assert.equal(y.brokenTls.isBroken('192.0.2.77', 25, now + 25 * 3_600_000), false);
+    } finally {
+      for (const m of made) {
+        await m.node.stop();
+        m.store.close();
+      }
+    }
   });
 
   test('a change through the API of node B is a change of the cluster', async () => {

@@ -31,6 +31,10 @@ import { QueueService } from '../manage/queue.js';
 import { escapeText } from '../observe/text.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable, plural } from './format.js';
+import { readMembership } from '../cluster/membership.js';
+import { connectRedis } from '../cluster/connect.js';
+import { NODES_KEY, queueKey, redact } from '../cluster/node.js';
+import { ConfigError } from '../config/store.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -110,8 +114,10 @@ export function addQueueCommand(program: Command): void {
         .default('pending'),
     )
     .option('--json', 'machine-readable output')
-    .action((o: { dataDir: string; domain?: string; state: ListedState | 'pending'; json?: boolean }) => {
+    .option('--cluster', "every node's pending recipients (a cluster node's --data-dir)")
+    .action(async (o: { dataDir: string; domain?: string; state: ListedState | 'pending'; json?: boolean; cluster?: boolean }) => {
       const domain = o.domain === undefined ? undefined : parseQueueDomain(o.domain);
+      if (o.cluster) return listCluster(o.dataDir, o.state, domain, o.json === true);
       const store = QueueStore.open(o.dataDir);
       let rows: ListedRecipient[];
       try {
@@ -224,4 +230,38 @@ export function addQueueCommand(program: Command): void {
       }
       printActed(r, 'deleted', ' (no DSN)');
     });
+}
+
+/** `queue list --cluster`: what each node last showed the cluster of its pending recipients. */
+async function listCluster(dataDir: string, state: ListedState | 'pending', domain: string | undefined, json: boolean): Promise<void> {
+  if (state !== 'pending' && state !== 'queued' && state !== 'deferred') throw new ValidationError('--state with --cluster', state, 'pending, queued, deferred (nodes share only what waits)');
+  const m = readMembership(dataDir);
+  if (!m) throw new ConfigError(`${dataDir} does not belong to a cluster (postern start --cluster URL --node-name NAME joins one)`);
+  const redis = connectRedis(m.url, { lazy: true, retry: false });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect().catch((e: Error) => {
+      throw new ConfigError(`Redis at ${redact(m.url)} cannot be reached: ${e.message}`);
+    });
+    const names = Object.keys(await redis.hgetall(NODES_KEY)).sort();
+    const shown: (ListedRecipient & { node: string })[] = [];
+    const notes: string[] = [];
+    for (const node of names) {
+      const raw = await redis.get(queueKey(node));
+      if (raw === null) {
+        notes.push(`node ${node}: no recent queue report (not running, or Redis was away)`);
+        continue;
+      }
+      const q = JSON.parse(raw) as { at: number; total: number; rows: ListedRecipient[] };
+      if (q.total > q.rows.length) notes.push(`node ${node}: ${q.total} pending, the first ${q.rows.length} shown`);
+      for (const r of q.rows) if ((state === 'pending' || r.state === state) && (domain === undefined || r.domain === domain)) shown.push({ ...r, node });
+    }
+    if (json) return outJson({ recipients: shown.map((r) => ({ ...r, nextAttempt: iso(r.nextAttempt), finishedAt: iso(r.finishedAt) })), notes });
+    out(`${plural(shown.length, 'recipient')} ${state} on ${plural(names.length, 'node')}\n`);
+    for (const n of notes) out(`(${n})\n`);
+    if (shown.length === 0) return;
+    out(formatTable(['Node', 'MID', 'RID', 'From', 'To', 'State', 'Attempts', 'Next attempt', 'Last reply'], shown.map((r) => [r.node, String(r.mid), String(r.rid), `<${r.from}>`, r.to, r.state, String(r.attempts), iso(r.nextAttempt) ?? '', r.lastReply ?? ''])) + '\n');
+  } finally {
+    redis.disconnect();
+  }
 }

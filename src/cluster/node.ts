@@ -6,6 +6,7 @@
  * condition is said once when it starts and once when it ends.
  */
 import type { ConfigStore } from '../config/store.js';
+import type { BrokenTlsMemory } from '../delivery/broken-tls.js';
 import { localVersion, readNodeState, writeNodeState } from './config-doc.js';
 import { CONFIG_CHANNEL, pull } from './config-sync.js';
 import { connectRedis, type RedisClient } from './connect.js';
@@ -31,13 +32,26 @@ export interface ClusterNodeDeps {
   onConfig: (version: number) => void;
   /** Redis reachable (null) or not (the reason). */
   onTrouble: (reason: string | null) => void;
+  /** The node's pending recipients (the first QUEUE_ROWS), for `queue list --cluster`. */
+  queueRows?: () => { total: number; rows: unknown[] };
+  /** Remembered broken TLS: what this node learns is shared, what others learnt is adopted. */
+  brokenTls?: BrokenTlsMemory;
 }
+
+export const BROKEN_TLS_KEY = 'postern:broken-tls';
+
+/** Pending recipients each node shows the cluster (`queue list --cluster`), and how often (ticks). */
+export const QUEUE_ROWS = 1000;
+const QUEUE_EVERY = 5;
+export const queueKey = (node: string) => `postern:queue:${node}`;
 
 export class ClusterNode {
   private readonly redis: RedisClient;
   private readonly sub: RedisClient;
   private timer: NodeJS.Timeout | null = null;
   private readonly started = Date.now();
+  private ticks = 0;
+  private readonly brokenToShare = new Map<string, number>();
   private syncing = false;
   private trouble: string | null = null;
   /**
@@ -55,6 +69,13 @@ export class ClusterNode {
     this.redis.on('ready', () => void this.tick());
     this.sub.on('ready', () => void this.sub.subscribe(CONFIG_CHANNEL).catch(() => undefined));
     this.sub.on('message', () => void this.sync());
+    if (d.brokenTls) {
+      // Shared at the next tick; kept until Redis has taken it (it may be away right now).
+      d.brokenTls.onRemember = (address, port, until) => {
+        this.brokenToShare.set(`${address}|${port}`, until);
+        void this.tick();
+      };
+    }
   }
 
   /** The connection the cluster-wide limits use. */
@@ -83,6 +104,10 @@ export class ClusterNode {
       await this.redis.hset(NODES_KEY, this.d.membership.node, JSON.stringify(beat));
       const all = Object.values(await this.redis.hgetall(NODES_KEY)).map((v) => JSON.parse(v) as NodeHeartbeat);
       const ttl = this.d.membership.leaseTtlSeconds * 1000;
+      if (this.d.queueRows && this.ticks++ % QUEUE_EVERY === 0) {
+        await this.redis.set(queueKey(this.d.membership.node), JSON.stringify({ at: beat.heartbeat, ...this.d.queueRows() }), 'PX', QUEUE_EVERY * 3000);
+      }
+      if (this.d.brokenTls) await this.adoptBrokenTls(beat.heartbeat);
       const alive = Math.max(1, all.filter((n) => beat.heartbeat - n.heartbeat < ttl).length);
       if (alive !== this.alive) writeNodeState(this.d.store, 'alive', alive);
       this.alive = alive;
@@ -103,6 +128,23 @@ export class ClusterNode {
     } finally {
       this.syncing = false;
     }
+  }
+
+  /** Takes what the other nodes remember of broken TLS; forgets what has expired. */
+  private async adoptBrokenTls(now: number): Promise<void> {
+    for (const [k, until] of [...this.brokenToShare]) {
+      await this.redis.hset(BROKEN_TLS_KEY, k, String(until));
+      this.brokenToShare.delete(k);
+    }
+    const all = await this.redis.hgetall(BROKEN_TLS_KEY);
+    const expired: string[] = [];
+    for (const [k, v] of Object.entries(all)) {
+      const bar = k.lastIndexOf('|');
+      const until = Number(v);
+      if (until <= now) expired.push(k);
+      else this.d.brokenTls!.adopt(k.slice(0, bar), Number(k.slice(bar + 1)), until, now);
+    }
+    if (expired.length > 0) await this.redis.hdel(BROKEN_TLS_KEY, ...expired);
   }
 
   async stop(): Promise<void> {

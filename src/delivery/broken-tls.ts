@@ -11,6 +11,8 @@ export interface BrokenTlsStore {
 
 export class BrokenTlsMemory {
   private readonly until = new Map<string, number>();
+  /** Told of each new memory (a cluster node shares it with the others). */
+  onRemember: ((address: string, port: number, until: number) => void) | null = null;
 
   /** `store`: where the memory is kept too (queue.db), so that it outlives a restart and `explain` can show it. */
   constructor(
@@ -24,6 +26,19 @@ export class BrokenTlsMemory {
     if (hours <= 0) return;
     const until = now + hours * 3_600_000;
     this.until.set(`${address}|${port}`, until);
+    this.keep(address, port, until);
+    this.onRemember?.(address, port, until);
+  }
+
+  /** A memory another node shared: kept unless this one already remembers longer. */
+  adopt(address: string, port: number, until: number, now: number): void {
+    const k = `${address}|${port}`;
+    if (until <= now || (this.until.get(k) ?? 0) >= until) return;
+    this.until.set(k, until);
+    this.keep(address, port, until);
+  }
+
+  private keep(address: string, port: number, until: number): void {
     try {
       this.store?.rememberBrokenTls(address, port, until);
     } catch {

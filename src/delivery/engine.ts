@@ -94,6 +94,11 @@ export class DeliveryEngine {
   private readonly dcids: IdSequence;
   readonly now: () => number;
 
+  /** Remembered broken TLS, shared by a cluster node with the others (cluster/node.ts). */
+  get brokenTls(): BrokenTlsMemory {
+    return this.broken;
+  }
+
   /** A cluster node counts its limits with the other nodes from the moment it joins. */
   setSharedLimits(shared: SharedLimits | undefined): void {
     this.o.shared = shared;
