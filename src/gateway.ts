@@ -27,6 +27,7 @@ import { QueueStore } from './queue/store.js';
 import { RelayListener, type InboundSettings } from './smtp/listener.js';
 import { ClusterNode, QUEUE_ROWS } from './cluster/node.js';
 import { RedisLimits } from './cluster/limits.js';
+import type { Membership } from './cluster/membership.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -171,32 +172,7 @@ export class Gateway {
     this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}${this.publicAddress ? `, public listener on ${this.publicAddress.address}:${this.publicAddress.port}` : ''}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
     this.engine.start();
-    if (this.options.cluster) {
-      this.cluster = new ClusterNode({
-        membership: this.options.cluster,
-        store: this.config,
-        queueSize: () => {
-          const c = this.queue.stateCounts();
-          return c.queued + c.deferred;
-        },
-        // The gateway's own write does not move config.db's data version for itself: reload now.
-        onConfig: (version) => this.reload(`cluster configuration version ${version}`),
-        brokenTls: this.engine.brokenTls,
-        queueRows: () => {
-          const rows = this.queue.list({ state: 'pending' });
-          return { total: rows.length, rows: rows.slice(0, QUEUE_ROWS) };
-        },
-        onTrouble: (reason) => {
-          if (reason === null) return this.conditions.clear('cluster');
-          this.conditions.raise('cluster', reason);
-          this.alerter.clusterLost(reason);
-        },
-      });
-      this.cluster.start();
-      const node = this.cluster;
-      this.sharedLimits = new RedisLimits({ redis: node.client, node: this.options.cluster.node, leaseTtlMs: this.options.cluster.leaseTtlSeconds * 1000, nodesAlive: () => node.nodesAlive() });
-      this.engine.setSharedLimits(this.sharedLimits);
-    }
+    if (this.options.cluster) this.joinCluster(this.options.cluster);
     this.reloadTimer = setInterval(() => {
       this.reloadIfChanged();
       this.applyQueueControl();
@@ -214,6 +190,35 @@ export class Gateway {
       this.maintainReport();
     }, 3_600_000);
     return this.address;
+  }
+
+  /**
+   * Cluster mode (SPEC §12): the configuration kept at the cluster's version, heartbeats,
+   * limits counted with the other nodes, remembered broken TLS shared, and the alert when Redis
+   * is lost.
+   */
+  private joinCluster(membership: Membership): void {
+    const pending = () => {
+      const c = this.queue.stateCounts();
+      return c.queued + c.deferred;
+    };
+    const node = (this.cluster = new ClusterNode({
+      membership,
+      store: this.config,
+      queueSize: pending,
+      // The gateway's own write does not move config.db's data version for itself: reload now.
+      onConfig: (version) => this.reload(`cluster configuration version ${version}`),
+      brokenTls: this.engine.brokenTls,
+      queueRows: () => ({ total: pending(), rows: this.queue.list({ state: 'pending', limit: QUEUE_ROWS }) }),
+      onTrouble: (reason) => {
+        if (reason === null) return this.conditions.clear('cluster');
+        this.conditions.raise('cluster', reason);
+        this.alerter.clusterLost(reason);
+      },
+    }));
+    node.start();
+    this.sharedLimits = new RedisLimits({ redis: node.client, node: membership.node, leaseTtlMs: membership.leaseTtlSeconds * 1000, nodesAlive: () => node.nodesAlive() });
+    this.engine.setSharedLimits(this.sharedLimits);
   }
 
   /** The public listener's rules, from the configuration in effect now. */

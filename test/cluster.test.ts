@@ -194,4 +194,14 @@ describe('cluster on Redis', { skip: !redisAvailable() && !inCI ? 'redis-server 
     assert.equal(u.code, 2);
     assert.match(u.stderr, /invalid cluster "http:\/\/x": allowed a URL starting redis:\/\//);
   });
+
+  test('--cluster off leaves the cluster: the data directory forgets it and keeps its last copy as its own', async () => {
+    await nodes.a!.stop();
+    nodes.a = await startPostern({ dataDir: dirs.a, listen: '127.0.84.1:0', args: ['--cluster', 'off'] });
+    assert.equal(readMembership(dirs.a), null);
+    assert.match(await cli('a', 'destconfig', 'list'), /^shared\.test\s/m, 'the last copy stays');
+    await cli('a', 'destconfig', 'new', 'alone.test');
+    assert.doesNotMatch(await cli('b', 'destconfig', 'list'), /alone\.test/, 'a change there is no longer the cluster\'s');
+  });
 });
+

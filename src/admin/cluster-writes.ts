@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ClusterCliSession } from '../cluster/cli-session.js';
 import type { Membership } from '../cluster/membership.js';
 import { escapeText } from '../observe/text.js';
+import { answerFor } from './render.js';
 
 const CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -38,14 +39,16 @@ export function registerClusterWrites(app: FastifyInstance, dataDir: string, mem
       await s.session.finish();
       return payload;
     } catch (e) {
-      const message = (e as Error).message;
-      reply.code(409).removeHeader('location');
+      // The answer every other refusal gets (render.ts), said here because the reply was made.
+      const a = answerFor(e);
+      reply.code(a.status).removeHeader('location');
       if (req.url.startsWith('/api/')) {
         reply.header('content-type', 'application/json; charset=utf-8');
-        return JSON.stringify({ error: 'conflict', field: '', message });
+        return JSON.stringify({ error: 'refused', message: a.message });
       }
+      // The page's layout needs the session, already saved by now: a plain page instead.
       reply.header('content-type', 'text/html; charset=utf-8');
-      return `<!doctype html><title>Not changed</title><main><h1>Not changed</h1><p role="alert">${escapeHtml(escapeText(message))}</p><p><a href="/">Back to the start page</a></p></main>`;
+      return `<!doctype html><title>Not changed</title><main><h1>Not changed</h1><p role="alert">${escapeHtml(escapeText(a.message))}</p><p><a href="/">Back to the administration page</a></p></main>`;
     } finally {
       s.release();
     }

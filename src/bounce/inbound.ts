@@ -9,7 +9,8 @@
  * tag) with the configured header. Every decision about a tag says why, for the mail log.
  */
 import { checkTag, parseTag, type TagKey } from './batv.js';
-import { isLocalDomain } from '../config/local-domains.js';
+import { mostSpecificName } from '../controls/names.js';
+import { normaliseDomain } from '../tls/names.js';
 
 export interface InboundPolicy {
   localDomains: ReadonlySet<string>;
@@ -31,14 +32,16 @@ export type RecipientDecision =
   | { accept: true; deliverTo: string; verdict?: TagVerdict; addHeader: boolean }
   | { accept: false; code: number; reply: string; verdict?: TagVerdict };
 
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1);
+/** Whether the address's domain is one of the local domains (exact, or under a `.suffix` one). */
+function isLocal(localDomains: ReadonlySet<string>, address: string): boolean {
+  const d = normaliseDomain(address.slice(address.lastIndexOf('@') + 1));
+  return d !== null && d !== '' && mostSpecificName(d, (n) => localDomains.has(n)) !== undefined;
 }
 
 export function decideRecipient(sender: string, address: string, p: InboundPolicy, now: number): RecipientDecision {
   const tag = parseTag(address);
   const target = tag ? tag.original : address;
-  if (!isLocalDomain(p.localDomains, domainOf(target))) return { accept: false, code: 554, reply: `5.7.1 <${address}>: Relay access denied` };
+  if (!isLocal(p.localDomains, target)) return { accept: false, code: 554, reply: `5.7.1 <${address}>: Relay access denied` };
   const kind = sender === '' ? 'bounce' : 'reply';
   const invalid = (result: 'invalid' | 'untagged', reason: string): RecipientDecision =>
     p.invalidAction === 'reject'

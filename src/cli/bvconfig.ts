@@ -8,10 +8,9 @@ import { TAG_LIFETIME_DAYS } from '../bounce/batv.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { BvService } from '../manage/bounce-verification.js';
 import { dataDirOption, out, outJson, withStore } from './common.js';
-import { formatTable } from './format.js';
+import { formatTable, isoSeconds } from './format.js';
 
 const service = <T>(dataDir: string, fn: (s: BvService) => T): T => withStore(dataDir, (store) => fn(new BvService(store, dataDir, recorder(dataDir, cliBy()))));
-const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
 export function addBvconfigCommand(program: Command): void {
   const bv = program.command('bvconfig').description('bounce verification: tagging keys and what invalid bounces get');
@@ -34,10 +33,10 @@ export function addBvconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((o: { show?: boolean; json?: boolean; dataDir: string }) => {
       const rows = service(o.dataDir, (s) => s.listKeys().map((k) => ({ ...k, ...(o.show ? { text: s.keyText(k.number) } : {}) })));
-      if (o.json) return outJson(rows.map((k) => ({ number: k.number, created: iso(k.created), retired: k.retired === null ? null : iso(k.retired), ...('text' in k ? { text: k.text } : {}) })));
+      if (o.json) return outJson(rows.map((k) => ({ number: k.number, created: isoSeconds(k.created), retired: k.retired === null ? null : isoSeconds(k.retired), ...('text' in k ? { text: k.text } : {}) })));
       if (rows.length === 0) return out('No tagging keys: nothing is tagged. Add one with postern bvconfig key add.\n');
       const header = ['Key', 'Created', 'Retired', ...(o.show ? ['Text'] : [])];
-      out(formatTable(header, rows.map((k) => [String(k.number), iso(k.created), iso(k.retired), ...('text' in k ? [String(k.text)] : [])])) + '\n');
+      out(formatTable(header, rows.map((k) => [String(k.number), isoSeconds(k.created), isoSeconds(k.retired), ...('text' in k ? [String(k.text)] : [])])) + '\n');
     });
   key
     .command('retire')
@@ -46,7 +45,7 @@ export function addBvconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .action((number: string, o: { dataDir: string }) => {
       const k = service(o.dataDir, (s) => s.retireKey(number));
-      out(`Retired key ${k.number}: bounces to its tags verify until ${iso(k.retired! + TAG_LIFETIME_DAYS * 86_400_000)}.\n`);
+      out(`Retired key ${k.number}: bounces to its tags verify until ${isoSeconds(k.retired! + TAG_LIFETIME_DAYS * 86_400_000)}.\n`);
     });
   bv.command('setup')
     .description('what an invalid bounce gets; whether untagged bounces are valid')

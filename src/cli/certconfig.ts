@@ -23,17 +23,12 @@ import { CertificateStore, DEMO_NAME, KEY_TYPES, type CertificateInfo, type KeyT
 import { ValidationError } from '../controls/validate.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { AuthorityService, CertificateService } from '../manage/certificates.js';
-import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
+import { collect, dataDirOption, err, out, outJson, withClosing, withStore } from './common.js';
 import { formatTable } from './format.js';
 
 /** Opens the certificate store (and its configuration store) for one command. */
 function withCertificates<T>(dataDir: string, fn: (c: CertificateStore) => T): T {
-  const c = CertificateStore.open(dataDir);
-  try {
-    return fn(c);
-  } finally {
-    c.close();
-  }
+  return withClosing(CertificateStore.open(dataDir), fn);
 }
 
 /** The certificate service (changes audited) for one command. */

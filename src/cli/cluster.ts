@@ -4,11 +4,9 @@
  * and the cluster's configuration version.
  */
 import { Command } from 'commander';
-import { readMembership } from '../cluster/membership.js';
-import { connectRedis } from '../cluster/connect.js';
+import { withClusterRedis } from '../cluster/cli-session.js';
 import { CONFIG_KEY } from '../cluster/config-sync.js';
 import { NODES_KEY, redact, type NodeHeartbeat } from '../cluster/node.js';
-import { ConfigError } from '../config/store.js';
 import { dataDirOption, out, outJson } from './common.js';
 import { formatTable } from './format.js';
 
@@ -19,14 +17,7 @@ export function addClusterCommand(program: Command): void {
     .option('--json', 'machine-readable output')
     .addOption(dataDirOption())
     .action(async (o: { json?: boolean; dataDir: string }) => {
-      const m = readMembership(o.dataDir);
-      if (!m) throw new ConfigError(`${o.dataDir} does not belong to a cluster (postern start --cluster URL --node-name NAME joins one)`);
-      const redis = connectRedis(m.url, { lazy: true, retry: false });
-      redis.on('error', () => undefined);
-      try {
-        await redis.connect().catch((e: Error) => {
-          throw new ConfigError(`Redis at ${redact(m.url)} cannot be reached: ${e.message}`);
-        });
+      await withClusterRedis(o.dataDir, async (redis, m) => {
         const [nodes, version] = await Promise.all([redis.hgetall(NODES_KEY), redis.hget(CONFIG_KEY, 'version')]);
         const now = Date.now();
         const rows = Object.values(nodes)
@@ -38,8 +29,6 @@ export function addClusterCommand(program: Command): void {
         out(`Configuration version: ${version ?? 'none yet'}\n`);
         out('Certificates and keys: per node (no --cluster-secret-file)\n\n');
         out(formatTable(['Node', 'State', 'Last heartbeat', 'Config version', 'Queue'], rows.map((n) => [n.node, n.alive ? 'alive' : 'gone', `${n.secondsAgo} s ago`, String(n.version), String(n.queue)])) + '\n');
-      } finally {
-        redis.disconnect();
-      }
+      });
     });
 }

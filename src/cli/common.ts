@@ -13,14 +13,18 @@ export function dataDirOption(): Option {
   return new Option('--data-dir <dir>', 'data directory').default(DEFAULT_OPTIONS.dataDir);
 }
 
-/** Opens the configuration store for one command and closes it again. */
-export function withStore<T>(dataDir: string, fn: (s: ConfigStore) => T): T {
-  const s = ConfigStore.open(dataDir);
+/** Runs `fn` with a store opened for one command, and closes the store whatever happens. */
+export function withClosing<S extends { close(): void }, T>(s: S, fn: (s: S) => T): T {
   try {
     return fn(s);
   } finally {
     s.close();
   }
+}
+
+/** Opens the configuration store for one command and closes it again. */
+export function withStore<T>(dataDir: string, fn: (s: ConfigStore) => T): T {
+  return withClosing(ConfigStore.open(dataDir), fn);
 }
 
 /**

@@ -116,6 +116,11 @@ export function detailLines(name: string, entry: Entry | undefined, defaults: Se
   return lines;
 }
 
+/** A time to the second, `2026-12-01T21:37:20Z`; `-` for none (a key not retired). */
+export function isoSeconds(ms: number | null): string {
+  return ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 /** The appliance's count line, singular when only the (Default) entry exists. */
 export function entriesConfigured(n: number): string {
   return n === 1 ? 'There is currently 1 entry configured.' : `There are currently ${n} entries configured.`;

@@ -31,10 +31,8 @@ import { QueueService } from '../manage/queue.js';
 import { escapeText } from '../observe/text.js';
 import { dataDirOption, err, out, outJson, withStore } from './common.js';
 import { formatTable, plural } from './format.js';
-import { readMembership } from '../cluster/membership.js';
-import { connectRedis } from '../cluster/connect.js';
-import { NODES_KEY, queueKey, redact } from '../cluster/node.js';
-import { ConfigError } from '../config/store.js';
+import { withClusterRedis } from '../cluster/cli-session.js';
+import { NODES_KEY, queueKey } from '../cluster/node.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -235,14 +233,7 @@ export function addQueueCommand(program: Command): void {
 /** `queue list --cluster`: what each node last showed the cluster of its pending recipients. */
 async function listCluster(dataDir: string, state: ListedState | 'pending', domain: string | undefined, json: boolean): Promise<void> {
   if (state !== 'pending' && state !== 'queued' && state !== 'deferred') throw new ValidationError('--state with --cluster', state, 'pending, queued, deferred (nodes share only what waits)');
-  const m = readMembership(dataDir);
-  if (!m) throw new ConfigError(`${dataDir} does not belong to a cluster (postern start --cluster URL --node-name NAME joins one)`);
-  const redis = connectRedis(m.url, { lazy: true, retry: false });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect().catch((e: Error) => {
-      throw new ConfigError(`Redis at ${redact(m.url)} cannot be reached: ${e.message}`);
-    });
+  await withClusterRedis(dataDir, async (redis) => {
     const names = Object.keys(await redis.hgetall(NODES_KEY)).sort();
     const shown: (ListedRecipient & { node: string })[] = [];
     const notes: string[] = [];
@@ -261,7 +252,5 @@ async function listCluster(dataDir: string, state: ListedState | 'pending', doma
     for (const n of notes) out(`(${n})\n`);
     if (shown.length === 0) return;
     out(formatTable(['Node', 'MID', 'RID', 'From', 'To', 'State', 'Attempts', 'Next attempt', 'Last reply'], shown.map((r) => [r.node, String(r.mid), String(r.rid), `<${r.from}>`, r.to, r.state, String(r.attempts), iso(r.nextAttempt) ?? '', r.lastReply ?? ''])) + '\n');
-  } finally {
-    redis.disconnect();
-  }
+  });
 }

@@ -8,7 +8,7 @@ import { normaliseDomain } from '../tls/names.js';
 import { ValidationError } from '../controls/validate.js';
 import { cells, parseWindow, REPORT_HEADER, reportCsv, reportLines } from '../manage/tls-report.js';
 import { TlsReportStore } from '../observe/tls-report.js';
-import { dataDirOption, out, outJson } from './common.js';
+import { dataDirOption, out, outJson, withClosing } from './common.js';
 import { formatTable } from './format.js';
 
 export function addReportCommand(program: Command): void {
@@ -38,10 +38,5 @@ export function addReportCommand(program: Command): void {
 }
 
 function withReport<T>(dataDir: string, fn: (r: TlsReportStore) => T): T {
-  const r = TlsReportStore.open(dataDir);
-  try {
-    return fn(r);
-  } finally {
-    r.close();
-  }
+  return withClosing(TlsReportStore.open(dataDir), fn);
 }

@@ -10,7 +10,7 @@ import { exportDoc, importDoc, localVersion, type ConfigDoc } from './config-doc
 import { ConfigConflictError, pull, push, readRemote } from './config-sync.js';
 import { connectRedis, type RedisClient } from './connect.js';
 import { redact } from './node.js';
-import type { Membership } from './membership.js';
+import { readMembership, type Membership } from './membership.js';
 
 export class ClusterCliSession {
   private constructor(
@@ -78,5 +78,24 @@ export class ClusterCliSession {
 
   close(): void {
     this.redis?.disconnect();
+  }
+}
+
+/**
+ * Runs a command that reads the cluster itself (status, every node's queue) with a connection to
+ * its Redis; a data directory outside a cluster, or Redis away, is a ConfigError saying so.
+ */
+export async function withClusterRedis<T>(dataDir: string, fn: (redis: RedisClient, m: Membership) => Promise<T>): Promise<T> {
+  const m = readMembership(dataDir);
+  if (!m) throw new ConfigError(`${dataDir} does not belong to a cluster (postern start --cluster URL --node-name NAME joins one)`);
+  const redis = connectRedis(m.url, { lazy: true, retry: false });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect().catch((e: Error) => {
+      throw new ConfigError(`Redis at ${redact(m.url)} cannot be reached: ${e.message}`);
+    });
+    return await fn(redis, m);
+  } finally {
+    redis.disconnect();
   }
 }

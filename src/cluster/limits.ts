@@ -53,7 +53,6 @@ export interface RedisLimitsDeps {
   leaseTtlMs: number;
   /** Nodes last seen alive (at least 1), for the shares used without Redis. */
   nodesAlive: () => number;
-  /** Redis reachable again (null) or lost (the reason): said by the cluster node. */
   now?: () => number;
 }
 

@@ -4,7 +4,6 @@
  * (as in the destination table). Kept in config.db.
  */
 import { displayName, parseDestinationName } from '../controls/names.js';
-import { normaliseDomain } from '../tls/names.js';
 import { ConfigError, type ConfigStore } from './store.js';
 
 const SCHEMA = 'CREATE TABLE IF NOT EXISTS local_domains (name TEXT PRIMARY KEY)';
@@ -31,13 +30,4 @@ export class LocalDomainStore {
     if (r.changes === 0) throw new ConfigError(`${displayName(n)} is not a local domain`);
     return n;
   }
-}
-
-/** Whether `domain` is one of `names` (exact, or under a `.suffix` entry). Pure. */
-export function isLocalDomain(names: ReadonlySet<string>, domain: string): boolean {
-  const d = normaliseDomain(domain);
-  if (d === null || d === '') return false;
-  if (names.has(d)) return true;
-  for (let dot = d.indexOf('.'); dot !== -1; dot = d.indexOf('.', dot + 1)) if (names.has(d.slice(dot))) return true;
-  return false;
 }

@@ -16,6 +16,20 @@ export function parseDestinationName(input: string): string {
   return suffix ? `.${domain}` : domain;
 }
 
+/**
+ * Which of a set of names governs `domain` (a normalised domain name): the domain itself, else
+ * the longest `.suffix` above it, else undefined. The rule of the destination table, SMTP routes
+ * and local domains alike; one look-up per label, whatever the number of names.
+ */
+export function mostSpecificName(domain: string, has: (name: string) => boolean): string | undefined {
+  if (has(domain)) return domain;
+  for (let dot = domain.indexOf('.'); dot !== -1; dot = domain.indexOf('.', dot + 1)) {
+    const suffix = domain.slice(dot);
+    if (has(suffix)) return suffix;
+  }
+  return undefined;
+}
+
 /** Both forms for display: `xn--bcher-kva.test (bücher.test)` when they differ. */
 export function displayName(name: string): string {
   const suffix = name.startsWith('.');

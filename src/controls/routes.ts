@@ -9,8 +9,9 @@
  *   (controls/names.ts) — or a ValidationError naming the value.
  * routeFor(routes, domain): the hosts for a recipient domain: the exact route, else the longest
  *   matching `.suffix` route, else `ALL`, else none. Costs one map look-up per label.
+ * routeKeyFor(routes, domain): the key of that route (what `explain` shows).
  */
-import { parseDestinationName } from './names.js';
+import { mostSpecificName, parseDestinationName } from './names.js';
 import { ValidationError } from './validate.js';
 
 export const DEFAULT_ROUTE = 'ALL';
@@ -25,11 +26,10 @@ export function parseRouteKey(input: string): string {
 }
 
 export function routeFor<T>(routes: Map<string, T>, domain: string): T | undefined {
-  const exact = routes.get(domain);
-  if (exact !== undefined) return exact;
-  for (let dot = domain.indexOf('.'); dot !== -1; dot = domain.indexOf('.', dot + 1)) {
-    const r = routes.get(domain.slice(dot));
-    if (r !== undefined) return r;
-  }
-  return routes.get(DEFAULT_ROUTE);
+  return routes.get(routeKeyFor(routes, domain));
+}
+
+/** The key of the route that governs `domain`: the exact one, the longest `.suffix`, or ALL. */
+export function routeKeyFor(routes: ReadonlyMap<string, unknown>, domain: string): string {
+  return mostSpecificName(domain, (k) => routes.has(k)) ?? DEFAULT_ROUTE;
 }

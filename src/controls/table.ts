@@ -6,6 +6,7 @@
  * entries: two hash-map probes per label.
  */
 import { normaliseDomain } from '../tls/names.js';
+import { mostSpecificName } from './names.js';
 import { DEFAULT_ENTRY_NAME, type Entry, type ResolvedEntry, type SettingName, type Settings } from './types.js';
 
 export class DestinationTable {
@@ -35,15 +36,8 @@ export class DestinationTable {
   match(domain: string): Entry | undefined {
     const d = normaliseDomain(domain);
     if (d === null) return undefined;
-    const exact = this.entries.get(d);
-    if (exact) return exact;
-    let dot = d.indexOf('.');
-    while (dot !== -1) {
-      const e = this.entries.get(d.slice(dot));
-      if (e) return e;
-      dot = d.indexOf('.', dot + 1);
-    }
-    return undefined;
+    const name = mostSpecificName(d, (n) => this.entries.has(n));
+    return name === undefined ? undefined : this.entries.get(name);
   }
 
   resolve(domain: string): ResolvedEntry {

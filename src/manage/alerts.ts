@@ -6,7 +6,7 @@ import { AlertStore, parseAlertAddress, parseClasses, parseSeverities, type Aler
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseIntegerIn } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
-import { settingsDiff } from './destinations.js';
+import { changeGlobals, settingsDiff } from './destinations.js';
 
 const alertSettings = (g: GlobalSettings) => ({ alertFrom: g.alertFrom, alertIntervalSeconds: g.alertIntervalSeconds, alertQueueRecipients: g.alertQueueRecipients, alertWaitMinutes: g.alertWaitMinutes });
 
@@ -63,9 +63,6 @@ export class AlertService {
     if (input.waitMinutes !== undefined) changes.alertWaitMinutes = parseIntegerIn('delivery alert threshold (minutes)', int(input.waitMinutes), 1, 43_200);
     if (input.from !== undefined) changes.alertFrom = input.from.trim().toLowerCase() === 'default' ? null : parseAlertAddress(input.from);
     if (input.interval !== undefined) changes.alertIntervalSeconds = parseIntegerIn('alert interval seconds', typeof input.interval === 'string' ? input.interval.trim() : input.interval, 60, 604_800);
-    const before = this.config.globals();
-    const after = this.config.setGlobals(changes);
-    this.record('alert.setup', 'alert settings', settingsDiff(alertSettings(before), alertSettings(after)));
-    return after;
+    return changeGlobals(this.config, this.record, { action: 'alert.setup', target: 'alert settings', view: alertSettings }, changes);
   }
 }

@@ -7,7 +7,7 @@ import { BvKeyStore, type BvKey, type BvKeyInfo } from '../config/bounce-verific
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseIntegerIn, ValidationError } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
-import { settingsDiff } from './destinations.js';
+import { changeGlobals } from './destinations.js';
 
 export interface BvSettingsInput {
   invalidAction?: string;
@@ -85,11 +85,7 @@ export class BvService {
   }
 
   setup(input: BvSettingsInput): BvSettings {
-    const changes = checkBvSettingsInput(input);
-    const before = bvSettings(this.config.globals());
-    const after = bvSettings(this.config.setGlobals(changes));
-    this.record('bv.setup', 'bounce verification', settingsDiff(before, after));
-    return after;
+    return bvSettings(changeGlobals(this.config, this.record, { action: 'bv.setup', target: 'bounce verification', view: bvSettings }, checkBvSettingsInput(input)));
   }
 }
 

@@ -57,6 +57,23 @@ export function settingsDiff(before: object | undefined, after: object | undefin
   return out;
 }
 
+/**
+ * Changes global settings and records, under `action`, what changed in the part of them `view`
+ * shows (each service audits its own settings). Returns every global setting after the change.
+ */
+export function changeGlobals(
+  config: ConfigStore,
+  record: Recorder,
+  audit: { action: string; target: string; view?: (g: GlobalSettings) => object },
+  changes: Partial<GlobalSettings>,
+): GlobalSettings {
+  const view = audit.view ?? ((g: GlobalSettings) => g);
+  const before = view(config.globals());
+  const after = config.setGlobals(changes);
+  record(audit.action, audit.target, settingsDiff(before, view(after)));
+  return after;
+}
+
 export class DestinationService {
   constructor(
     private readonly store: ConfigStore,
@@ -112,9 +129,6 @@ export class DestinationService {
   }
 
   setGlobals(changes: Partial<GlobalSettings>): GlobalSettings {
-    const before = this.store.globals();
-    const after = this.store.setGlobals(changes);
-    this.record('destination.setup', 'global settings', settingsDiff(before, after));
-    return after;
+    return changeGlobals(this.store, this.record, { action: 'destination.setup', target: 'global settings' }, changes);
   }
 }

@@ -15,6 +15,7 @@ import type { ConfigSnapshot } from '../config/store.js';
 import { displayName } from '../controls/names.js';
 import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type SettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
+import { routeKeyFor } from '../controls/routes.js';
 import { hostAddresses, targetHosts } from '../delivery/connect.js';
 import { resolvePolicy } from '../delivery/policy.js';
 import type { DnsClient } from '../dns/resolver.js';
@@ -187,22 +188,11 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
     matched,
     settings,
     profile: policy.profile,
-    route: policy.route ? { key: routeKeyFor(snapshot, domain), hosts: policy.route.map((r) => (r.port ? `${r.host}:${r.port}` : r.host)) } : null,
+    route: policy.route ? { key: routeKeyFor(snapshot.routes, domain), hosts: policy.route.map((r) => (r.port ? `${r.host}:${r.port}` : r.host)) } : null,
     routingProblem,
     hosts,
     tls: { setting: TLS_MODE_LABELS[mode], starttls, certificate, identity: algorithm ? { algorithm, references } : null, trusted, alert },
   };
-}
-
-/** The route key that matched (exact domain, `.suffix` or ALL). */
-function routeKeyFor(snapshot: ConfigSnapshot, domain: string): string {
-  if (snapshot.routes.has(domain)) return domain;
-  let dot = domain.indexOf('.');
-  while (dot !== -1) {
-    if (snapshot.routes.has(domain.slice(dot))) return domain.slice(dot);
-    dot = domain.indexOf('.', dot + 1);
-  }
-  return 'ALL';
 }
 
 export function explanationLines(e: Explanation): string[] {

@@ -7,7 +7,7 @@ import { LocalDomainStore } from '../config/local-domains.js';
 import type { ConfigStore, GlobalSettings } from '../config/store.js';
 import { parseIntegerIn } from '../controls/validate.js';
 import type { Recorder } from './audit.js';
-import { settingsDiff } from './destinations.js';
+import { changeGlobals } from './destinations.js';
 
 export interface PublicLimitsInput {
   connectionsPerClient?: string | number;
@@ -67,10 +67,6 @@ export class PublicListenerService {
   }
 
   setLimits(input: PublicLimitsInput): PublicLimits {
-    const changes = checkPublicLimitsInput(input);
-    const before = publicLimits(this.config.globals());
-    const after = publicLimits(this.config.setGlobals(changes));
-    this.record('listener.public', 'public listener', settingsDiff(before, after));
-    return after;
+    return publicLimits(changeGlobals(this.config, this.record, { action: 'listener.public', target: 'public listener', view: publicLimits }, checkPublicLimitsInput(input)));
   }
 }

@@ -92,6 +92,8 @@ export interface QueueFilter {
   domain?: string;
   /** `pending` = queued and deferred (the default). */
   state?: ListedState | 'pending';
+  /** At most this many (the first by MID and RID). */
+  limit?: number;
 }
 
 export interface ListedRecipient {
@@ -497,15 +499,16 @@ export class QueueStore {
     const args: (string | number)[] = [];
     const byDomain = f.domain ? ' AND domain = ?' : '';
     if (f.domain) args.push(f.domain);
+    const limit = f.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(f.limit))}`;
     if (state === 'delivered' || state === 'bounced' || state === 'deleted') {
-      const rows = this.st(`SELECT * FROM history WHERE state = ?${byDomain} ORDER BY message_id, rid`)
+      const rows = this.st(`SELECT * FROM history WHERE state = ?${byDomain} ORDER BY message_id, rid${limit}`)
         .all(state, ...args) as HistoryRow[];
       return rows.map(fromHistory);
     }
     const attempts = state === 'queued' ? ' AND r.attempts = 0' : state === 'deferred' ? ' AND r.attempts > 0' : '';
     const rows = this.st(
         `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.state = 'queued'${attempts}${byDomain.replace('domain', 'r.domain')} ORDER BY r.message_id, r.rid`,
+         WHERE r.state = 'queued'${attempts}${byDomain.replace('domain', 'r.domain')} ORDER BY r.message_id, r.rid${limit}`,
       )
       .all(...args) as (RecipientRow & { sender: string })[];
     return rows.map((r) => ({

@@ -12,12 +12,12 @@ import { ConfigError } from '../../config/store.js';
 import { displayName } from '../../controls/names.js';
 import { ValidationError } from '../../controls/validate.js';
 import { bvSettings } from '../../manage/bounce-verification.js';
+import { isoSeconds } from '../../cli/format.js';
 import type { AdminContext } from '../context.js';
 import { forbiddenText, may, notify, page } from '../render.js';
 
 export const BOUNCE_VERIFICATION = '/mail-policies/bounce-verification';
 
-const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
 export function registerBounceVerificationPages(app: FastifyInstance, ctx: AdminContext): void {
   const base = BOUNCE_VERIFICATION;
@@ -34,7 +34,7 @@ export function registerBounceVerificationPages(app: FastifyInstance, ctx: Admin
         title: 'Bounce Verification',
         active: base,
         base,
-        keys: new BvKeyStore(ctx.config, ctx.dataDir).list().map((k) => ({ number: k.number, created: iso(k.created), retired: iso(k.retired), active: k.retired === null })),
+        keys: new BvKeyStore(ctx.config, ctx.dataDir).list().map((k) => ({ number: k.number, created: isoSeconds(k.created), retired: isoSeconds(k.retired), active: k.retired === null })),
         settings: {
           invalidAction: values.invalidAction ?? s.invalidAction,
           header: values.header ?? s.header,
