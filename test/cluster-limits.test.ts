@@ -29,7 +29,7 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
   const dirs = {} as Record<Node, string>;
   const nodes = {} as Record<Node, PosternProcess | undefined>;
   /** Recipient domains whose final-dot reply the receiver holds back, and for how long. */
-  const hold: Record<string, number> = { 'limited.test': 300, 'sticky.test': 60_000 };
+  const hold: Record<string, number> = { 'limited.test': 300, 'sticky.test': 60_000, 'longrun.test': 1500 };
   const cli = (n: Node, ...args: string[]) => runCliOk([...args, '--data-dir', dirs[n]]);
   const start = (n: Node) =>
     startPostern({
@@ -47,10 +47,11 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
       assert.equal(r.code, 250, r.text);
     }
   };
+  const openFor = (domain: string) => mx.sessions.filter((s) => s.closedBy === undefined && s.commands.some((c) => c.includes(`@${domain}>`))).length;
   /** The most sessions for `domain` open at once while `fn` runs, sampled every 10 ms. */
   const peakDuring = async (domain: string, fn: () => Promise<void>) => {
     let peak = 0;
-    const open = () => mx.sessions.filter((s) => s.closedBy === undefined && s.commands.some((c) => c.includes(`@${domain}>`))).length;
+    const open = () => openFor(domain);
     const t = setInterval(() => (peak = Math.max(peak, open())), 10);
     try {
       await fn();
@@ -75,7 +76,7 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
     });
     dns = await startDnsServer({
       zone: Object.fromEntries([
-        ...['limited.test', 'window.test', 'sticky.test'].map((d) => [d, { MX: [{ preference: 10, exchange: 'mx.cluster.test' }] }]),
+        ...['limited.test', 'window.test', 'sticky.test', 'longrun.test'].map((d) => [d, { MX: [{ preference: 10, exchange: 'mx.cluster.test' }] }]),
         ['mx.cluster.test', { A: [MX.host] }],
       ]),
     });
@@ -84,6 +85,7 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
     await cli('a', 'destconfig', 'new', 'limited.test', '--concurrency', '5', '--messages-per-connection', '1');
     await cli('a', 'destconfig', 'new', 'window.test', '--recipients', '10/1');
     await cli('a', 'destconfig', 'new', 'sticky.test', '--concurrency', '2', '--messages-per-connection', '1');
+    await cli('a', 'destconfig', 'new', 'longrun.test', '--concurrency', '3', '--messages-per-connection', '100');
     nodes.a = await start('a');
     await waitFor('a to seed the cluster', async () => (/^Configuration version: \d+/m.test(await cli('a', 'cluster', 'status')) ? true : undefined));
     nodes.b = await start('b');
@@ -139,15 +141,30 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
     await waitFor("a's message through a slot c held", async () => (mx.messages.some((m) => m.to.includes('s-a-0@sticky.test')) ? true : undefined), 30_000);
   });
 
-  test('Redis stopped: nothing lost, the limit still holds with shares; back: the nodes rejoin', async () => {
+  test('Redis stopped: nothing lost, the limit still holds with shares, connections above the share close; back: the nodes rejoin', async () => {
     nodes.c = await start('c');
+    await waitFor('c alive again', async () => {
+      const s = JSON.parse(await cli('a', 'cluster', 'status', '--json')) as { nodes: { node: string; alive: boolean }[] };
+      return s.nodes.filter((x) => x.alive).length === 3 ? true : undefined;
+    });
+    // Node a holds all three slots of longrun.test (connections that stay open for 100 messages).
+    await send('a', 'longrun.test', 12, 'l-a-');
+    await waitFor('a holding three longrun.test connections', async () => (openFor('longrun.test') === 3 ? true : undefined), 20_000);
     await redis.stop();
+    // Its share is now 3 / 3 nodes = 1: two connections close after their current message.
+    await waitFor('a down to its share of one connection', async () => (openFor('longrun.test') <= 1 ? true : undefined), 15_000);
+    assert.match(await readFile(logFile(dirs.a, 'mail.log'), 'utf8'), /to longrun\.test closed after its current message: the cluster's Redis is unreachable and this node is above its share/);
+    const longrunPeak = peakDuring('longrun.test', async () => {
+      await waitFor('the 12 longrun.test messages delivered', async () => (delivered('longrun.test') >= 12 ? true : undefined), 60_000);
+    });
     const before = delivered('limited.test');
     const peak = await peakDuring('limited.test', async () => {
       await Promise.all(NODES.map((n) => send(n, 'limited.test', 5, `r-${n}-`)));
       await waitFor('15 more delivered without Redis', async () => (delivered('limited.test') >= before + 15 ? true : undefined), 120_000);
     });
     assert.ok(peak <= 5, `${peak} sessions for limited.test at once without Redis`);
+    assert.equal(await longrunPeak, 1, 'within its share once Redis was lost');
+    assert.equal(delivered('longrun.test'), 12);
     await redis.start();
     await waitFor('three nodes alive again', async () => {
       const s = JSON.parse(await cli('a', 'cluster', 'status', '--json').catch(() => '{"nodes":[]}')) as { nodes: { alive: boolean }[] };

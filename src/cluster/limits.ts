@@ -12,7 +12,9 @@
  * When Redis cannot be reached, each node keeps within an equal share of each limit (the limit
  * divided by the number of nodes last seen alive, at least 1), counted locally; and since the
  * others' leases may still be live for one TTL, it opens no new connection during the first TTL
- * after losing Redis.
+ * after losing Redis. Connections it holds at that moment are kept up to its share; those above
+ * it are revoked and close after their current message. When Redis is back, each kept connection
+ * takes a lease again (or is revoked if the cluster has no slot left for it).
  */
 import { randomBytes } from 'node:crypto';
 import { LimitCounters } from '../delivery/limits.js';
@@ -56,8 +58,15 @@ export interface RedisLimitsDeps {
   now?: () => number;
 }
 
+/** One connection slot this node holds: a lease in Redis, a slot of its share, or revoked. */
+interface Held {
+  key: string;
+  max: number;
+  mode: 'redis' | 'share' | 'revoked';
+}
+
 export class RedisLimits implements SharedLimits {
-  private readonly leases = new Map<string, { key: string; max: number }>();
+  private readonly held = new Map<string, Held>();
   private readonly local = new LimitCounters();
   private readonly renewTimer: NodeJS.Timeout;
   private seq = 0;
@@ -79,63 +88,96 @@ export class RedisLimits implements SharedLimits {
     return Math.max(1, Math.floor(max / Math.max(1, this.d.nodesAlive())));
   }
 
+  private shareKey(key: string): string {
+    return `share|${key}`;
+  }
+
+  /** Redis answered: leaving the shares (the slots kept are taken as leases at the next renewal). */
+  private reached(): void {
+    this.lostAt = null;
+  }
+
+  /** Redis did not answer: the slots held as leases are kept up to the share, the rest revoked. */
   private lost(): void {
-    this.lostAt ??= this.now();
+    if (this.lostAt !== null) return;
+    this.lostAt = this.now();
+    for (const h of this.held.values()) {
+      if (h.mode !== 'redis') continue;
+      h.mode = this.local.tryOpen(this.shareKey(h.key), this.share(h.max)) ? 'share' : 'revoked';
+    }
+  }
+
+  private lease(id: string, h: Held): Lease {
+    this.held.set(id, h);
+    return {
+      release: () => this.release(id),
+      get revoked() {
+        return h.mode === 'revoked';
+      },
+    };
   }
 
   async acquire(key: string, max: number): Promise<Lease | null> {
     const id = this.id();
     try {
       const ok = Number(await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${key}`, String(max), String(this.d.leaseTtlMs), id));
-      this.lostAt = null;
+      this.reached();
       if (ok !== 1) return null;
-      this.leases.set(id, { key, max });
-      return { release: () => this.release(id) };
+      return this.lease(id, { key, max, mode: 'redis' });
     } catch {
       this.lost();
       // The others' leases may live one more TTL: no new connection until then; then a share.
       if (this.now() - this.lostAt! < this.d.leaseTtlMs) return null;
-      const localKey = `share|${key}`;
-      if (!this.local.tryOpen(localKey, this.share(max))) return null;
-      return { release: () => this.local.close(localKey) };
+      if (!this.local.tryOpen(this.shareKey(key), this.share(max))) return null;
+      return this.lease(id, { key, max, mode: 'share' });
     }
   }
 
   private release(id: string): void {
-    const l = this.leases.get(id);
-    if (!l) return;
-    this.leases.delete(id);
-    this.d.redis.zrem(`postern:lease:${l.key}`, id).catch(() => undefined);
+    const h = this.held.get(id);
+    if (!h) return;
+    this.held.delete(id);
+    if (h.mode === 'share') this.local.close(this.shareKey(h.key));
+    // A slot held before Redis was lost may still be listed there: remove it either way.
+    this.d.redis.zrem(`postern:lease:${h.key}`, id).catch(() => undefined);
   }
 
+  /** Renews the leases; with Redis back, a slot of the share becomes a lease again, or is revoked. */
   private async renew(): Promise<void> {
-    for (const [id, l] of this.leases) {
+    for (const [id, h] of this.held) {
+      if (h.mode === 'revoked') continue;
+      let ok: number;
       try {
-        await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${l.key}`, String(l.max), String(this.d.leaseTtlMs), id);
+        ok = Number(await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${h.key}`, String(h.max), String(this.d.leaseTtlMs), id));
       } catch {
         this.lost();
         return;
       }
+      this.reached();
+      if (!this.held.has(id)) continue; // released meanwhile
+      if (h.mode === 'share') this.local.close(this.shareKey(h.key));
+      // (A lease that expired during a stall and found no room is revoked too.)
+      h.mode = ok === 1 ? 'redis' : 'revoked';
     }
   }
 
   async takeRecipients(key: string, limit: number, minutes: number, want: number): Promise<{ granted: number; waitMs: number }> {
     try {
       const r = (await this.d.redis.eval(TAKE, 1, `postern:window:${key}`, String(limit), String(minutes * 60_000), String(want), this.id())) as [number, number];
-      this.lostAt = null;
+      this.reached();
       return { granted: Number(r[0]), waitMs: Number(r[1]) };
     } catch {
       this.lost();
       const share = this.share(limit);
       const now = this.now();
-      const granted = Math.min(want, this.local.recipientsAvailable(`share|${key}`, now, share, minutes));
-      if (granted > 0) this.local.countRecipients(`share|${key}`, now, granted);
-      return { granted, waitMs: granted > 0 ? 0 : this.local.recipientsFreeAt(`share|${key}`, now, share, minutes) - now };
+      const granted = Math.min(want, this.local.recipientsAvailable(this.shareKey(key), now, share, minutes));
+      if (granted > 0) this.local.countRecipients(this.shareKey(key), now, granted);
+      return { granted, waitMs: granted > 0 ? 0 : this.local.recipientsFreeAt(this.shareKey(key), now, share, minutes) - now };
     }
   }
 
   close(): void {
     clearInterval(this.renewTimer);
-    for (const id of [...this.leases.keys()]) this.release(id);
+    for (const id of [...this.held.keys()]) this.release(id);
   }
 }

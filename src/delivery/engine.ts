@@ -648,7 +648,9 @@ class DestinationQueue {
         if (!lease) return true; // every slot of the cluster is taken: look again shortly
         leases.set(domainKey, lease);
       }
-      return await this.deliverOnConnection(policy, slot);
+      // A slot taken back while Redis is away (this node above its share): close after the message.
+      const revoked = () => [...leases.values()].some((l) => l.revoked);
+      return await this.deliverOnConnection(policy, slot, revoked);
     } catch (e) {
       process.emitWarning(`delivery to ${this.domain}: ${(e as Error).message}`);
       return false;
@@ -660,7 +662,7 @@ class DestinationQueue {
     }
   }
 
-  private async deliverOnConnection(policy: DeliveryPolicy, slot: AddressSlot | undefined): Promise<boolean> {
+  private async deliverOnConnection(policy: DeliveryPolicy, slot: AddressSlot | undefined, revoked: () => boolean): Promise<boolean> {
     let out;
     try {
       out = await connect(policy, this.engine.connectDeps(policy, this.gateway, slot));
@@ -687,6 +689,10 @@ class DestinationQueue {
     const opened = this.engine.o.config();
     try {
       while (sent < s.messagesPerConnection && conn.session.usable && this.engine.isRunning) {
+        if (revoked()) {
+          log.write({ event: 'connection-over-share', dcid: conn.dcid, domain: this.domain });
+          break;
+        }
         if (this.pending.length === 0) {
           if (!(await this.waitForWork()) || this.engine.o.config() !== opened) break;
           continue;

@@ -11,6 +11,8 @@
 /** A connection slot held in the cluster; released when the connection closes. */
 export interface Lease {
   release(): void;
+  /** True once the slot was taken back (the node fell above its share): close after this message. */
+  readonly revoked: boolean;
 }
 
 /**

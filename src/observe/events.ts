@@ -26,6 +26,7 @@ export type MailEvent =
   | { event: 'connection-closed'; dcid: number }
   /** A reused connection was gone at the next message: the message waits for a new one (not a retry). */
   | { event: 'connection-reused-closed'; dcid: number; mid: number; detail: string }
+  | { event: 'connection-over-share'; dcid: number; domain: string }
   | { event: 'queue-action'; action: string; detail: string }
   | { event: 'dsn-created'; mid: number; original: number; to: string }
   | { event: 'config-reloaded'; detail: string }
@@ -82,6 +83,8 @@ export function formatEvent(e: MailEvent): string {
       return `DCID ${e.dcid} close`;
     case 'connection-reused-closed':
       return `DCID ${e.dcid} reused connection closed by the server (${e.detail}); MID ${e.mid} goes on a new connection`;
+    case 'connection-over-share':
+      return `DCID ${e.dcid} to ${e.domain} closed after its current message: the cluster's Redis is unreachable and this node is above its share of the connection limit`;
     case 'queue-action':
       return `Queue ${e.action}: ${e.detail}`;
     case 'dsn-created':
