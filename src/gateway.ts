@@ -28,6 +28,7 @@ import { RelayListener, type InboundSettings } from './smtp/listener.js';
 import { ClusterNode, QUEUE_ROWS } from './cluster/node.js';
 import { RedisLimits } from './cluster/limits.js';
 import type { Membership } from './cluster/membership.js';
+import { secretSharing } from './cluster/cli-session.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -209,6 +210,15 @@ export class Gateway {
       // The gateway's own write does not move config.db's data version for itself: reload now.
       onConfig: (version) => this.reload(`cluster configuration version ${version}`),
       brokenTls: this.engine.brokenTls,
+      secrets: secretSharing(this.options.dataDir, membership),
+      onSecrets: (state) =>
+        this.log.write({
+          event: 'config-reloaded',
+          detail:
+            state === 'other secret file'
+              ? "certificates and keys stay this node's own: the cluster's were sealed with another cluster secret file than this node's"
+              : `certificates and keys: ${state === 'shared' ? "the cluster's, sealed with the cluster secret file" : 'per node'}`,
+        }),
       queueRows: () => ({ total: pending(), rows: this.queue.list({ state: 'pending', limit: QUEUE_ROWS }) }),
       onTrouble: (reason) => {
         if (reason === null) return this.conditions.clear('cluster');

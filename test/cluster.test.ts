@@ -73,7 +73,7 @@ describe('cluster on Redis', { skip: !redisAvailable() && !inCI ? 'redis-server 
     // B joined with an empty table and took the cluster's: A's entry is there.
     assert.match(await cli('b', 'destconfig', 'list'), /^before\.test\s/m);
     const text = await cli('a', 'cluster', 'status');
-    assert.match(text, /^a\s+alive\s+[\d.]+ s ago\s+\d+\s+0$/m);
+    assert.match(text, /^a\s+alive\s+[\d.]+ s ago\s+\d+\s+0\s+per node$/m);
     assert.match(text, /^Certificates and keys: per node/m);
   });
 

@@ -46,8 +46,9 @@ export function addStartCommand(program: Command): void {
     .option('--cluster <url|off>', 'join a cluster through Redis: redis://[:PASSWORD@]HOST:PORT[/DB], rediss://, redis+sentinel://, redis+cluster:// (remembered in the data directory; off leaves it)')
     .option('--node-name <name>', "this node's name in the cluster")
     .option('--cluster-lease-ttl <seconds>', 'lifetime of a connection slot lease in Redis (default 10)')
+    .option('--cluster-secret-file <path|none>', 'share certificates and bounce-verification keys, sealed with the secret in this file (the same file on every node; mode 0600, at least 32 characters); none: keep them per node')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
@@ -64,13 +65,14 @@ export function addStartCommand(program: Command): void {
         cluster: o.cluster,
         nodeName: o.nodeName,
         clusterLeaseTtl: o.clusterLeaseTtl === undefined ? undefined : (o.clusterLeaseTtl as unknown as number),
+        clusterSecretFile: o.clusterSecretFile,
         metricsAllow: o.metricsAllow,
         adminSessionIdle: o.adminSessionIdle === undefined ? undefined : (o.adminSessionIdle as unknown as number),
       };
       // A node restarted without --cluster stays in the cluster its data directory remembers.
       const dataDir = flags.dataDir ?? file.dataDir ?? DEFAULT_OPTIONS.dataDir;
       const remembered = readMembership(dataDir);
-      const joined = remembered && flags.cluster === undefined && file.cluster === undefined ? { cluster: remembered.url, nodeName: remembered.node, clusterLeaseTtl: remembered.leaseTtlSeconds } : {};
+      const joined = remembered && flags.cluster === undefined && file.cluster === undefined ? { cluster: remembered.url, nodeName: remembered.node, clusterLeaseTtl: remembered.leaseTtlSeconds, ...(remembered.secretFile ? { clusterSecretFile: remembered.secretFile } : {}) } : {};
       const options = buildOptions({ ...joined, ...file }, flags);
       // A listener address in use is found before anything is created in the data directory.
       await checkListenAddress(options.listen);

@@ -2,8 +2,9 @@
  * The cluster's configuration as one document (SPEC §12): the rows of every table of config.db
  * that the cluster shares — the destination table, SMTP routes, bounce profiles, virtual
  * gateways and their assignments, trusted authorities, alert recipients, local domains and the
- * global settings but those naming a node's own certificates. Accounts, API tokens,
- * certificates and keys stay with each node. exportDoc reads it in one transaction, importDoc
+ * global settings but those naming a node's own certificates. Accounts and API tokens stay with
+ * each node; certificates, bounce-verification keys and the certificate choices travel only
+ * sealed, beside this document, when the nodes share a cluster secret file (secrets.ts). exportDoc reads it in one transaction, importDoc
  * replaces those rows in one transaction; the node's cluster version is kept beside them, in a
  * table of its own that is never shared.
  */
@@ -14,7 +15,7 @@ import { LocalDomainStore } from '../config/local-domains.js';
 import type { ConfigStore } from '../config/store.js';
 
 export const SHARED_TABLES = ['destinations', 'routes', 'authorities', 'bounce_profiles', 'virtual_gateways', 'gateway_assignments', 'alert_recipients', 'local_domains', 'globals'] as const;
-/** Global settings that name a node's own certificates: never shared. */
+/** Global settings that name a node's certificates: shared only with them (secrets.ts). */
 export const NODE_GLOBALS = ['listenerCertificate', 'clientCertificate', 'adminCertificate'];
 
 export type Row = Record<string, string | number | null>;

@@ -14,6 +14,8 @@ export interface Membership {
   url: string;
   node: string;
   leaseTtlSeconds: number;
+  /** Absolute path of the cluster secret file (secrets.ts); absent: certificates stay per node. */
+  secretFile?: string;
 }
 
 const FILE = 'cluster.json';

@@ -8,7 +8,7 @@
 import type { ConfigStore } from '../config/store.js';
 import type { BrokenTlsMemory } from '../delivery/broken-tls.js';
 import { localVersion, readNodeState, writeNodeState } from './config-doc.js';
-import { CONFIG_CHANNEL, pull } from './config-sync.js';
+import { CONFIG_CHANNEL, ConfigConflictError, pull, push, type SecretSharing, type SecretsState } from './config-sync.js';
 import { connectRedis, type RedisClient } from './connect.js';
 import type { Membership } from './membership.js';
 
@@ -21,7 +21,7 @@ export interface NodeHeartbeat {
   version: number;
   queue: number;
   pid: number;
-  certificates: 'per node' | 'shared';
+  certificates: SecretsState;
 }
 
 export interface ClusterNodeDeps {
@@ -36,6 +36,10 @@ export interface ClusterNodeDeps {
   queueRows?: () => { total: number; rows: unknown[] };
   /** Remembered broken TLS: what this node learns is shared, what others learnt is adopted. */
   brokenTls?: BrokenTlsMemory;
+  /** Certificates and keys shared under the cluster secret file (absent: per node). */
+  secrets?: SecretSharing;
+  /** Where the certificates and keys come from, when that changes. */
+  onSecrets?: (state: SecretsState) => void;
 }
 
 export const BROKEN_TLS_KEY = 'postern:broken-tls';
@@ -59,9 +63,11 @@ export class ClusterNode {
    * a node restarted while Redis is away still knows how many share each limit.
    */
   private alive: number;
+  private secrets: SecretsState;
 
   constructor(private readonly d: ClusterNodeDeps) {
     this.alive = readNodeState(d.store, 'alive') ?? 1;
+    this.secrets = d.secrets ? 'shared' : 'per node';
     this.redis = connectRedis(d.membership.url);
     this.sub = connectRedis(d.membership.url);
     this.redis.on('error', (e: Error) => this.setTrouble(e.message));
@@ -100,7 +106,7 @@ export class ClusterNode {
   private async tick(): Promise<void> {
     await this.sync();
     try {
-      const beat: NodeHeartbeat = { node: this.d.membership.node, heartbeat: Date.now(), started: this.started, version: localVersion(this.d.store), queue: this.d.queueSize(), pid: process.pid, certificates: 'per node' };
+      const beat: NodeHeartbeat = { node: this.d.membership.node, heartbeat: Date.now(), started: this.started, version: localVersion(this.d.store), queue: this.d.queueSize(), pid: process.pid, certificates: this.secrets };
       await this.redis.hset(NODES_KEY, this.d.membership.node, JSON.stringify(beat));
       const all = Object.values(await this.redis.hgetall(NODES_KEY)).map((v) => JSON.parse(v) as NodeHeartbeat);
       const ttl = this.d.membership.leaseTtlSeconds * 1000;
@@ -120,9 +126,14 @@ export class ClusterNode {
     if (this.syncing) return;
     this.syncing = true;
     try {
-      const r = await pull(this.redis, this.d.store);
+      const r = await pull(this.redis, this.d.store, this.d.secrets);
       this.setTrouble(null);
       if (r.changed) this.d.onConfig(r.version);
+      if (r.secrets !== this.secrets) this.d.onSecrets?.((this.secrets = r.secrets));
+      // The first node given the secret file puts its certificates and keys in (as a new version).
+      if (this.d.secrets && !r.remoteSecrets) await push(this.redis, this.d.store, r.version, this.d.secrets).catch((e: unknown) => {
+        if (!(e instanceof ConfigConflictError)) throw e;
+      });
     } catch (e) {
       this.setTrouble((e as Error).message);
     } finally {

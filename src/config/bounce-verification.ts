@@ -26,7 +26,7 @@ export interface BvKey extends BvKeyInfo {
   text: string;
 }
 
-const SCHEMA = 'CREATE TABLE IF NOT EXISTS bv_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL UNIQUE, created INTEGER NOT NULL, retired INTEGER)';
+export const BV_KEYS_SCHEMA = 'CREATE TABLE IF NOT EXISTS bv_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL UNIQUE, created INTEGER NOT NULL, retired INTEGER)';
 const DAY_MS = 86_400_000;
 
 /** A key text given with --key: 8 to 256 printable ASCII characters. */
@@ -40,7 +40,7 @@ export class BvKeyStore {
     private readonly config: ConfigStore,
     private readonly dataDir: string,
   ) {
-    config.db.exec(SCHEMA);
+    config.db.exec(BV_KEYS_SCHEMA);
   }
 
   private get dir(): string {

@@ -117,7 +117,7 @@ const USE_TEXT: Record<CertificateUse, { where: string; fix: string }> = {
   admin: { where: 'used by the administration page', fix: 'certconfig use-admin OTHER' },
 };
 
-const SCHEMA = `
+export const CERTIFICATES_SCHEMA = `
 CREATE TABLE IF NOT EXISTS certificates (
   name TEXT PRIMARY KEY,
   chain_pem TEXT NOT NULL,
@@ -345,7 +345,7 @@ export class CertificateStore {
 
   static open(dataDir: string, config?: ConfigStore): CertificateStore {
     const db = openDb(dataDir, 'config.db');
-    db.exec(SCHEMA);
+    db.exec(CERTIFICATES_SCHEMA);
     return new CertificateStore(db, dataDir, config ?? ConfigStore.open(dataDir), config === undefined);
   }
 

@@ -5,12 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import { hostname as osHostname } from 'node:os';
 import { ValidationError } from '../controls/validate.js';
 import { RFC5321_TIMEOUTS, type SmtpTimeouts } from '../smtp/client.js';
 import { LOOPBACK_NETWORKS } from '../smtp/networks.js';
 import { normaliseDomain } from '../tls/names.js';
 import { parseClusterUrl, parseNodeName, type Membership } from '../cluster/membership.js';
+import { ClusterSecret } from '../cluster/secrets.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -75,6 +77,8 @@ export interface ConfigFile {
   nodeName?: string;
   /** Seconds. */
   clusterLeaseTtl?: number;
+  /** Path of the file whose secret seals the shared certificates and keys, or `none`. */
+  clusterSecretFile?: string;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -168,7 +172,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -210,7 +214,15 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
     }
     if (src.cluster !== undefined) {
       if (src.cluster === 'off') o.cluster = null;
-      else o.cluster = { url: parseClusterUrl(src.cluster), node: o.cluster?.node ?? '', leaseTtlSeconds: o.cluster?.leaseTtlSeconds ?? 10 };
+      else o.cluster = { url: parseClusterUrl(src.cluster), node: o.cluster?.node ?? '', leaseTtlSeconds: o.cluster?.leaseTtlSeconds ?? 10, ...(o.cluster?.secretFile ? { secretFile: o.cluster.secretFile } : {}) };
+    }
+    if (src.clusterSecretFile !== undefined && o.cluster) {
+      if (src.clusterSecretFile === 'none') delete o.cluster.secretFile;
+      else {
+        // Checked now (readable, owner only, long enough), so a bad file stops the start.
+        ClusterSecret.fromFile(src.clusterSecretFile);
+        o.cluster.secretFile = resolvePath(src.clusterSecretFile);
+      }
     }
     if (src.nodeName !== undefined && o.cluster) o.cluster.node = parseNodeName(src.nodeName);
     if (src.clusterLeaseTtl !== undefined && o.cluster) {

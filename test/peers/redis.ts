@@ -3,7 +3,7 @@
 // restart() starts it again on the same address, empty unless `keep` was asked for at start
 // (then it saves on SHUTDOWN and loads the file again).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,10 +35,20 @@ async function reachable(host: string, port: number): Promise<boolean> {
   });
 }
 
-export async function startRedis(o: { host: string; port: number; keep?: boolean }): Promise<RedisPeer> {
+/**
+ * `password`: clients must AUTH; `tls`: the port speaks TLS only (a certificate and key in PEM,
+ * written into the server's directory), and the URL is rediss://.
+ */
+export async function startRedis(o: { host: string; port: number; keep?: boolean; password?: string; tls?: { certPem: string; keyPem: string } }): Promise<RedisPeer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-redis-'));
   let proc: ChildProcess | null = null;
-  const args = ['--bind', o.host, '--port', String(o.port), '--dir', dir, '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no', '--save', o.keep ? '3600 1' : ''];
+  const args = ['--bind', o.host, '--dir', dir, '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no', '--save', o.keep ? '3600 1' : ''];
+  if (o.tls) {
+    writeFileSync(path.join(dir, 'cert.pem'), o.tls.certPem);
+    writeFileSync(path.join(dir, 'key.pem'), o.tls.keyPem, { mode: 0o600 });
+    args.push('--port', '0', '--tls-port', String(o.port), '--tls-cert-file', path.join(dir, 'cert.pem'), '--tls-key-file', path.join(dir, 'key.pem'), '--tls-auth-clients', 'no');
+  } else args.push('--port', String(o.port));
+  if (o.password) args.push('--requirepass', o.password);
   const start = async () => {
     proc = spawn(REDIS, args, { stdio: 'ignore' });
     const until = Date.now() + within(10_000);
@@ -50,7 +60,7 @@ export async function startRedis(o: { host: string; port: number; keep?: boolean
   const stop = async () => {
     const p = proc;
     if (!p || p.exitCode !== null) return;
-    if (o.keep) spawnSync('/usr/bin/redis-cli', ['-h', o.host, '-p', String(o.port), 'shutdown', 'save']);
+    if (o.keep) spawnSync('/usr/bin/redis-cli', ['-h', o.host, '-p', String(o.port), ...(o.password ? ['-a', o.password] : []), 'shutdown', 'save']);
     else p.kill('SIGTERM');
     await new Promise<void>((resolve) => (p.exitCode !== null ? resolve() : p.once('exit', () => resolve())));
     proc = null;
@@ -59,7 +69,7 @@ export async function startRedis(o: { host: string; port: number; keep?: boolean
   return {
     host: o.host,
     port: o.port,
-    url: `redis://${o.host}:${o.port}`,
+    url: `${o.tls ? 'rediss' : 'redis'}://${o.password ? `:${encodeURIComponent(o.password)}@` : ''}${o.host}:${o.port}`,
     stop,
     start,
     close: async () => {
