@@ -29,6 +29,7 @@ import { ClusterNode, QUEUE_ROWS } from './cluster/node.js';
 import { RedisLimits } from './cluster/limits.js';
 import type { Membership } from './cluster/membership.js';
 import { secretSharing } from './cluster/cli-session.js';
+import { countsFor } from './manage/tls-report.js';
 import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
@@ -211,6 +212,8 @@ export class Gateway {
       onConfig: (version) => this.reload(`cluster configuration version ${version}`),
       brokenTls: this.engine.brokenTls,
       secrets: secretSharing(this.options.dataDir, membership),
+      reportCounts: (ask) => countsFor(this.report, ask),
+      metrics: () => this.metrics.registry.getMetricsAsJSON(),
       onSecrets: (state) =>
         this.log.write({
           event: 'config-reloaded',

@@ -127,6 +127,24 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
     assert.match(await cli('a', 'queue', 'list', '--cluster', '--domain', 'window.test'), /^8 recipients pending on 3 nodes$/m);
   });
 
+  test("report tls --cluster: every node's counts, summed", async () => {
+    type Report = { rows: ({ domain: string } & Record<string, number>)[]; totals: Record<string, number>; nodes?: string[]; missing?: string[] };
+    const own = await Promise.all(NODES.map(async (n) => JSON.parse(await cli(n, 'report', 'tls', '--last', '1d', '--json')) as Report));
+    const all = JSON.parse(await cli('b', 'report', 'tls', '--last', '1d', '--json', '--cluster')) as Report;
+    assert.deepEqual(all.nodes, ['a', 'b', 'c']);
+    assert.deepEqual(all.missing, []);
+    // Each node delivered some of limited.test: the cluster's figures are the three added up.
+    assert.ok(own.every((r) => r.rows.some((x) => x.domain === 'limited.test' && x.attempted > 0)), 'every node has counts of its own');
+    for (const column of ['attempted', 'clear', 'preferredOk', 'encryptedMessages', 'clearMessages']) {
+      assert.equal(all.totals[column], own.reduce((sum, r) => sum + r.totals[column]!, 0), column);
+      for (const domain of ['limited.test', 'window.test']) {
+        const mine = (r: Report) => r.rows.find((x) => x.domain === domain)?.[column] ?? 0;
+        assert.equal(mine(all), own.reduce((sum, r) => sum + mine(r), 0), `${domain} ${column}`);
+      }
+    }
+    assert.match(await cli('a', 'report', 'tls', '--cluster'), /^Nodes summed: a, b, c$/m);
+  });
+
   test("a node SIGKILLed while holding slots: its slots are free within the lease TTL", async () => {
     // (A destination opens a second connection only while more messages wait than it has open.)
     await send('c', 'sticky.test', 4, 's-c-');

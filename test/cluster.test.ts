@@ -14,7 +14,7 @@ import { ConfigConflictError } from '../src/cluster/config-sync.js';
 import { ConfigStore } from '../src/config/store.js';
 import { ClusterNode } from '../src/cluster/node.js';
 import { BrokenTlsMemory } from '../src/delivery/broken-tls.js';
-import { tempDir, waitForAsync as waitFor } from './harness.js';
+import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
 import { redisAvailable, startRedis, type RedisPeer } from './peers/redis.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
 import { readMembership } from '../src/cluster/membership.js';
@@ -146,6 +146,30 @@ describe('cluster on Redis', { skip: !redisAvailable() && !inCI ? 'redis-server 
     assert.equal(r.status(), 201, await r.text());
     assert.equal((await status('a')).configVersion, before + 1);
     assert.match(await cli('a', 'destconfig', 'detail', 'api.test'), /^TLS Support: Preferred$/m);
+  });
+
+  test("/metrics?cluster=1 and the TLS report's cluster view sum every node's figures", async () => {
+    for (const [n, count] of [['a', 2], ['b', 1]] as const) {
+      for (let i = 0; i < count; i++) {
+        const r = await sendMail(nodes[n]!.port, 'sender@example.org', [`m${i}@metrics.invalid`], 'Subject: counted\r\n\r\nhello\r\n', nodes[n]!.host);
+        assert.equal(r.code, 250, r.text);
+      }
+    }
+    const value = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+    assert.equal(value(await (await api!.get('/metrics')).text(), 'postern_messages_accepted_total'), 1, "B's own figure");
+    // A's figures reach Redis every few seconds.
+    const text = await waitFor('both nodes in the sum', async () => {
+      const t = await (await api!.get('/metrics?cluster=1')).text();
+      return value(t, 'postern_messages_accepted_total') === 3 ? t : undefined;
+    }, 15_000);
+    assert.equal(value(text, 'postern_cluster_nodes_reporting'), 2);
+    assert.doesNotMatch(text, /^postern_process_/m, 'no sum of process figures');
+    assert.match(text, /^# TYPE postern_accept_seconds histogram$/m);
+    assert.equal(Number(/^postern_accept_seconds_count (\d+)$/m.exec(text)?.[1]), 3);
+    const report = await api!.get('/api/v1/reports/tls?last=1h&cluster=true');
+    assert.equal(report.status(), 200, await report.text());
+    const j = (await report.json()) as { nodes: string[]; totals: { attempted: number } };
+    assert.ok(['a', 'b'].every((n) => j.nodes.includes(n)), JSON.stringify(j.nodes));
   });
 
   test('a node restarted without --cluster rejoins under its old name', async () => {

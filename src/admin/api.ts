@@ -26,6 +26,7 @@ import { LocalDomainStore } from '../config/local-domains.js';
 import { bvSettings } from '../manage/bounce-verification.js';
 import { explain } from '../manage/explain.js';
 import { tlsReport } from '../manage/tls-report.js';
+import { clusterTlsReport } from '../cluster/reports.js';
 import type { AdminContext } from './context.js';
 import { forbiddenText, may } from './render.js';
 
@@ -121,7 +122,7 @@ const User = Type.Object({ name: Type.String(), role: lit(ROLES), mustChange: Ty
 const NewUser = Type.Object({ name: Type.String({ minLength: 1, maxLength: 32 }), role: lit(ROLES), password: Type.String({ minLength: 1, maxLength: 1024 }) }, closed);
 
 const ReportQuery = Type.Object(
-  { last: Type.Optional(lit(['1h', '1d', '7d', '30d', '90d', '1y'] as const)), from: Type.Optional(Type.String({ maxLength: 40 })), to: Type.Optional(Type.String({ maxLength: 40 })), domain: Type.Optional(Type.String({ maxLength: 260 })) },
+  { last: Type.Optional(lit(['1h', '1d', '7d', '30d', '90d', '1y'] as const)), from: Type.Optional(Type.String({ maxLength: 40 })), to: Type.Optional(Type.String({ maxLength: 40 })), domain: Type.Optional(Type.String({ maxLength: 260 })), cluster: Type.Optional(lit(['true', 'false'] as const)) },
   closed,
 );
 
@@ -251,7 +252,7 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
   // ---- reports ------------------------------------------------------------------------------
   api.get('/reports/tls', { schema: { tags: ['reports'], summary: 'TLS Connections: per domain over a window, with totals and a series for a graph', querystring: ReportQuery } }, async (req) => {
     const q = req.query as Static<typeof ReportQuery>;
-    return tlsReport(ctx.report, q, Date.now());
+    return q.cluster === 'true' ? clusterTlsReport(ctx.dataDir, q, Date.now()) : tlsReport(ctx.report, q, Date.now());
   });
 
   // ---- SMTP routes -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import type { AdminContext } from './context.js';
 import { registerAuth } from './auth.js';
 import { registerClusterWrites } from './cluster-writes.js';
 import { readMembership } from '../cluster/membership.js';
+import { clusterMetricsOf } from '../cluster/reports.js';
 import { registerApi } from './api.js';
 import { registerPages } from './pages/index.js';
 import { renderError } from './render.js';
@@ -120,7 +121,15 @@ export async function buildAdminServer(ctx: AdminContext, o: AdminServerOptions)
   registerPages(app, ctx, o);
   const metrics = o.metrics;
   if (metrics) {
-    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.header('content-type', metrics.contentType).send(await metrics.metrics()));
+    app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+      // ?cluster=1 (a node of a cluster): every live node's metrics summed.
+      const q = (req.query ?? {}) as Record<string, unknown>;
+      if (q.cluster === '1' || q.cluster === 'true') {
+        const m = await clusterMetricsOf(ctx.dataDir, () => metrics.getMetricsAsJSON());
+        return reply.header('content-type', m.contentType).send(m.text);
+      }
+      return reply.header('content-type', metrics.contentType).send(await metrics.metrics());
+    });
   }
   return app;
 }

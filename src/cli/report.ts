@@ -8,7 +8,8 @@ import { normaliseDomain } from '../tls/names.js';
 import { ValidationError } from '../controls/validate.js';
 import { cells, parseWindow, REPORT_HEADER, reportCsv, reportLines } from '../manage/tls-report.js';
 import { TlsReportStore } from '../observe/tls-report.js';
-import { dataDirOption, out, outJson, withClosing } from './common.js';
+import { dataDirOption, err, out, outJson, withClosing } from './common.js';
+import { clusterTlsReport, nodesLine } from '../cluster/reports.js';
 import { formatTable } from './format.js';
 
 export function addReportCommand(program: Command): void {
@@ -22,8 +23,17 @@ export function addReportCommand(program: Command): void {
     .option('--domain <domain>', 'only this recipient domain')
     .option('--json', 'machine-readable output')
     .option('--csv', 'CSV with a header row and a totals row')
+    .option('--cluster', "every node of this data directory's cluster, summed")
     .addOption(dataDirOption())
-    .action((o: { last?: string; from?: string; to?: string; domain?: string; json?: boolean; csv?: boolean; dataDir: string }) => {
+    .action(async (o: { last?: string; from?: string; to?: string; domain?: string; json?: boolean; csv?: boolean; cluster?: boolean; dataDir: string }) => {
+      if (o.cluster) {
+        const r = await clusterTlsReport(o.dataDir, o, Date.now());
+        if (o.json) return outJson({ from: r.from, to: r.to, rows: r.rows, totals: r.totals, nodes: r.nodes, missing: r.missing });
+        if (r.missing.length) err(`postern: ${nodesLine(r)}\n`);
+        if (o.csv) return void process.stdout.write(reportCsv(r));
+        out(`TLS Connections from ${r.from} to ${r.to}, whole cluster\n${nodesLine(r)}\n\n`);
+        return out(formatTable(REPORT_HEADER, [...r.rows.map(cells), cells(r.totals)]) + '\n');
+      }
       const w = parseWindow(o, Date.now());
       const domain = o.domain === undefined ? undefined : normaliseDomain(o.domain.trim());
       if (domain === null) throw new ValidationError('--domain', o.domain, 'a domain name (example.com)');

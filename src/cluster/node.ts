@@ -11,6 +11,8 @@ import { localVersion, readNodeState, writeNodeState } from './config-doc.js';
 import { CONFIG_CHANNEL, ConfigConflictError, pull, push, type SecretSharing, type SecretsState } from './config-sync.js';
 import { connectRedis, type RedisClient } from './connect.js';
 import type { Membership } from './membership.js';
+import type { ReportAsk } from '../manage/tls-report.js';
+import { answerReport, METRICS_TTL_MS, metricsKey, REPORT_CHANNEL, type MetricsJson, type NodeCounts } from './reports.js';
 
 export const NODES_KEY = 'postern:nodes';
 
@@ -36,6 +38,10 @@ export interface ClusterNodeDeps {
   queueRows?: () => { total: number; rows: unknown[] };
   /** Remembered broken TLS: what this node learns is shared, what others learnt is adopted. */
   brokenTls?: BrokenTlsMemory;
+  /** This node's TLS report counts for a window, asked by another node (reports.ts). */
+  reportCounts?: (ask: ReportAsk) => NodeCounts;
+  /** This node's metrics (prom-client's JSON), put in Redis for a cluster scrape. */
+  metrics?: () => Promise<MetricsJson>;
   /** Certificates and keys shared under the cluster secret file (absent: per node). */
   secrets?: SecretSharing;
   /** Where the certificates and keys come from, when that changes. */
@@ -73,8 +79,12 @@ export class ClusterNode {
     this.redis.on('error', (e: Error) => this.setTrouble(e.message));
     this.sub.on('error', () => undefined);
     this.redis.on('ready', () => void this.tick());
-    this.sub.on('ready', () => void this.sub.subscribe(CONFIG_CHANNEL).catch(() => undefined));
-    this.sub.on('message', () => void this.sync());
+    this.sub.on('ready', () => void this.sub.subscribe(CONFIG_CHANNEL, REPORT_CHANNEL).catch(() => undefined));
+    this.sub.on('message', (channel: string, message: string) => {
+      if (channel === CONFIG_CHANNEL) return void this.sync();
+      const counts = this.d.reportCounts;
+      if (channel === REPORT_CHANNEL && counts) void answerReport(this.redis, d.membership.node, message, counts).catch(() => undefined);
+    });
     if (d.brokenTls) {
       // Shared at the next tick; kept until Redis has taken it (it may be away right now).
       d.brokenTls.onRemember = (address, port, until) => {
@@ -110,8 +120,9 @@ export class ClusterNode {
       await this.redis.hset(NODES_KEY, this.d.membership.node, JSON.stringify(beat));
       const all = Object.values(await this.redis.hgetall(NODES_KEY)).map((v) => JSON.parse(v) as NodeHeartbeat);
       const ttl = this.d.membership.leaseTtlSeconds * 1000;
-      if (this.d.queueRows && this.ticks++ % QUEUE_EVERY === 0) {
-        await this.redis.set(queueKey(this.d.membership.node), JSON.stringify({ at: beat.heartbeat, ...this.d.queueRows() }), 'PX', QUEUE_EVERY * 3000);
+      if (this.ticks++ % QUEUE_EVERY === 0) {
+        if (this.d.queueRows) await this.redis.set(queueKey(this.d.membership.node), JSON.stringify({ at: beat.heartbeat, ...this.d.queueRows() }), 'PX', QUEUE_EVERY * 3000);
+        if (this.d.metrics) await this.redis.set(metricsKey(this.d.membership.node), JSON.stringify(await this.d.metrics()), 'PX', METRICS_TTL_MS);
       }
       if (this.d.brokenTls) await this.adoptBrokenTls(beat.heartbeat);
       const alive = Math.max(1, all.filter((n) => beat.heartbeat - n.heartbeat < ttl).length);

@@ -65,12 +65,37 @@ export function reportCsv(lines: { rows: ReportLine[]; totals: ReportLine }): st
   return [REPORT_HEADER, ...lines.rows.map(raw), raw(lines.totals)].map((row) => row.map(q).join(',')).join('\r\n') + '\r\n';
 }
 
-/** The whole report for the page and the API: window, rows, totals, and a series for the graph (hourly up to 7 days, else daily). */
-export function tlsReport(store: Pick<TlsReportStore, 'query' | 'series'>, q: { last?: string; from?: string; to?: string; domain?: string }, now: number) {
+/** What a report asks of the counts: the window, the domain, the graph's bucket (hourly up to 7 days, else daily). */
+export interface ReportAsk {
+  from: number;
+  to: number;
+  domain?: string;
+  bucketMs: number;
+}
+
+export type SeriesPoint = { start: number; tls: number; clear: number };
+
+export function reportAsk(q: { last?: string; from?: string; to?: string; domain?: string }, now: number): ReportAsk {
   const w = parseWindow(q, now);
   const domain = q.domain === undefined || q.domain.trim() === '' ? undefined : normaliseDomain(q.domain.trim());
   if (domain === null) throw new ValidationError('domain', q.domain, 'a domain name (example.com)');
-  const lines = reportLines(store.query(w.from, w.to, domain));
-  const bucket = w.to - w.from <= 7 * 86_400_000 ? 3_600_000 : 86_400_000;
-  return { from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString(), domain: domain ?? null, bucketSeconds: bucket / 1000, rows: lines.rows, totals: lines.totals, series: store.series(w.from, w.to, bucket, domain) };
+  return { ...w, ...(domain ? { domain } : {}), bucketMs: w.to - w.from <= 7 * 86_400_000 ? 3_600_000 : 86_400_000 };
+}
+
+/** The report from counts already read (one node's, or every node's summed: cluster/reports.ts). */
+export function reportOf(ask: ReportAsk, rows: ReportRow[], series: SeriesPoint[]) {
+  const lines = reportLines(rows);
+  return { from: new Date(ask.from).toISOString(), to: new Date(ask.to).toISOString(), domain: ask.domain ?? null, bucketSeconds: ask.bucketMs / 1000, rows: lines.rows, totals: lines.totals, series };
+}
+
+/** The counts one node holds for an ask. */
+export function countsFor(store: Pick<TlsReportStore, 'query' | 'series'>, ask: ReportAsk): { rows: ReportRow[]; series: SeriesPoint[] } {
+  return { rows: store.query(ask.from, ask.to, ask.domain), series: store.series(ask.from, ask.to, ask.bucketMs, ask.domain) };
+}
+
+/** The whole report for the page and the API: window, rows, totals, and a series for a graph. */
+export function tlsReport(store: Pick<TlsReportStore, 'query' | 'series'>, q: { last?: string; from?: string; to?: string; domain?: string }, now: number) {
+  const ask = reportAsk(q, now);
+  const c = countsFor(store, ask);
+  return reportOf(ask, c.rows, c.series);
 }

@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../controls/validate.js';
 import { cells, REPORT_HEADER, reportCsv, tlsReport } from '../../manage/tls-report.js';
 import type { AdminContext } from '../context.js';
+import { readMembership } from '../../cluster/membership.js';
+import { clusterTlsReport, nodesLine } from '../../cluster/reports.js';
 import { page } from '../render.js';
 import type { AdminServerOptions } from '../server.js';
 
@@ -27,12 +29,14 @@ interface Query {
   from: string;
   to: string;
   domain: string;
+  /** '1': every node of this node's cluster, summed. */
+  cluster: string;
 }
 
 function readQuery(q: unknown): Query {
   const o = (q ?? {}) as Record<string, unknown>;
   const s = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : '');
-  return { range: s('range') || '1d', from: s('from'), to: s('to'), domain: s('domain') };
+  return { range: s('range') || '1d', from: s('from'), to: s('to'), domain: s('domain'), cluster: s('cluster') === '1' ? '1' : '' };
 }
 
 function windowOf(q: Query): { last?: string; from?: string; to?: string; domain?: string } {
@@ -42,17 +46,20 @@ function windowOf(q: Query): { last?: string; from?: string; to?: string; domain
 }
 
 export function registerReportPages(app: FastifyInstance, ctx: AdminContext, _o: AdminServerOptions): void {
-  const show = (req: FastifyRequest, reply: FastifyReply, q: Query) => {
-    let r: ReturnType<typeof tlsReport> | null = null;
+  // On a cluster node the report can sum every node's counts (cluster/reports.ts).
+  const inCluster = () => readMembership(ctx.dataDir) !== null;
+  const report = (q: Query) => (q.cluster && inCluster() ? clusterTlsReport(ctx.dataDir, windowOf(q), Date.now()) : Promise.resolve({ ...tlsReport(ctx.report, windowOf(q), Date.now()), nodes: null, missing: [] as string[] }));
+  const show = async (req: FastifyRequest, reply: FastifyReply, q: Query) => {
+    let r: Awaited<ReturnType<typeof report>> | null = null;
     let error: string | undefined;
     try {
-      r = tlsReport(ctx.report, windowOf(q), Date.now());
+      r = await report(q);
     } catch (e) {
       if (!(e instanceof ValidationError)) throw e;
       error = e.message;
     }
     const params = new URLSearchParams(Object.entries(q).filter(([, v]) => v !== '')).toString();
-    const api = new URLSearchParams(Object.entries(windowOf(q)).filter((e): e is [string, string] => typeof e[1] === 'string')).toString();
+    const api = new URLSearchParams([...Object.entries(windowOf(q)).filter((e): e is [string, string] => typeof e[1] === 'string'), ...(q.cluster ? [['cluster', 'true'] as [string, string]] : [])]).toString();
     return page(
       req,
       reply,
@@ -67,6 +74,9 @@ export function registerReportPages(app: FastifyInstance, ctx: AdminContext, _o:
         rows: r ? r.rows.map((x) => ({ domain: x.domain, cells: cells(x) })) : [],
         totals: r ? cells(r.totals) : [],
         window: r ? `${r.from} to ${r.to}` : '',
+        cluster: inCluster(),
+        nodes: r?.nodes ? nodesLine({ nodes: r.nodes, missing: r.missing }) : null,
+        missing: r?.missing.length ?? 0,
         error,
         csv: `${TLS_PAGE}.csv?${params}`,
         api: `/api/v1/reports/tls?${api}`,
@@ -79,7 +89,7 @@ export function registerReportPages(app: FastifyInstance, ctx: AdminContext, _o:
   app.get(TLS_PAGE, async (req, reply) => show(req, reply, readQuery(req.query)));
 
   app.get(`${TLS_PAGE}.csv`, async (req, reply) => {
-    const r = tlsReport(ctx.report, windowOf(readQuery(req.query)), Date.now());
+    const r = await report(readQuery(req.query));
     return reply
       .header('content-type', 'text/csv; charset=utf-8')
       .header('content-disposition', 'attachment; filename="tls-connections.csv"')
