@@ -76,11 +76,16 @@ export interface PosternRunOptions {
   dataDir: string;
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]. */
   nodeArgs?: string[];
+  /** Where it listens (default ADDR.posternListen:PORT.posternListen). */
+  listen?: { host: string; port: number };
+  /** Extra `postern start` arguments, e.g. ['--cluster', URL, '--node-name', N]. */
+  args?: string[];
   config?: Record<string, unknown>;
 }
 
 export async function startPosternRelay(setup: PosternSetup | undefined, o: PosternRunOptions): Promise<Relay & { child: ChildProcess; output: () => string; startedAt: number; readyAt: number }> {
   if (setup) await cp(setup.template, o.dataDir, { recursive: true });
+  const listen = o.listen ?? { host: ADDR.posternListen, port: PORT.posternListen };
   const args = [
     ...(o.nodeArgs ?? []),
     POSTERN_BIN,
@@ -88,13 +93,14 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
     '--data-dir',
     o.dataDir,
     '--listen',
-    `${ADDR.posternListen}:${PORT.posternListen}`,
+    `${listen.host}:${listen.port}`,
     '--dns-server',
     `${ADDR.dns}:${PORT.dns}`,
     '--smtp-port',
     String(PORT.sink),
     '--hostname',
     'relay.bench.test',
+    ...(o.args ?? []),
   ];
   if (o.config) {
     const f = path.join(o.dataDir, 'bench-config.json');
@@ -137,8 +143,8 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
   let stopped = false;
   return {
     name: 'Postern',
-    host: ADDR.posternListen,
-    port: PORT.posternListen,
+    host: listen.host,
+    port: listen.port,
     child,
     output: () => out,
     startedAt,

@@ -2,7 +2,7 @@
  * `npm run bench`: Postern and Postfix measured in one run on the same work (never part of
  * `npm test`). docs/performance.md says what is measured, how, and the latest figures.
  *
- *   npm run bench -- [--scenario tls|plain|domains|lookup|queue-1m|all] [--messages N] [--runs K]
+ *   npm run bench -- [--scenario tls|plain|domains|lookup|queue-1m|cluster|all] [--messages N] [--runs K]
  *                    [--quick] [--size BYTES] [--sessions S] [--concurrency C] [--sink-workers W]
  *                    [--probe-seconds S] [--profile DIR] [--json FILE] [--no-postfix]
  *                    [--queue-messages N] [--queue-size BYTES] [--queue-max-minutes M]
@@ -21,6 +21,7 @@ import { TestCA } from '../test/peers/ca.js';
 import { startDnsServer, type Zone } from '../test/peers/dns-server.js';
 import type { InjectConfig, InjectResult } from './inject.js';
 import { lookupBench, type LookupRow } from './lookup.js';
+import { clusterScenario, clusterTable, type ClusterReport } from './cluster.js';
 import { summariseProfile } from './profile.js';
 import { ADDR, PORT, configurePostern, startPosternRelay, startPostfixRelay, writePostfixMaps, type PosternSetup, type PostfixRoute, type Relay, type TlsEvidence } from './relays.js';
 import type { SinkConfig, SinkStats } from './sink.js';
@@ -29,8 +30,8 @@ import { cleanup, fmt, forkBench, installSignalHandlers, log, median, request, s
 
 // ---- options ---------------------------------------------------------------------------------
 
-type ScenarioName = 'tls' | 'plain' | 'domains' | 'lookup' | 'queue-1m';
-const ALL: ScenarioName[] = ['tls', 'plain', 'domains', 'lookup', 'queue-1m'];
+type ScenarioName = 'tls' | 'plain' | 'domains' | 'lookup' | 'queue-1m' | 'cluster';
+const ALL: ScenarioName[] = ['tls', 'plain', 'domains', 'lookup', 'queue-1m', 'cluster'];
 
 interface Options {
   scenarios: ScenarioName[];
@@ -139,7 +140,7 @@ function parseArgs(argv: string[]): Options {
 
 function readHelp(): string {
   return `npm run bench -- [options]
-  --scenario tls|plain|domains|lookup|queue-1m|all   (comma-separated list allowed; default all)
+  --scenario tls|plain|domains|lookup|queue-1m|cluster|all   (comma-separated list allowed; default all)
   --messages N          messages per rate run (default 20000)
   --runs K              runs per scenario and system; the table gives medians (default 3)
   --quick               small smoke run of every scenario (under 2 minutes)
@@ -155,7 +156,9 @@ function readHelp(): string {
   --queue-size BYTES    queue-1m: message size (default 1024)
   --queue-max-minutes M queue-1m: stop injecting after M minutes and report what was reached (default 30)
   --down refused|silent queue-1m: destination refuses connections, or accepts and never greets
-  --install             apt-get install what is missing (postfix, openssl) and continue
+  --install             apt-get install what is missing (postfix, redis-server, ...) and continue
+cluster: Postern alone, 1 node on Redis and 3 nodes on Redis (a local redis-server), plain delivery
+  to one sink under one system-wide limit; --messages, --sessions, --size and --runs apply.
 `;
 }
 
@@ -169,7 +172,8 @@ const NEEDED = [
 ] as const;
 
 function checkEnvironment(o: Options): void {
-  const missing = NEEDED.filter(([f]) => !existsSync(f));
+  const needed: (readonly [string, string])[] = [...NEEDED, ...(o.scenarios.includes('cluster') ? [['/usr/bin/redis-server', 'redis-server'] as const] : [])];
+  const missing = needed.filter(([f]) => !existsSync(f));
   if (missing.length === 0) return;
   const pkgs = [...new Set(missing.map(([, p]) => p))];
   const cmd =
@@ -842,6 +846,7 @@ async function main(): Promise<void> {
   const reports: ScenarioReport[] = [];
   let lookup: LookupRow[] | undefined;
   let queue: QueueReport | undefined;
+  let cluster: ClusterReport | undefined;
   for (const s of o.scenarios) {
     if (s === 'lookup') {
       log('scenario lookup: DestinationTable.match / resolve at 1k, 10k, 100k entries');
@@ -849,6 +854,18 @@ async function main(): Promise<void> {
       for (const l of lookup) log(`  ${fmt(l.entries)} entries: match ${fmt(l.matchNs, 1)} ns, resolve ${fmt(l.resolveNs, 1)} ns per lookup, of which normaliseDomain ${fmt(l.normaliseNs, 1)} ns (hits ${(l.hitShare * 100).toFixed(0)}%)`);
     } else if (s === 'queue-1m') {
       queue = await queueScenario(o, world!);
+    } else if (s === 'cluster') {
+      cluster = await clusterScenario({
+        dir: world!.dir,
+        template: world!.posternTemplates.plain,
+        messages: o.messages,
+        sessions: o.sessions,
+        size: o.size,
+        runs: o.runs,
+        startSink: () => startSink({ addresses: [ADDR.sink], port: PORT.sink, hostname: SINK_NAME, workers: o.sinkWorkers }),
+        runInjector: (cfg) => runInjector(cfg),
+        waitDelivered: (sink, n) => waitDelivered(sink as Sink, n),
+      });
     } else {
       reports.push(await deliveryScenario(s, o, world!));
     }
@@ -895,6 +912,11 @@ async function main(): Promise<void> {
         `${fmt(queue.deliveredIn10s)} delivered within 10 s, ${fmt(queue.deliveredIn30s)} within the observation window; peak RSS after restart ${fmt(queue.rssAfterRestartMb)} MB`,
     );
   }
+  if (cluster) {
+    out.push('');
+    out.push(`cluster (plain, one destination under concurrency ${o.concurrency} and a recipient window, enforced system wide; Redis on loopback, round trip from the bench p50 ${fmt(cluster.rttP50Ms, 3)} ms, p99 ${fmt(cluster.rttP99Ms, 3)} ms):`);
+    out.push(clusterTable(cluster));
+  }
   const t = targets(reports, queue, lookup);
   if (t.length) {
     out.push('');
@@ -905,7 +927,7 @@ async function main(): Promise<void> {
   if (queue?.profile) out.push('', 'CPU profile, scenario queue-1m (Postern, injection phase):', queue.profile);
   out.push('', `bench took ${fmt((Date.now() - started) / 1000)} s`);
   process.stdout.write(out.join('\n') + '\n');
-  if (o.json) writeFileSync(o.json, JSON.stringify({ machine: machine(), options: o, reports, lookup, queue }, null, 2));
+  if (o.json) writeFileSync(o.json, JSON.stringify({ machine: machine(), options: o, reports, lookup, queue, cluster }, null, 2));
 }
 
 main()

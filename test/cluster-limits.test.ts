@@ -14,6 +14,9 @@ import { redisAvailable, startRedis, type RedisPeer } from './peers/redis.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
 import { logFile, runCliOk, startPostern, type PosternProcess } from './process.js';
 import { readFile } from 'node:fs/promises';
+import { Redis } from 'ioredis';
+import { TAKE } from '../src/cluster/limits.js';
+import { LimitCounters } from '../src/delivery/limits.js';
 
 const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
 // Addresses 127.0.85.x and ports 2620-2621 are this file's own.
@@ -100,6 +103,36 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
   after(async () => {
     await Promise.allSettled(NODES.map((n) => nodes[n]?.stop()));
     await Promise.allSettled([mx?.close(), dns?.close(), redis?.close()]);
+  });
+
+  test("the shared recipient window answers as the local one does, on the same clock", async () => {
+    const r = new Redis({ host: REDIS.host, port: REDIS.port, lazyConnect: true });
+    await r.connect();
+    try {
+      // Pseudo-random but repeatable: steps of 0-40 s, takes of 1-7, windows of 10/1 and 25/2.
+      let seed = 7;
+      const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+      for (const [limit, minutes] of [[10, 1], [25, 2]] as const) {
+        const local = new LimitCounters();
+        const key = `postern:window:equivalence-${limit}`;
+        let now = 1_764_000_000_000 + rand(1000);
+        for (let i = 0; i < 400; i++) {
+          now += rand(4) === 0 ? rand(40_000) : rand(1500);
+          if (i === 200) now += 3 * 3_600_000; // a long idle: the whole window expires at once
+          const want = 1 + rand(7);
+          const available = local.recipientsAvailable('k', now, limit, minutes);
+          const granted = Math.min(available, want);
+          const waitMs = granted > 0 ? 0 : local.recipientsFreeAt('k', now, limit, minutes) - now;
+          if (granted > 0) local.countRecipients('k', now, granted);
+          const got = (await r.eval(TAKE, 1, key, String(limit), String(minutes * 60_000), String(want), String(now))) as [number, number];
+          assert.deepEqual(got.map(Number), [granted, waitMs], `step ${i} at ${now}: want ${want} of ${limit}/${minutes} min`);
+        }
+        // However many recipients passed, the window's hash holds at most one field per second of it.
+        assert.ok((await r.hlen(key)) <= minutes * 60 + 2);
+      }
+    } finally {
+      r.disconnect();
+    }
   });
 
   test('concurrency 5 across three nodes: never exceeded, and reached', async () => {

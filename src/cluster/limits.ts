@@ -6,8 +6,8 @@
  *   expiry (Redis's own clock), taken only while fewer than the limit are unexpired, renewed
  *   every third of the TTL while the connection lives, removed when it closes. A node that dies
  *   frees its slots within the TTL. Taking, renewing and releasing are Lua scripts (atomic).
- * - The recipient window is one sliding window, sorted set `postern:window:<key>` of
- *   (time, "id:count") entries: a take grants what the window still allows, atomically.
+ * - The recipient window is one sliding window, hash `postern:window:<key>` of per-second
+ *   buckets with their total: a take grants what the window still allows, atomically, in O(1).
  *
  * When Redis cannot be reached, each node keeps within an equal share of each limit (the limit
  * divided by the number of nodes last seen alive, at least 1), counted locally; and since the
@@ -31,22 +31,58 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return 1`;
 
-/** KEYS[1] window; ARGV: limit, window ms, wanted, entry id. {granted, ms until one is free}. */
-const TAKE = `${NOW}
+/**
+ * KEYS[1] window; ARGV: limit, window ms, wanted. {granted, ms until one is free}.
+ * The window is a hash of per-second buckets (`s<second>`), their total (`t`) and the oldest
+ * second that may still hold a bucket (`o`), so a take costs O(1) however many recipients the
+ * window holds (buckets leaving it are dropped as time passes; at most 3,600 for 60 minutes).
+ * Exact to the second, as the local window (delivery/limits.ts): a bucket leaves the window
+ * once its second is window-seconds old. ARGV[4], when given, is the time in ms (tests compare
+ * the script with the local window on the same clock); nodes always use Redis's own clock.
+ */
+export const TAKE = `local now
+if ARGV[4] then now = tonumber(ARGV[4]) else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local sec = math.floor(now / 1000)
 local span = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
-local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local total = 0
-for i = 1, #entries, 2 do total = total + tonumber(string.match(entries[i], ':(%d+)$')) end
+local spanS = span / 1000
+local cutoff = sec - spanS
+local o = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+local total = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+if o <= cutoff then
+  if cutoff - o >= spanS then
+    redis.call('DEL', KEYS[1])
+    total = 0
+  else
+    for s = o, cutoff do
+      local c = redis.call('HGET', KEYS[1], 's' .. s)
+      if c then
+        total = total - tonumber(c)
+        redis.call('HDEL', KEYS[1], 's' .. s)
+      end
+    end
+  end
+  o = cutoff + 1
+end
+redis.call('HSET', KEYS[1], 'o', o, 't', total)
+redis.call('PEXPIRE', KEYS[1], span + 1000)
 local avail = tonumber(ARGV[1]) - total
 if avail <= 0 then
-  local wait = span
-  if #entries >= 2 then wait = tonumber(entries[2]) + span - now + 1 end
-  return {0, wait}
+  local excess = total - tonumber(ARGV[1]) + 1
+  for s = o, sec do
+    local c = redis.call('HGET', KEYS[1], 's' .. s)
+    if c then
+      excess = excess - tonumber(c)
+      if excess <= 0 then return {0, (s + spanS + 1) * 1000 - now} end
+    end
+  end
+  return {0, span}
 end
 local granted = math.min(avail, tonumber(ARGV[3]))
-redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. granted)
-redis.call('PEXPIRE', KEYS[1], span + 1000)
+redis.call('HINCRBY', KEYS[1], 's' .. sec, granted)
+redis.call('HSET', KEYS[1], 't', total + granted)
 return {granted, 0}`;
 
 export interface RedisLimitsDeps {
@@ -163,7 +199,7 @@ export class RedisLimits implements SharedLimits {
 
   async takeRecipients(key: string, limit: number, minutes: number, want: number): Promise<{ granted: number; waitMs: number }> {
     try {
-      const r = (await this.d.redis.eval(TAKE, 1, `postern:window:${key}`, String(limit), String(minutes * 60_000), String(want), this.id())) as [number, number];
+      const r = (await this.d.redis.eval(TAKE, 1, `postern:window:${key}`, String(limit), String(minutes * 60_000), String(want))) as [number, number];
       this.reached();
       return { granted: Number(r[0]), waitMs: Number(r[1]) };
     } catch {

@@ -482,6 +482,8 @@ class DestinationQueue {
   private readonly sessions = new Set<Connection>();
   private idleWaiters: (() => void)[] = [];
   private windowTimer: NodeJS.Timeout | null = null;
+  /** Until when (ms) no new connection is tried: every slot was taken at the last try. */
+  private busyUntil = 0;
 
   constructor(
     readonly key: string,
@@ -549,6 +551,10 @@ class DestinationQueue {
     // Per MX IP, each address has its own cap; a destination never opens more connections than
     // it has batches waiting, nor more than the cap times a generous number of addresses.
     const cap = perIp ? s.concurrency * 16 : s.concurrency;
+    // Every slot was taken a moment ago (the cluster's, or every MX address's): new work waits for
+    // the timer set then instead of asking again for each batch that arrives.
+    const now = this.engine.now();
+    if (now < this.busyUntil) return this.waitForWindow(this.busyUntil - now);
     while (this.active < cap && this.pending.length > this.active) {
       if (!perIp && !this.engine.limits.tryOpen(domainKey, s.concurrency)) {
         this.engine.closeIdleOf(this.domain, this);
@@ -560,6 +566,7 @@ class DestinationQueue {
         // All MX addresses at their limit: look again shortly rather than spin.
         if (busy) {
           this.engine.closeIdleOf(this.domain, this);
+          this.busyUntil = this.engine.now() + 100;
           this.waitForWindow(100);
         }
         // (A connection that ended on a full recipient window set the timer: it pumps when due.)
