@@ -6,7 +6,9 @@
  * Three configurations, each run `--runs` times on fresh data directories and an emptied Redis:
  *   - 1 node, no cluster (the embedded default: the baseline);
  *   - 1 node in a cluster (every connection slot a lease, every batch a take from the window);
- *   - 3 nodes in a cluster on 127.0.40.21-23, each injected a third of the messages at once.
+ *   - 3 nodes in a cluster on 127.0.40.21-23, each injected a third of the messages at once;
+ *   - the same 3 nodes as separate gateways (no Redis, each its own limits): what three processes
+ *     sharing this machine cost by themselves, so the cluster's own cost can be told apart.
  * Reported: end-to-end rate, accept latency, CPU of the nodes and of Redis per 1,000 messages,
  * Redis round trips and scripts per delivered message (INFO), and the Redis round trip time
  * measured from the bench itself (PING, sequential), from which the added latency follows.
@@ -109,6 +111,8 @@ export async function clusterScenario(d: ClusterBenchDeps): Promise<ClusterRepor
       { label: '1 node, no cluster', nodes: 1, cluster: false },
       { label: '1 node, cluster', nodes: 1, cluster: true },
       { label: '3 nodes, cluster', nodes: 3, cluster: true },
+      // Three separate gateways (each its own limits): what three processes on this machine cost without Redis.
+      { label: '3 nodes, separate', nodes: 3, cluster: false },
     ];
     let seq = 0;
     for (let run = 0; run < d.runs; run++) {

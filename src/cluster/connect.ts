@@ -5,6 +5,7 @@
  * (`redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT…]`). Commands fail at once while Redis is
  * away (no offline queue): callers decide what to do without it.
  */
+import { createHash } from 'node:crypto';
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
 
 export type RedisClient = Redis | Cluster;
@@ -37,3 +38,21 @@ export function connectRedis(url: string, o: { lazy?: boolean; retry?: boolean }
   }
   return new Redis(url, common);
 }
+
+/**
+ * Runs a Lua script with one key by its SHA-1 (EVALSHA), sending its text only when Redis does
+ * not have it yet (after a restart, or on a new Redis): the window and lease scripts run for every
+ * batch, and their text is larger than the rest of the command.
+ */
+export async function runScript(redis: RedisClient, script: string, key: string, ...args: string[]): Promise<unknown> {
+  let sha = SHAS.get(script);
+  if (!sha) SHAS.set(script, (sha = createHash('sha1').update(script).digest('hex')));
+  try {
+    return await redis.evalsha(sha, 1, key, ...args);
+  } catch (e) {
+    if (!/NOSCRIPT/.test((e as Error).message)) throw e;
+    return redis.eval(script, 1, key, ...args);
+  }
+}
+
+const SHAS = new Map<string, string>();

@@ -19,7 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { LimitCounters } from '../delivery/limits.js';
 import type { Lease, SharedLimits } from '../delivery/limits.js';
-import type { RedisClient } from './connect.js';
+import { runScript, type RedisClient } from './connect.js';
 
 const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
@@ -156,7 +156,7 @@ export class RedisLimits implements SharedLimits {
   async acquire(key: string, max: number): Promise<Lease | null> {
     const id = this.id();
     try {
-      const ok = Number(await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${key}`, String(max), String(this.d.leaseTtlMs), id));
+      const ok = Number(await runScript(this.d.redis, ACQUIRE, `postern:lease:${key}`, String(max), String(this.d.leaseTtlMs), id));
       this.reached();
       if (ok !== 1) return null;
       return this.lease(id, { key, max, mode: 'redis' });
@@ -184,7 +184,7 @@ export class RedisLimits implements SharedLimits {
       if (h.mode === 'revoked') continue;
       let ok: number;
       try {
-        ok = Number(await this.d.redis.eval(ACQUIRE, 1, `postern:lease:${h.key}`, String(h.max), String(this.d.leaseTtlMs), id));
+        ok = Number(await runScript(this.d.redis, ACQUIRE, `postern:lease:${h.key}`, String(h.max), String(this.d.leaseTtlMs), id));
       } catch {
         this.lost();
         return;
@@ -199,7 +199,7 @@ export class RedisLimits implements SharedLimits {
 
   async takeRecipients(key: string, limit: number, minutes: number, want: number): Promise<{ granted: number; waitMs: number }> {
     try {
-      const r = (await this.d.redis.eval(TAKE, 1, `postern:window:${key}`, String(limit), String(minutes * 60_000), String(want))) as [number, number];
+      const r = (await runScript(this.d.redis, TAKE, `postern:window:${key}`, String(limit), String(minutes * 60_000), String(want))) as [number, number];
       this.reached();
       return { granted: Number(r[0]), waitMs: Number(r[1]) };
     } catch {
