@@ -160,6 +160,14 @@ describe('cluster-wide limits', { skip: !redisAvailable() && !inCI ? 'redis-serv
     assert.match(await cli('a', 'queue', 'list', '--cluster', '--domain', 'window.test'), /^8 recipients pending on 3 nodes$/m);
   });
 
+  test('a change made on node a takes effect for the deliveries of node c within a second', async () => {
+    // moved.test is not in DNS: without the route made on a, c would bounce the message at once.
+    await cli('a', 'smtproutes', 'new', 'moved.test', `${MX.host}:${MX.port}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    await send('c', 'moved.test', 1, 'moved-c-');
+    await waitFor("c delivering through the route made on a", async () => (delivered('moved.test') === 1 ? true : undefined), 10_000);
+  });
+
   test("report tls --cluster: every node's counts, summed", async () => {
     type Report = { rows: ({ domain: string } & Record<string, number>)[]; totals: Record<string, number>; nodes?: string[]; missing?: string[] };
     const own = await Promise.all(NODES.map(async (n) => JSON.parse(await cli(n, 'report', 'tls', '--last', '1d', '--json')) as Report));
