@@ -11,7 +11,7 @@ import { acquireGatewayLock, type GatewayLock } from './config/lock.js';
 import { ConfigStore, type ConfigSnapshot } from './config/store.js';
 import type { GatewayOptions } from './config/options.js';
 import { DeliveryEngine } from './delivery/engine.js';
-import { DnsClient } from './dns/resolver.js';
+import { deliveryDns } from './dns/client.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
@@ -109,7 +109,7 @@ export class Gateway {
       queue: this.queue,
       conditions: this.conditions,
       config: () => this.snapshot,
-      dns: new DnsClient({ servers: options.dnsServers, observe: (type, seconds) => this.metrics.dnsSeconds.observe({ type }, seconds) }),
+      dns: deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers, observe: (type, seconds) => this.metrics.dnsSeconds.observe({ type }, seconds) }),
       // Delivery's events go to the mail log, the TLS report's counts and the alerts alike.
       log: { write: (e) => (mailLog.write(e), counter.write(e), alerter.write(e)) },
       hostname: options.hostname,

@@ -66,13 +66,25 @@ describe('the JSON API with bearer tokens', () => {
   });
 
   test('create, read, update and delete a destination; the CLI sees each change', async () => {
-    const created = await api.post('/api/v1/destinations', { data: { name: 'Example.COM', tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 } } });
+    const created = await api.post('/api/v1/destinations', { data: { name: 'Example.COM', tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 }, dane: 'required', mtaSts: false } });
     assert.equal(created.status(), 201, await created.text());
     const body = (await created.json()) as { name: string; settings: Record<string, unknown>; resolved: Record<string, unknown> };
     assert.equal(body.name, 'example.com');
-    assert.deepEqual(body.settings, { tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 } });
+    assert.deepEqual(body.settings, { tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 }, dane: 'required', mtaSts: false });
     assert.equal(body.resolved.messagesPerConnection, 50);
-    assert.match(await cli('destconfig', 'detail', 'example.com'), /^TLS Support: Required$/m);
+    assert.match(await cli('destconfig', 'detail', 'example.com'), /^TLS Support: Required\nDANE: Required\nMTA-STS: Off$/m);
+
+    // DANE and MTA-STS: a value, then `default` puts each back to the (Default) entry's.
+    const dane = await api.put('/api/v1/destinations/example.com', { data: { dane: 'off' } });
+    assert.equal(dane.status(), 200, await dane.text());
+    assert.deepEqual(((await dane.json()) as { settings: unknown }).settings, { tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 }, dane: 'off', mtaSts: false });
+    const inherit = await api.put('/api/v1/destinations/example.com', { data: { dane: 'default', mtaSts: 'default' } });
+    assert.equal(inherit.status(), 200, await inherit.text());
+    const inherited = (await inherit.json()) as { settings: Record<string, unknown>; resolved: Record<string, unknown> };
+    assert.deepEqual(inherited.settings, { tls: 'required', concurrency: 10, recipientLimit: { recipients: 100, minutes: 5 } });
+    assert.equal(inherited.resolved.dane, 'opportunistic');
+    assert.equal(inherited.resolved.mtaSts, true);
+    assert.match(await cli('destconfig', 'detail', 'example.com'), /^DANE: Default \(Opportunistic\)\nMTA-STS: Default \(On\)$/m);
 
     const read = await api.get('/api/v1/destinations/example.com');
     assert.equal(read.status(), 200);
@@ -92,8 +104,18 @@ describe('the JSON API with bearer tokens', () => {
     assert.match(detail, /^TLS Support: Preferred - Verify$/m);
     assert.match(detail, /^Maximum Concurrent Connections: Default \(500\)$/m);
 
-    const table = (await (await api.get('/api/v1/destinations')).json()) as { default: { tls: string }; entries: { name: string }[] };
+    const table = (await (await api.get('/api/v1/destinations')).json()) as { default: { tls: string; dane: string; mtaSts: boolean }; entries: { name: string }[] };
     assert.equal(table.default.tls, 'no');
+    assert.equal(table.default.dane, 'opportunistic');
+    assert.equal(table.default.mtaSts, true);
+
+    // The (Default) entry holds both too.
+    const def = await api.put('/api/v1/default', { data: { dane: 'required', mtaSts: false } });
+    assert.equal(def.status(), 200, await def.text());
+    const defBody = (await def.json()) as { tls: string; dane: string; mtaSts: boolean };
+    assert.deepEqual([defBody.tls, defBody.dane, defBody.mtaSts], ['no', 'required', false]);
+    assert.match(await cli('destconfig', 'detail', '(Default)'), /^DANE: Required\nMTA-STS: Off$/m);
+    assert.equal((await api.put('/api/v1/default', { data: { dane: 'opportunistic', mtaSts: true } })).status(), 200);
     assert.deepEqual(table.entries.map((e) => e.name), ['example.com']);
 
     const deleted = await api.delete('/api/v1/destinations/example.com');
@@ -119,6 +141,10 @@ describe('the JSON API with bearer tokens', () => {
     [{ name: 'a.test', ipPreference: 'ipv5' }, 'ipPreference'],
     [{ name: 'a.test', bounceVerification: 'yes' }, 'bounceVerification'],
     [{ name: 'a.test', tlsAlert: 'yes' }, 'tlsAlert'],
+    [{ name: 'a.test', dane: 'always' }, 'dane'],
+    [{ name: 'a.test', dane: true }, 'dane'],
+    [{ name: 'a.test', mtaSts: 'enforce' }, 'mtaSts'],
+    [{ name: 'a.test', mtaSts: 1 }, 'mtaSts'],
     [{ name: 'a.test', tlss: 'required' }, 'tlss'],
     [{ tls: 'required' }, 'name'],
     [{ name: 'bad_name.test', tls: 'no' }, 'destination'],
@@ -137,6 +163,10 @@ describe('the JSON API with bearer tokens', () => {
     const notJson = await api.post('/api/v1/destinations', { headers: { 'content-type': 'application/json' }, data: '{"name": "a.test", ' });
     assert.equal(notJson.status(), 400);
     assert.equal((await api.put('/api/v1/default', { data: { tls: 'default' } })).status(), 400);
+    const daneDefault = await api.put('/api/v1/default', { data: { dane: 'default' } });
+    assert.equal(daneDefault.status(), 400);
+    assert.equal(((await daneDefault.json()) as { field: string }).field, 'dane');
+    assert.equal((await api.put('/api/v1/default', { data: { mtaSts: 'off' } })).status(), 400);
     // The (Default) entry has no alert override: the global switch stands there, and the error says so.
     const onDefault = await api.put('/api/v1/default', { data: { tlsAlert: true } });
     assert.equal(onDefault.status(), 400);
@@ -187,7 +217,7 @@ describe('the JSON API with bearer tokens', () => {
       assert.ok(doc.paths[p], `${p} is not in the OpenAPI document`);
     }
     const props = doc.paths['/api/v1/destinations']!.post!.requestBody!.content['application/json']!.schema.properties!;
-    assert.deepEqual(Object.keys(props).sort(), ['bounceProfile', 'bounceVerification', 'concurrency', 'enforce', 'ipPreference', 'limitPer', 'messagesPerConnection', 'name', 'recipientLimit', 'tls', 'tlsAlert']);
+    assert.deepEqual(Object.keys(props).sort(), ['bounceProfile', 'bounceVerification', 'concurrency', 'dane', 'enforce', 'ipPreference', 'limitPer', 'messagesPerConnection', 'mtaSts', 'name', 'recipientLimit', 'tls', 'tlsAlert']);
   });
 
   test('routes, profiles, users and the queue through the API', async () => {

@@ -164,6 +164,8 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     ['enforce', 'forge', 'cluster', 'enforce limits', 'system (or 0), virtual-gateway (or vg, 1), default'],
     ['bounceVerification', 'forge', 'maybe', 'bounce verification', 'on (or yes, 1), off (or no, 0), default'],
     ['tlsAlert', 'forge', 'sometimes', 'required TLS alert', 'on (or yes, 1), off (or no, 0), default (the global switch)'],
+    ['dane', 'forge', 'always', 'DANE', 'off, opportunistic, required'],
+    ['mtaSts', 'forge', 'enforce', 'MTA-STS', 'on (or yes, 1), off (or no, 0), default'],
     ['bounceProfile', 'forge', 'has space', 'bounce profile', 'a profile name of 1 to 64 letters, digits, _ . -'],
     ['bounceProfile', 'forge', 'NoSuchProfile', 'bounce profile', 'a bounce profile that exists (Default); create it first with postern bounceconfig new'],
   ];
@@ -179,6 +181,8 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     enforce: (v) => ['--enforce', v],
     bounceVerification: (v) => ['--bounce-verification', v],
     tlsAlert: (v) => ['--tls-alert', v],
+    dane: (v) => ['--dane', v],
+    mtaSts: (v) => ['--mta-sts', v],
     bounceProfile: (v) => ['--bounce-profile', v],
   };
 
@@ -216,7 +220,7 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
       const response = page.waitForResponse((r) => r.request().method() === 'POST');
       await page.getByRole('button', { name: 'Submit' }).click();
       assert.equal((await response).status(), 400, label);
-      const id = how === 'forge' && ['limitPer', 'enforce', 'bounceVerification', 'tlsAlert'].includes(field) ? null : field;
+      const id = how === 'forge' && ['limitPer', 'enforce', 'bounceVerification', 'tlsAlert', 'dane', 'mtaSts'].includes(field) ? null : field;
       const expected = `invalid ${name} ${JSON.stringify(value)}: allowed ${allowed}`;
       if (id) {
         assert.equal(await page.locator(`#${id}`).getAttribute('aria-invalid'), 'true', label);
@@ -290,20 +294,37 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     assert.equal(await page.locator('input[name="tlsAlert"][value="default"]').isChecked(), true);
     assert.match(await page.locator('label:has(input[name="tlsAlert"][value="default"])').innerText(), /Default \(No\)/);
     await page.locator('input[name="tlsAlert"][value="yes"]').check();
+    // DANE and MTA-STS: radio groups whose Default names the (Default) entry's value.
+    assert.equal(await page.locator('input[name="dane"][value="default"]').isChecked(), true);
+    assert.match(await page.locator('label:has(input[name="dane"][value="default"])').innerText(), /Default \(Opportunistic\)/);
+    assert.equal(await page.locator('input[name="mtaSts"][value="default"]').isChecked(), true);
+    assert.match(await page.locator('label:has(input[name="mtaSts"][value="default"])').innerText(), /Default \(On\)/);
+    await page.locator('input[name="dane"][value="required"]').check();
+    await page.locator('input[name="mtaSts"][value="off"]').check();
     await page.getByRole('button', { name: 'Submit' }).click();
     const detail = await cli('destconfig', 'detail', 'nojs.test');
     assert.match(detail, /^Maximum Concurrent Connections: 7$/m);
-    assert.match(detail, /^TLS Support: Default \(No\)$/m);
+    assert.match(detail, /^TLS Support: Default \(No\)\nDANE: Required\nMTA-STS: Off$/m);
     assert.match(detail, /^Alert When Required TLS Fails: On$/m);
     // Back to Default: the entry no longer holds it.
     await page.getByRole('link', { name: 'nojs.test', exact: true }).click();
     assert.equal(await page.locator('input[name="tlsAlert"][value="yes"]').isChecked(), true);
+    assert.equal(await page.locator('input[name="dane"][value="required"]').isChecked(), true);
+    assert.equal(await page.locator('input[name="mtaSts"][value="off"]').isChecked(), true);
     await page.locator('input[name="tlsAlert"][value="default"]').check();
+    await page.locator('input[name="dane"][value="default"]').check();
+    await page.locator('input[name="mtaSts"][value="default"]').check();
     await page.getByRole('button', { name: 'Submit' }).click();
-    assert.doesNotMatch(await cli('destconfig', 'detail', 'nojs.test'), /Alert When Required TLS Fails/);
+    const back = await cli('destconfig', 'detail', 'nojs.test');
+    assert.doesNotMatch(back, /Alert When Required TLS Fails/);
+    assert.match(back, /^DANE: Default \(Opportunistic\)\nMTA-STS: Default \(On\)$/m);
     // (Default) has no such field: the global switch stands there.
     await page.goto(`${gw.base}${DC}/edit?domain=${encodeURIComponent('(Default)')}`);
     assert.equal(await page.locator('input[name="tlsAlert"]').count(), 0);
+    // It has DANE and MTA-STS, with values only (nothing to inherit from).
+    assert.equal(await page.locator('input[name="dane"][value="default"]').count(), 0);
+    assert.equal(await page.locator('input[name="dane"][value="opportunistic"]').isChecked(), true);
+    assert.equal(await page.locator('input[name="mtaSts"][value="on"]').isChecked(), true);
     await page.goto(`${gw.base}${DC}`);
 
     await page.getByRole('link', { name: 'Delete nojs.test', exact: true }).click();
@@ -343,7 +364,8 @@ describe('the administration page in Chromium', { skip: skip && !inCI ? 'chromiu
     // Everything the form sends, as a browser would.
     const form = {
       domain: 'forged.test', ipPreference: 'default', concurrencyMode: 'default', concurrency: '', messagesMode: 'default', messagesPerConnection: '',
-      recipientsMode: 'default', recipients: '', minutes: '', limitPer: 'default', enforce: 'default', tls: 'no', bounceVerification: 'default', bounceProfile: 'default',
+      recipientsMode: 'default', recipients: '', minutes: '', limitPer: 'default', enforce: 'default', tls: 'no', tlsAlert: 'default', dane: 'default', mtaSts: 'default',
+      bounceVerification: 'default', bounceProfile: 'default',
     };
     const without = await admin.request.post(`${gw.base}${DC}/add`, { form, maxRedirects: 0 });
     assert.equal(without.status(), 403);

@@ -137,6 +137,11 @@ describe('destconfig: every setting flag', () => {
     [['--ip-preference', 'IPv6-Required'], { ipPreference: 'ipv6-required' }],
     [['--ip-preference', 'ipv4-preferred'], { ipPreference: 'ipv4-preferred' }],
     [['--ip-preference', 'ipv6-preferred'], { ipPreference: 'ipv6-preferred' }],
+    [['--dane', 'off'], { dane: 'off' }],
+    [['--dane', 'Opportunistic'], { dane: 'opportunistic' }],
+    [['--dane', 'required'], { dane: 'required' }],
+    [['--mta-sts', 'on'], { mtaSts: true }],
+    [['--mta-sts', 'off'], { mtaSts: false }],
   ];
   // All rows go into one data directory side by side; the table is then read back once.
   const dir = fresh();
@@ -160,6 +165,8 @@ describe('destconfig: every setting flag', () => {
     assert.deepEqual(await entry(d, 'x.test'), {});
     const all: Settings = {
       tls: 'required-verify',
+      dane: 'required',
+      mtaSts: false,
       concurrency: 20,
       messagesPerConnection: 5,
       recipientLimit: { recipients: 1000, minutes: 60 },
@@ -169,11 +176,13 @@ describe('destconfig: every setting flag', () => {
       bounceProfile: 'Fast',
       ipPreference: 'ipv4-preferred',
     };
-    const out = await ok(d, 'destconfig', 'edit', 'X.TEST.', '--tls', 'required-verify', '--concurrency', '20', '--messages-per-connection', '5', '--recipients', '1000/60', '--limit-per', 'mx-ip', '--enforce', 'virtual-gateway', '--bounce-verification', 'on', '--bounce-profile', 'Fast', '--ip-preference', 'ipv4-preferred');
+    const out = await ok(d, 'destconfig', 'edit', 'X.TEST.', '--tls', 'required-verify', '--concurrency', '20', '--messages-per-connection', '5', '--recipients', '1000/60', '--limit-per', 'mx-ip', '--enforce', 'virtual-gateway', '--bounce-verification', 'on', '--bounce-profile', 'Fast', '--ip-preference', 'ipv4-preferred', '--dane', 'required', '--mta-sts', 'off');
     assert.match(out, /Changed x\.test\./);
     assert.deepEqual(await entry(d, 'x.test'), all);
+    // DETAIL shows both right after the TLS line.
+    assert.match(await ok(d, 'destconfig', 'detail', 'x.test'), /^TLS Support: Required - Verify\nDANE: Required\nMTA-STS: Off\nBounce Verification Address Tagging: On$/m);
 
-    await ok(d, 'destconfig', 'edit', 'x.test', '--tls', 'default', '--concurrency', 'default', '--recipients', 'default', '--bounce-verification', 'DEFAULT');
+    await ok(d, 'destconfig', 'edit', 'x.test', '--tls', 'default', '--concurrency', 'default', '--recipients', 'default', '--bounce-verification', 'DEFAULT', '--dane', 'default', '--mta-sts', 'Default');
     assert.deepEqual(await entry(d, 'x.test'), {
       messagesPerConnection: 5,
       limitPer: 'mx-ip',
@@ -181,6 +190,7 @@ describe('destconfig: every setting flag', () => {
       bounceProfile: 'Fast',
       ipPreference: 'ipv4-preferred',
     });
+    assert.match(await ok(d, 'destconfig', 'detail', 'x.test'), /^DANE: Default \(Opportunistic\)\nMTA-STS: Default \(On\)$/m);
     await ok(d, 'destconfig', 'edit', 'x.test', '--messages-per-connection', 'default', '--limit-per', 'default', '--enforce', 'default', '--bounce-profile', 'default', '--ip-preference', 'default');
     assert.deepEqual(await entry(d, 'x.test'), {});
   });
@@ -207,6 +217,22 @@ describe('destconfig: new, edit, default, delete, list', PARALLEL, () => {
         ['xn--bcher-kva.test', 'xn--bcher-kva.test (bücher.test)'],
       ],
     );
+  });
+
+  test('a config.db written before dane and mtaSts existed reads them as their initial values, and entries inherit them', async () => {
+    const d = fresh();
+    seed(d, (s) => {
+      const { dane: _dane, mtaSts: _mtaSts, ...older } = INITIAL_DEFAULTS;
+      s.db.prepare('UPDATE destinations SET settings = ? WHERE name = ?').run(JSON.stringify({ ...older, tls: 'preferred' }), '(Default)');
+      s.db.prepare('INSERT INTO destinations (name, settings) VALUES (?, ?)').run('old.test', JSON.stringify({ tls: 'required' }));
+    });
+    assert.deepEqual((await listJson(d)).default, { ...INITIAL_DEFAULTS, tls: 'preferred' });
+    assert.match(await ok(d, 'destconfig', 'detail', 'old.test'), /^TLS Support: Required\nDANE: Default \(Opportunistic\)\nMTA-STS: Default \(On\)$/m);
+    await ok(d, 'destconfig', 'default', '--dane', 'off');
+    await ok(d, 'destconfig', 'edit', 'old.test', '--mta-sts', 'off');
+    assert.equal((await listJson(d)).default.dane, 'off');
+    assert.deepEqual(await entry(d, 'old.test'), { tls: 'required', mtaSts: false });
+    assert.match(await ok(d, 'destconfig', 'detail', 'old.test'), /^DANE: Default \(Off\)\nMTA-STS: Off$/m);
   });
 
   test('new of an existing entry fails, in any spelling, and changes nothing', async () => {
@@ -251,7 +277,8 @@ describe('destconfig: new, edit, default, delete, list', PARALLEL, () => {
       recipientLimit: { recipients: 500, minutes: 10 },
       ipPreference: 'ipv4-preferred',
     });
-    await ok(d, 'destconfig', 'default', '--recipients', 'none', '--bounce-verification', 'on', '--limit-per', 'mx-ip', '--enforce', 'virtual-gateway', '--messages-per-connection', '9', '--bounce-profile', 'Other');
+    assert.match(await ok(d, 'destconfig', 'detail', '(Default)'), /^TLS Support: Preferred\nDANE: Opportunistic\nMTA-STS: On$/m);
+    await ok(d, 'destconfig', 'default', '--recipients', 'none', '--bounce-verification', 'on', '--limit-per', 'mx-ip', '--enforce', 'virtual-gateway', '--messages-per-connection', '9', '--bounce-profile', 'Other', '--dane', 'required', '--mta-sts', 'off');
     assert.deepEqual((await listJson(d)).default, {
       ipPreference: 'ipv4-preferred',
       concurrency: 100,
@@ -260,10 +287,15 @@ describe('destconfig: new, edit, default, delete, list', PARALLEL, () => {
       limitPer: 'mx-ip',
       enforce: 'virtual-gateway',
       tls: 'preferred',
+      dane: 'required',
+      mtaSts: false,
       bounceVerification: true,
       bounceProfile: 'Other',
     });
+    assert.match(await ok(d, 'destconfig', 'detail', '(Default)'), /^TLS Support: Preferred\nDANE: Required\nMTA-STS: Off$/m);
     await rejected(d, ['destconfig', 'default', '--tls', 'default'], ['--tls', '"default"']);
+    await rejected(d, ['destconfig', 'default', '--dane', 'default'], ['--dane', '"default"']);
+    await rejected(d, ['destconfig', 'default', '--mta-sts', 'default'], ['--mta-sts', '"default"']);
     await rejected(d, ['destconfig', 'default', '--concurrency', 'default'], ['--concurrency', '"default"']);
   });
 
@@ -322,6 +354,10 @@ describe('destconfig: rejected values name field and value, and change nothing',
     [['destconfig', 'new', 'a.test', '--bounce-verification', 'maybe'], '--bounce-verification', '"maybe"'],
     [['destconfig', 'new', 'a.test', '--bounce-profile', 'has space'], 'bounce profile', '"has space"'],
     [['destconfig', 'new', 'a.test', '--ip-preference', 'ipv5-preferred'], '--ip-preference', '"ipv5-preferred"'],
+    [['destconfig', 'new', 'a.test', '--dane', 'always'], '--dane', '"always"', 'allowed off, opportunistic, required'],
+    [['destconfig', 'new', 'a.test', '--mta-sts', 'enforce'], '--mta-sts', '"enforce"', 'allowed on (or yes, 1), off (or no, 0), default'],
+    [['destconfig', 'edit', 'x.test', '--tls', 'required', '--dane', 'mandatory'], '--dane', '"mandatory"', 'off, opportunistic, required'],
+    [['destconfig', 'default', '--mta-sts', 'testing'], '--mta-sts', '"testing"', 'on (or yes, 1), off (or no, 0)'],
     [['destconfig', 'new', 'bad_name.test'], 'destination', '"bad_name.test"'],
     [['destconfig', 'new', '*.wild.test'], 'destination', '"*.wild.test"'],
     // A rejected edit changes none of its settings, not even the valid ones.

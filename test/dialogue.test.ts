@@ -63,6 +63,8 @@ describe('destconfig dialogue transcripts', () => {
           enforce: 'virtual-gateway',
           tls: 'required-verify',
           tlsAlert: false,
+          dane: 'required',
+          mtaSts: false,
           bounceVerification: true,
           bounceProfile: 'Default',
           ipPreference: 'ipv4-preferred',
@@ -73,10 +75,13 @@ describe('destconfig dialogue transcripts', () => {
 
   it('EDIT shows current values as defaults; N puts a setting back to Default', async () => {
     const d = tempDir();
-    await runCliOk(['destconfig', 'new', 'edit.test', '--concurrency', '10', '--tls', 'preferred', '--data-dir', d]);
-    await transcript('edit', d);
+    await runCliOk(['destconfig', 'new', 'edit.test', '--concurrency', '10', '--tls', 'preferred', '--dane', 'required', '--mta-sts', 'off', '--data-dir', d]);
+    const out = await transcript('edit', d);
+    // The entry's own DANE and MTA-STS are the answers offered; Enter keeps MTA-STS off.
+    assert.match(out, /^Do you wish to apply a specific DANE setting for this domain\? \[Y\]> N$/m);
+    assert.match(out, /^Do you wish to apply a specific MTA-STS setting for this domain\? \[Y\]> \nApply the MTA-STS policy the recipient domain publishes\? \[N\]> $/m);
     const t = await list(d);
-    assert.deepEqual(t.entries.find((e) => e.name === 'edit.test')?.settings, { tls: 'required-verify-hosted' });
+    assert.deepEqual(t.entries.find((e) => e.name === 'edit.test')?.settings, { tls: 'required-verify-hosted', mtaSts: false });
   });
 
   it('DEFAULT edits the (Default) entry, reached by a unique prefix', async () => {
@@ -91,6 +96,8 @@ describe('destconfig dialogue transcripts', () => {
       limitPer: 'mx-ip',
       enforce: 'system',
       tls: 'preferred',
+      dane: 'off',
+      mtaSts: false,
       bounceVerification: true,
       bounceProfile: 'Default',
     });

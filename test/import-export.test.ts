@@ -29,6 +29,7 @@ import { exportFile, IMPORT_KEYS, parseImport, type ImportError } from '../src/c
 import { parseDestinationName } from '../src/controls/names.js';
 import { DestinationTable } from '../src/controls/table.js';
 import {
+  DANE_MODES,
   IP_PREFERENCES,
   INITIAL_DEFAULTS,
   TLS_MODES,
@@ -126,7 +127,7 @@ describe('import file: golden cases', () => {
   test('ranges are named in the messages', () => {
     const r = parseImport(
       '[DEFAULT]\nip_sort_pref=x\nmax_host_concurrency=0\nmax_messages_per_connection=0\nrecipient_limit=x\nrecipient_minutes=0\n' +
-        'limit_type=x\nlimit_apply=x\ntls=x\nbounce_validation=x\n',
+        'limit_type=x\nlimit_apply=x\ntls=x\nbounce_validation=x\ndane=x\nmta_sts=x\n',
     );
     assert.equal(r.ok, false);
     const byLine = new Map((r.ok ? [] : r.errors).map((e) => [e.line, e.message]));
@@ -139,6 +140,8 @@ describe('import file: golden cases', () => {
     assert.match(byLine.get(8)!, /limit_apply "x".*0\/system, 1\/VG/);
     assert.match(byLine.get(9)!, /tls "x".*0\/no, 1\/preferred, 2\/required, 3\/preferred_verify, 4\/required_verify, 5\/required_verify_hosted/);
     assert.match(byLine.get(10)!, /bounce_validation "x".*0\/off, 1\/on/);
+    assert.match(byLine.get(11)!, /dane "x": allowed off, opportunistic, required$/);
+    assert.match(byLine.get(12)!, /mta_sts "x": allowed 0\/off, 1\/on$/);
   });
 });
 
@@ -193,7 +196,7 @@ describe('export', () => {
     const defaults: Settings = { ...INITIAL_DEFAULTS, recipientLimit: { recipients: 1000, minutes: 60 }, tls: 'preferred' };
     const entries: Entry[] = [
       { name: 'xn--bcher-kva.test', settings: { concurrency: 10, tls: 'required-verify' } },
-      { name: 'example.com', settings: { recipientLimit: null, bounceVerification: true, limitPer: 'mx-ip', enforce: 'virtual-gateway' } },
+      { name: 'example.com', settings: { recipientLimit: null, bounceVerification: true, limitPer: 'mx-ip', enforce: 'virtual-gateway', dane: 'required', mtaSts: false } },
       { name: '.example.com', settings: { ipPreference: 'ipv4-required', bounceProfile: 'Slow' } },
       { name: 'default', settings: {} },
     ];
@@ -214,6 +217,8 @@ recipient_minutes = 60
 limit_type = host
 limit_apply = system
 tls = preferred
+dane = opportunistic
+mta_sts = on
 bounce_validation = off
 bounce_profile = Default
 
@@ -223,6 +228,8 @@ bounce_profile = Default
 recipient_limit = none
 limit_type = MXIP
 limit_apply = VG
+dane = required
+mta_sts = off
 bounce_validation = on
 
 [.example.com]
@@ -278,6 +285,8 @@ tls = required_verify
       limitPer: pick(['domain', 'mx-ip'] as const),
       enforce: pick(['system', 'virtual-gateway'] as const),
       tls: pick(TLS_MODES),
+      dane: pick(DANE_MODES),
+      mtaSts: r() < 0.5,
       bounceVerification: r() < 0.5,
       bounceProfile: pick(PROFILES),
     });
@@ -329,6 +338,8 @@ describe('detailLines', () => {
       'Apply limits per: Each mail exchanger (MX) IP address',
       'Enforce limits: Default (System Wide)',
       'TLS Support: Required - Verify',
+      'DANE: Default (Opportunistic)',
+      'MTA-STS: Default (On)',
       'Bounce Verification Address Tagging: Default (Off)',
       'Bounce Profile: Default',
     ]);
@@ -345,6 +356,8 @@ describe('detailLines', () => {
         limitPer: 'domain',
         enforce: 'virtual-gateway',
         tls: 'required-verify-hosted',
+        dane: 'off',
+        mtaSts: false,
         bounceVerification: true,
         bounceProfile: 'Slow',
       },
@@ -358,13 +371,15 @@ describe('detailLines', () => {
       'Apply limits per: Entire domain',
       'Enforce limits: Per Virtual Gateway',
       'TLS Support: Required - Verify Hosted Domains',
+      'DANE: Off',
+      'MTA-STS: Off',
       'Bounce Verification Address Tagging: On',
       'Bounce Profile: Slow',
     ]);
   });
 
   test('(Default) shows values, never "Default (…)"', () => {
-    const lines = detailLines('(Default)', undefined, { ...INITIAL_DEFAULTS, recipientLimit: { recipients: 1, minutes: 1 }, tls: 'preferred-verify' });
+    const lines = detailLines('(Default)', undefined, { ...INITIAL_DEFAULTS, recipientLimit: { recipients: 1, minutes: 1 }, tls: 'preferred-verify', dane: 'required' });
     assert.deepEqual(lines, [
       'Destination: (Default)',
       'IP Address Preference: IPv6 Preferred',
@@ -374,6 +389,8 @@ describe('detailLines', () => {
       'Apply limits per: Entire domain',
       'Enforce limits: System Wide',
       'TLS Support: Preferred - Verify',
+      'DANE: Required',
+      'MTA-STS: On',
       'Bounce Verification Address Tagging: Off',
       'Bounce Profile: Default',
     ]);
@@ -381,7 +398,7 @@ describe('detailLines', () => {
 
   test('an entry with nothing set inherits everything, including No Limit', () => {
     const lines = detailLines('x.test', { name: 'x.test', settings: {} }, INITIAL_DEFAULTS);
-    assert.equal(lines.length, 10);
+    assert.equal(lines.length, 12);
     for (const l of lines.slice(1)) assert.match(l, /: Default \(.+\)$/);
     assert.ok(lines.includes('Recipients: Default (No Limit)'));
   });
@@ -407,9 +424,9 @@ const list = (dir: string): Promise<string> => ok(dir, 'destconfig', 'list', '--
 function buildTable(dir: string): void {
   const s = ConfigStore.open(dir);
   try {
-    s.editDefaults({ concurrency: 200, tls: 'preferred', recipientLimit: { recipients: 5000, minutes: 10 }, bounceProfile: 'Main' });
-    s.newEntry('example.com', { tls: 'required-verify', concurrency: 5 });
-    s.newEntry('.example.com', { recipientLimit: null, ipPreference: 'ipv4-required' });
+    s.editDefaults({ concurrency: 200, tls: 'preferred', recipientLimit: { recipients: 5000, minutes: 10 }, bounceProfile: 'Main', dane: 'off', mtaSts: false });
+    s.newEntry('example.com', { tls: 'required-verify', concurrency: 5, dane: 'required' });
+    s.newEntry('.example.com', { recipientLimit: null, ipPreference: 'ipv4-required', mtaSts: true });
     s.newEntry('bücher.test', { recipientLimit: { recipients: 0, minutes: 1 }, limitPer: 'mx-ip', enforce: 'virtual-gateway', bounceVerification: true });
     s.newEntry('plain.test', {});
     s.newEntry('profile.test', { bounceProfile: 'Default', messagesPerConnection: 1000, tls: 'required-verify-hosted' });
@@ -489,6 +506,7 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
     const out = await ok(dir, 'destconfig', 'import', file);
     assert.match(out, /There are currently 3 entries configured\./);
     const after = JSON.parse(await list(dir)) as { default: Settings; entries: { name: string; settings: PartialSettings }[] };
+    // dane and mta_sts left out of [DEFAULT] (an appliance's file) are their initial values again.
     assert.deepEqual(after.default, {
       ...INITIAL_DEFAULTS,
       ipPreference: 'ipv6-required',
@@ -514,6 +532,8 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
     await ok(b, 'destconfig', 'new', 'to-be-replaced.test');
     await ok(b, 'destconfig', 'import', file);
     assert.equal(await list(b), await list(a));
+    assert.match(readFileSync(file, 'utf8'), /^\[DEFAULT\]\n(?:.+\n)*dane = off\nmta_sts = off\n/m);
+    assert.match(readFileSync(file, 'utf8'), /^\[example\.com\]\n(?:.+\n)*dane = required\n/m);
     const again = join(b, 'again.ini');
     await ok(b, 'destconfig', 'export', again);
     assert.equal(readFileSync(again, 'utf8'), readFileSync(file, 'utf8'), 'exporting the imported table writes the same file');
@@ -548,6 +568,8 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
         'Apply limits per: Each mail exchanger (MX) IP address',
         'Enforce limits: Default (System Wide)',
         'TLS Support: Required - Verify',
+        'DANE: Default (Opportunistic)',
+        'MTA-STS: Default (On)',
         'Bounce Verification Address Tagging: Default (Off)',
         'Bounce Profile: Bulk',
         '',
@@ -575,7 +597,7 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
     assert.equal(json.name, 'example.com');
     assert.equal(json.settings.concurrency, 1000);
     assert.equal(json.settings.tls, 'required-verify');
-    assert.deepEqual(json.inherited, ['ipPreference', 'concurrency', 'messagesPerConnection', 'enforce', 'bounceVerification']);
+    assert.deepEqual(json.inherited, ['ipPreference', 'concurrency', 'messagesPerConnection', 'enforce', 'dane', 'mtaSts', 'bounceVerification']);
     assert.equal(json.settings.bounceProfile, 'Bulk');
     const allJson = JSON.parse(await ok(dir, 'destconfig', 'detail', '--json')) as { name: string }[];
     assert.deepEqual(
@@ -605,19 +627,21 @@ describe('destconfig import / export / detail / clear', PARALLEL, () => {
   });
 });
 
-// The keys the file knows, as the spec lists them plus Postern's own tls_alert; a key added to
-// the code without a golden case would slip through the coverage check above.
+// The keys the file knows, as the spec lists them with Postern's own tls_alert, dane and
+// mta_sts; a key added to the code without a golden case would slip through the coverage check above.
 test('the file knows exactly the keys of SPEC §11', () => {
   assert.deepEqual(
     [...IMPORT_KEYS].sort(),
     [
       'bounce_profile',
       'bounce_validation',
+      'dane',
       'ip_sort_pref',
       'limit_apply',
       'limit_type',
       'max_host_concurrency',
       'max_messages_per_connection',
+      'mta_sts',
       'recipient_limit',
       'recipient_minutes',
       'tls',

@@ -11,7 +11,7 @@ import { DEFAULT_PROFILE, PROFILE_RANGES } from '../bounce/profile.js';
 import { exportFile, parseImport } from '../controls/ini.js';
 import { displayName, parseDestinationName } from '../controls/names.js';
 import { resolveEntry } from '../controls/table.js';
-import { DEFAULT_ENTRY_NAME, IP_PREFERENCES, TLS_MODES } from '../controls/types.js';
+import { DANE_MODES, DEFAULT_ENTRY_NAME, IP_PREFERENCES, TLS_MODES } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { parseQueueDomain, showMessage, type Selection } from '../queue/control.js';
 import { checkDestinationInput, firstError, type DestinationInput } from '../manage/destination-input.js';
@@ -19,7 +19,7 @@ import { checkGlobalsInput } from '../manage/destinations.js';
 import { parseRouteHosts, routeHostsText } from '../manage/routes.js';
 import { ROLES } from '../manage/users.js';
 import { plural } from '../cli/format.js';
-import { DnsClient } from '../dns/resolver.js';
+import { deliveryDns } from '../dns/client.js';
 import { ALERT_CLASSES, AlertStore, SEVERITIES } from '../config/alerts.js';
 import { BvKeyStore } from '../config/bounce-verification.js';
 import { LocalDomainStore } from '../config/local-domains.js';
@@ -45,6 +45,8 @@ const SettingsProps = {
   limitPer: Type.Optional(lit(['domain', 'mx-ip'] as const)),
   enforce: Type.Optional(lit(['system', 'virtual-gateway'] as const)),
   tls: Type.Optional(lit(TLS_MODES)),
+  dane: Type.Optional(lit(DANE_MODES)),
+  mtaSts: Type.Optional(Type.Boolean()),
   bounceVerification: Type.Optional(Type.Boolean()),
   bounceProfile: Type.Optional(Type.String()),
 };
@@ -62,6 +64,10 @@ const SettingsChange = Type.Object(
     limitPer: Type.Optional(orDefault(lit(['domain', 'mx-ip'] as const))),
     enforce: Type.Optional(orDefault(lit(['system', 'virtual-gateway'] as const))),
     tls: Type.Optional(orDefault(lit(TLS_MODES))),
+    /** DANE (RFC 7672): TLSA records under DNSSEC make STARTTLS mandatory and authenticate the MX host; required: only hosts with usable records. */
+    dane: Type.Optional(orDefault(lit(DANE_MODES))),
+    /** MTA-STS (RFC 8461): a policy in enforce mode limits delivery to its listed MX hosts over verified TLS. */
+    mtaSts: Type.Optional(orDefault(Type.Boolean())),
     bounceVerification: Type.Optional(orDefault(Type.Boolean())),
     bounceProfile: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     /** Entries only: true/false, or `default` to follow the global switch (requiredTlsAlert). */
@@ -191,7 +197,7 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
 
   api.get('/destinations/:name/effective', { schema: { tags: ['destinations'], summary: 'What delivery would do for a domain, and why (destconfig explain)', params: NameParam } }, async (req) => {
     const e = await explain(ctx.config.snapshot(), (req.params as Static<typeof NameParam>).name, {
-      dns: new DnsClient({ servers: ctx.delivery.dnsServers }),
+      dns: deliveryDns({ dnsServers: ctx.delivery.dnsServers, dnssecResolvers: ctx.delivery.dnssecResolvers }),
       smtpPort: ctx.delivery.smtpPort,
       broken: ctx.queue.brokenTls(Date.now()),
     });

@@ -52,7 +52,7 @@ export class AdminContext {
     /** The gateway's host name (the Reporting-MTA of DSNs made by "bounce"). */
     readonly hostname: string,
     /** Delivery's DNS servers and SMTP port, for `explain`. */
-    readonly delivery: { dnsServers: string[]; smtpPort: number } = { dnsServers: [], smtpPort: 25 },
+    readonly delivery: { dnsServers: string[]; dnssecResolvers?: string[]; smtpPort: number } = { dnsServers: [], smtpPort: 25 },
   ) {
     this.config = ConfigStore.open(dataDir);
     this.queue = QueueStore.open(dataDir);

@@ -8,7 +8,7 @@
  * defaultTexts(defaults): the "Default (…)" texts, showing the (Default) entry's current values.
  */
 import type { DestinationInput } from '../manage/destination-input.js';
-import { IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type PartialSettings, type Settings } from '../controls/types.js';
+import { DANE_MODE_LABELS, IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type PartialSettings, type Settings } from '../controls/types.js';
 
 /** The posted form: every value a string, as the browser sends it. */
 export interface DestinationForm {
@@ -26,13 +26,17 @@ export interface DestinationForm {
   tls: string;
   /** default (the global switch), yes or no; empty on the (Default) entry's form, which has none. */
   tlsAlert: string;
+  /** default, off, opportunistic or required. */
+  dane: string;
+  /** default, on or off. */
+  mtaSts: string;
   bounceVerification: string;
   bounceProfile: string;
 }
 
 const FIELDS: (keyof DestinationForm)[] = [
   'domain', 'ipPreference', 'concurrencyMode', 'concurrency', 'messagesMode', 'messagesPerConnection',
-  'recipientsMode', 'recipients', 'minutes', 'limitPer', 'enforce', 'tls', 'tlsAlert', 'bounceVerification', 'bounceProfile',
+  'recipientsMode', 'recipients', 'minutes', 'limitPer', 'enforce', 'tls', 'tlsAlert', 'dane', 'mtaSts', 'bounceVerification', 'bounceProfile',
 ];
 
 /** The form's fields from a parsed body; anything missing or not a string is empty. */
@@ -60,6 +64,8 @@ export function formFromEntry(s: PartialSettings, name: string, isDefault: boole
     enforce: s.enforce ?? 'default',
     tls: s.tls ?? 'default',
     tlsAlert: isDefault ? '' : s.tlsAlert === undefined ? 'default' : s.tlsAlert ? 'yes' : 'no',
+    dane: s.dane ?? 'default',
+    mtaSts: s.mtaSts === undefined ? 'default' : s.mtaSts ? 'on' : 'off',
     bounceVerification: s.bounceVerification === undefined ? 'default' : s.bounceVerification ? 'yes' : 'no',
     bounceProfile: s.bounceProfile ?? 'default',
   };
@@ -80,6 +86,8 @@ export function inputFromForm(f: DestinationForm): DestinationInput {
     enforce: f.enforce,
     tls: f.tls,
     ...(f.tlsAlert === '' ? {} : { tlsAlert: f.tlsAlert }),
+    dane: f.dane,
+    mtaSts: f.mtaSts,
     bounceVerification: f.bounceVerification,
     bounceProfile: f.bounceProfile,
   };
@@ -101,6 +109,8 @@ export function defaultTexts(d: Settings, tlsAlertSwitch: boolean): Record<strin
     limitPer: d.limitPer === 'domain' ? 'Entire Domain' : 'Each MX IP Address',
     enforce: d.enforce === 'system' ? 'System Wide' : 'Each Virtual Gateway',
     tls: TLS_MODE_LABELS[d.tls],
+    dane: DANE_MODE_LABELS[d.dane],
+    mtaSts: d.mtaSts ? 'On' : 'Off',
     bounceVerification: d.bounceVerification ? 'Yes' : 'No',
     bounceProfile: d.bounceProfile,
   };

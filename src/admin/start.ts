@@ -33,6 +33,7 @@ export interface AdminStartOptions {
   hostname: string;
   log: EventSink;
   dnsServers: string[];
+  dnssecResolvers?: string[];
   smtpPort: number;
   metrics?: Registry;
   metricsAllow?: string[];
@@ -47,7 +48,7 @@ async function ensureFirstAdministrator(ctx: AdminContext): Promise<string | nul
 }
 
 export async function startAdmin(o: AdminStartOptions): Promise<RunningAdmin> {
-  const ctx = new AdminContext(o.dataDir, o.log, o.hostname, { dnsServers: o.dnsServers, smtpPort: o.smtpPort });
+  const ctx = new AdminContext(o.dataDir, o.log, o.hostname, { dnsServers: o.dnsServers, dnssecResolvers: o.dnssecResolvers, smtpPort: o.smtpPort });
   let app: FastifyInstance | undefined;
   try {
     const password = await ensureFirstAdministrator(ctx);

@@ -13,16 +13,16 @@ import { ConfigError, ConfigStore } from '../config/store.js';
 import { exportFile, parseImport } from '../controls/ini.js';
 import { displayName, parseDestinationName } from '../controls/names.js';
 import { resolveEntry } from '../controls/table.js';
-import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type Entry, type PartialSettings, type SettingName, type Settings } from '../controls/types.js';
+import { DEFAULT_ENTRY_NAME, INITIAL_DEFAULTS, type DefaultSettingName, type Entry, type PartialSettings, type Settings } from '../controls/types.js';
 import { cliBy, recorder } from '../manage/audit.js';
 import { checkGlobalsInput, DestinationService } from '../manage/destinations.js';
 import { buildOptions, readConfigFile } from '../config/options.js';
-import { DnsClient } from '../dns/resolver.js';
+import { deliveryDns } from '../dns/client.js';
 import { explain, explanationLines } from '../manage/explain.js';
 import { QueueStore } from '../queue/store.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
 import { detailLines, entriesConfigured, formatTable, LIST_HEADER, listRows, SETTING_NOTES, REQUIRED_TLS_ALERT_NOTE } from './format.js';
-import { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, parseSettingFlags, TLS_ALERT_HELP, type SettingFlags } from './settings-flags.js';
+import { BOUNCE_VERIFICATION_HELP, DANE_HELP, ENFORCE_HELP, LIMIT_PER_HELP, MTA_STS_HELP, parseSettingFlags, TLS_ALERT_HELP, type SettingFlags } from './settings-flags.js';
 import { runDestconfigDialogue } from './dialogue/destconfig.js';
 import { StreamIo } from './dialogue/io.js';
 
@@ -37,6 +37,8 @@ function settingOptions(cmd: Command): Command {
     .option('--bounce-verification <on|off>', `bounce verification address tagging: ${BOUNCE_VERIFICATION_HELP}`)
     .option('--bounce-profile <name>', 'bounce profile name, or default')
     .option('--tls-alert <on|off>', `alert when this entry's Required TLS fails (entries only): ${TLS_ALERT_HELP}`)
+    .option('--dane <mode>', `DANE (RFC 7672), TLSA records under DNSSEC make STARTTLS mandatory and authenticate the MX host; required delivers only through hosts with usable records: ${DANE_HELP}`)
+    .option('--mta-sts <on|off>', `MTA-STS (RFC 8461), an enforce policy limits delivery to the domain's listed MX hosts over verified TLS: ${MTA_STS_HELP}`)
     .option('--ip-preference <pref>', 'ipv6-preferred, ipv6-required, ipv4-preferred, ipv4-required, default');
 }
 
@@ -150,13 +152,15 @@ export function addDestconfigCommand(program: Command): void {
     .argument('<domain>', 'a recipient domain')
     .addOption(dataDirOption())
     .option('--dns-server <host:port>', 'DNS server to ask, as delivery would (repeatable; default: the system resolvers)', collect)
+    .option('--dnssec-resolver <host:port>', 'validating resolver whose DNSSEC answers are believed (repeatable; as start)', collect)
     .option('--smtp-port <n>', 'port of remote mail servers (default 25, as start)')
     .option('--config <file>', "take the DNS servers and SMTP port from start's JSON config file")
     .option('--json', 'machine-readable output')
     .description('what delivery would do for a domain, and why: entry, settings, route or MX hosts, TLS, identity checks')
-    .action(async (domain: string, o: { dataDir: string; dnsServer?: string[]; smtpPort?: string; config?: string; json?: boolean }) => {
+    .action(async (domain: string, o: { dataDir: string; dnsServer?: string[]; dnssecResolver?: string[]; smtpPort?: string; config?: string; json?: boolean }) => {
       const options = buildOptions(o.config ? readConfigFile(o.config) : {}, {
         dnsServers: o.dnsServer,
+        dnssecResolvers: o.dnssecResolver,
         smtpPort: o.smtpPort === undefined ? undefined : Number.isInteger(Number(o.smtpPort)) ? Number(o.smtpPort) : (o.smtpPort as unknown as number),
       });
       const snapshot = withStore(o.dataDir, (s) => s.snapshot());
@@ -167,7 +171,7 @@ export function addDestconfigCommand(program: Command): void {
       } finally {
         queue.close();
       }
-      const e = await explain(snapshot, domain, { dns: new DnsClient({ servers: options.dnsServers }), smtpPort: options.smtpPort, broken });
+      const e = await explain(snapshot, domain, { dns: deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers }), smtpPort: options.smtpPort, broken });
       if (o.json) return outJson(e);
       out(explanationLines(e).join('\n') + '\n');
     });
@@ -289,7 +293,7 @@ interface DetailJson {
   settings: Settings;
   /** The settings the entry holds itself (all of them for (Default)). */
   own: PartialSettings;
-  inherited: SettingName[];
+  inherited: DefaultSettingName[];
   /** Whether a failed Required TLS connection raises an alert, and what decides it. */
   requiredTlsAlert: { on: boolean; from: 'entry' | 'global switch' };
 }
@@ -300,7 +304,7 @@ function detailJson(e: Entry | undefined, defaults: Settings, tlsAlertSwitch: bo
   }
   const r = resolveEntry(e, defaults);
   // resolveEntry's key order is that of `defaults`; report it in the canonical order.
-  const order = Object.keys(INITIAL_DEFAULTS) as SettingName[];
+  const order = Object.keys(INITIAL_DEFAULTS) as DefaultSettingName[];
   return {
     name: e.name,
     display: displayName(e.name),

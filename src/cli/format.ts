@@ -12,6 +12,7 @@ import { escapeText } from '../observe/text.js';
 import { displayName } from '../controls/names.js';
 import type { DestinationTable } from '../controls/table.js';
 import {
+  DANE_MODE_LABELS,
   DEFAULT_ENTRY_NAME,
   IP_PREFERENCE_LABELS,
   TLS_MODE_LABELS,
@@ -84,7 +85,10 @@ function recipientsText(r: RecipientLimit | null): string {
 /** The per-entry override of `destconfig setup --required-tls-alert`, as DETAIL and the page name it. */
 export const TLS_ALERT_LABEL = 'Alert When Required TLS Fails';
 
-/** Each setting's DETAIL label and value text, in the order the appliance's page shows them. */
+/**
+ * Each setting's DETAIL label and value text, in the order the appliance's page shows them;
+ * Postern's DANE and MTA-STS follow the TLS line they raise.
+ */
 const DETAIL_FIELDS: { key: keyof Settings; label: string; text: (s: Settings) => string }[] = [
   { key: 'ipPreference', label: 'IP Address Preference', text: (s) => IP_PREFERENCE_LABELS[s.ipPreference] },
   { key: 'concurrency', label: 'Maximum Concurrent Connections', text: (s) => count(s.concurrency) },
@@ -93,6 +97,8 @@ const DETAIL_FIELDS: { key: keyof Settings; label: string; text: (s: Settings) =
   { key: 'limitPer', label: 'Apply limits per', text: (s) => LIMIT_PER_LABELS[s.limitPer] },
   { key: 'enforce', label: 'Enforce limits', text: (s) => ENFORCE_LABELS[s.enforce] },
   { key: 'tls', label: 'TLS Support', text: (s) => TLS_MODE_LABELS[s.tls] },
+  { key: 'dane', label: 'DANE', text: (s) => DANE_MODE_LABELS[s.dane] },
+  { key: 'mtaSts', label: 'MTA-STS', text: (s) => (s.mtaSts ? 'On' : 'Off') },
   { key: 'bounceVerification', label: 'Bounce Verification Address Tagging', text: (s) => (s.bounceVerification ? 'On' : 'Off') },
   { key: 'bounceProfile', label: 'Bounce Profile', text: (s) => s.bounceProfile },
 ];

@@ -10,7 +10,7 @@ import { DEFAULT_ENTRY_NAME, type EntrySettingName, type PartialSettings } from 
 import { ValidationError } from '../controls/validate.js';
 import { checkDestinationInput, firstError, type DestinationInput, type FieldNames } from '../manage/destination-input.js';
 
-export { BOUNCE_VERIFICATION_HELP, ENFORCE_HELP, LIMIT_PER_HELP, TLS_ALERT_HELP } from '../manage/destination-input.js';
+export { BOUNCE_VERIFICATION_HELP, DANE_HELP, ENFORCE_HELP, LIMIT_PER_HELP, MTA_STS_HELP, TLS_ALERT_HELP } from '../manage/destination-input.js';
 
 export interface SettingFlags {
   tls?: string;
@@ -23,6 +23,8 @@ export interface SettingFlags {
   bounceProfile?: string;
   ipPreference?: string;
   tlsAlert?: string;
+  dane?: string;
+  mtaSts?: string;
 }
 
 export interface ParsedFlags {
@@ -41,6 +43,8 @@ const FLAG_NAMES: FieldNames = {
   enforce: '--enforce',
   bounceVerification: '--bounce-verification',
   tlsAlert: '--tls-alert',
+  dane: '--dane',
+  mtaSts: '--mta-sts',
   ipPreference: '--ip-preference',
 };
 
@@ -67,6 +71,8 @@ export function parseSettingFlags(f: SettingFlags, allowDefault: boolean): Parse
     bounceProfile: f.bounceProfile,
     ipPreference: f.ipPreference,
     tlsAlert: f.tlsAlert,
+    dane: f.dane,
+    mtaSts: f.mtaSts,
   };
   const c = checkDestinationInput(input, allowDefault ? 'an entry' : DEFAULT_ENTRY_NAME, FLAG_NAMES);
   const e = firstError(c);

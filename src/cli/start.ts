@@ -23,7 +23,7 @@ async function checkListenAddress(listen: { host: string; port: number }): Promi
 /** Loaded only when the page is on: the web server's libraries would slow every other command's start. */
 async function startAdminPage(options: GatewayOptions, gw: Gateway): Promise<RunningAdmin> {
   const { startAdmin } = await import('../admin/start.js');
-  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log, dnsServers: options.dnsServers, smtpPort: options.smtpPort, metrics: gw.metrics.registry, metricsAllow: options.metricsAllow });
+  return startAdmin({ dataDir: options.dataDir, listen: options.admin!, sessionIdleMs: options.adminSessionIdleMs, hostname: options.hostname, log: gw.log, dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers, smtpPort: options.smtpPort, metrics: gw.metrics.registry, metricsAllow: options.metricsAllow });
 }
 
 export function addStartCommand(program: Command): void {
@@ -34,6 +34,7 @@ export function addStartCommand(program: Command): void {
     .option('--config <file>', 'JSON config file (flags override it)')
     .option('--listen <host:port>', `private listener (default ${DEFAULT_OPTIONS.listen.host}:${DEFAULT_OPTIONS.listen.port})`)
     .option('--dns-server <host:port>', 'DNS server to use (repeatable; default: the system resolvers)', collect)
+    .option('--dnssec-resolver <host:port>', 'validating resolver whose DNSSEC answers are believed; every look-up then goes to it (repeatable; default: a --dns-server on loopback is believed, no other)', collect)
     .option('--smtp-port <n>', 'port of remote mail servers (default 25)')
     .option('--hostname <name>', 'EHLO name (default: the machine name)')
     .option('--allow <cidr>', 'client network allowed to relay (repeatable; default loopback)', collect)
@@ -48,12 +49,13 @@ export function addStartCommand(program: Command): void {
     .option('--cluster-lease-ttl <seconds>', 'lifetime of a connection slot lease in Redis (default 10)')
     .option('--cluster-secret-file <path|none>', 'share certificates and bounce-verification keys, sealed with the secret in this file (the same file on every node; mode 0600, at least 32 characters); none: keep them per node')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; dnssecResolver?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
         listen: o.listen,
         dnsServers: o.dnsServer,
+        dnssecResolvers: o.dnssecResolver,
         smtpPort: o.smtpPort === undefined ? undefined : Number.isInteger(Number(o.smtpPort)) ? Number(o.smtpPort) : (o.smtpPort as unknown as number),
         hostname: o.hostname,
         allowedNetworks: o.allow,

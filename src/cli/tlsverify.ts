@@ -6,7 +6,9 @@
  */
 import { Command } from 'commander';
 import { CertificateStore } from '../config/certificates.js';
-import { DnsClient } from '../dns/resolver.js';
+import { deliveryDns } from '../dns/client.js';
+import { describeTlsa } from '../tls/dane.js';
+import type { TlsaFinding } from '../tls/sources.js';
 import { buildOptions, DEFAULT_OPTIONS, parseRouteHost } from '../config/options.js';
 import { ValidationError } from '../controls/validate.js';
 import { BrokenTlsMemory } from '../delivery/broken-tls.js';
@@ -26,6 +28,19 @@ const ROLE: Record<Comparison['referenceRole'], string> = {
   'connected-host': 'host connected to',
 };
 
+function tlsaText(f: TlsaFinding): string {
+  switch (f.kind) {
+    case 'not-secure':
+      return 'not looked up (DANE off, or the records leading to the host are not DNSSEC-authenticated)';
+    case 'none':
+      return 'none (authenticated denial)';
+    case 'failed':
+      return `look-up failed: ${f.reason}`;
+    case 'records':
+      return `${f.usable.length} usable, ${f.unusable} unusable${f.usable.length ? ` (${f.usable.map(describeTlsa).join(', ')})` : ''}`;
+  }
+}
+
 export function traceLines(t: TraceEvent): string[] {
   switch (t.step) {
     case 'hosts':
@@ -44,6 +59,8 @@ export function traceLines(t: TraceEvent): string[] {
         `  Certificate: ${t.subject || '(no subject)'}`,
         `    issued by ${t.issuer || '(unknown)'}, valid from ${t.validFrom} to ${t.validTo}`,
       ];
+    case 'policy':
+      return [`TLS policy for ${t.host}: TLSA ${tlsaText(t.tlsa)}; ${t.plan.use ? `${t.plan.why} (connection run as ${t.plan.mode})` : `not used: ${t.plan.reason}`}`];
     case 'verification': {
       const r = t.result;
       const lines = [`  Chain: ${r.ok || r.stage === 'identity' ? 'trusted' : `NOT trusted: ${r.reason}`}`];
@@ -71,10 +88,11 @@ export function addTlsverifyCommand(program: Command): void {
     .addOption(dataDirOption())
     .option('--hosted', 'use the Hosted algorithm (Required - Verify Hosted Domains)')
     .option('--dns-server <host:port>', 'DNS server (repeatable; default: the system resolvers)', collect)
+    .option('--dnssec-resolver <host:port>', 'validating resolver whose DNSSEC answers are believed (repeatable; as start)', collect)
     .option('--smtp-port <n>', 'port of remote mail servers', String(DEFAULT_OPTIONS.smtpPort))
     .option('--hostname <name>', 'EHLO name', DEFAULT_OPTIONS.hostname)
     .option('--timeout <seconds>', 'timeout for each step', '30')
-    .action(async (domainArg: string, hostArg: string | undefined, o: { dataDir: string; hosted?: boolean; dnsServer?: string[]; smtpPort: string; hostname: string; timeout: string }) => {
+    .action(async (domainArg: string, hostArg: string | undefined, o: { dataDir: string; hosted?: boolean; dnsServer?: string[]; dnssecResolver?: string[]; smtpPort: string; hostname: string; timeout: string }) => {
       const domain = normaliseDomain(domainArg);
       if (!domain) throw new ValidationError('domain', domainArg, 'a domain name');
       const seconds = Number(o.timeout);
@@ -82,6 +100,7 @@ export function addTlsverifyCommand(program: Command): void {
       const t = seconds;
       const opts = buildOptions({}, {
         dnsServers: o.dnsServer,
+        dnssecResolvers: o.dnssecResolver,
         smtpPort: Number(o.smtpPort),
         hostname: o.hostname,
         timeouts: { connect: t, greeting: t, ehlo: t, starttls: t, tlsHandshake: t, mail: t, rcpt: t, dataInit: t, dataBlock: t, dataTerm: t, quit: t },
@@ -103,7 +122,7 @@ export function addTlsverifyCommand(program: Command): void {
       print([`Verifying TLS for ${domain} with the ${o.hosted ? 'Hosted' : 'Verify'} algorithm`]);
       let dcid = 0;
       const result = await connect(policy, {
-        dns: new DnsClient({ servers: opts.dnsServers }),
+        dns: deliveryDns({ dnsServers: opts.dnsServers, dnssecResolvers: opts.dnssecResolvers }),
         log: { write: (e) => SHOWN.includes(e.event) && print([`  ${formatEvent(e)}`]) },
         trace: (ev) => print(traceLines(ev)),
         hostname: opts.hostname,

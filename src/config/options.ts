@@ -18,6 +18,8 @@ export interface GatewayOptions {
   dataDir: string;
   listen: { host: string; port: number };
   dnsServers: string[];
+  /** Validating resolvers whose AD bit is believed (SPEC §12); when given, every look-up goes to them. */
+  dnssecResolvers: string[];
   smtpPort: number;
   hostname: string;
   allowedNetworks: string[];
@@ -53,6 +55,7 @@ export interface ConfigFile {
   dataDir?: string;
   listen?: string;
   dnsServers?: string[];
+  dnssecResolvers?: string[];
   smtpPort?: number;
   hostname?: string;
   allowedNetworks?: string[];
@@ -85,6 +88,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   dataDir: './postern-data',
   listen: { host: '127.0.0.1', port: 2525 },
   dnsServers: [],
+  dnssecResolvers: [],
   smtpPort: 25,
   hostname: osHostname(),
   allowedNetworks: LOOPBACK_NETWORKS,
@@ -172,7 +176,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'dnssecResolvers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -180,6 +184,12 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
     if (src.dnsServers !== undefined && src.dnsServers.length > 0) {
       o.dnsServers = src.dnsServers.map((s) => {
         const hp = parseHostPort('dns-server', s, 53);
+        return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+      });
+    }
+    if (src.dnssecResolvers !== undefined && src.dnssecResolvers.length > 0) {
+      o.dnssecResolvers = src.dnssecResolvers.map((s) => {
+        const hp = parseHostPort('dnssec-resolver', s, 53);
         return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
       });
     }

@@ -145,6 +145,11 @@ export class ConfigStore {
 
   // ---- destination table -------------------------------------------------------------
 
+  /**
+   * The (Default) entry's settings. Each entry's settings are one JSON object, so a setting added
+   * later (dane, mtaSts) needs no new column: a (Default) stored before it existed reads as its
+   * initial value, and an entry without it inherits.
+   */
   defaults(): Settings {
     const row = this.db.prepare('SELECT settings FROM destinations WHERE name = ?').get(DEFAULT_ENTRY_NAME) as
       | { settings: string }

@@ -23,7 +23,9 @@
 import { parseDestinationName, displayName } from './names.js';
 import { DestinationTable } from './table.js';
 import {
+  DANE_MODES,
   INITIAL_DEFAULTS,
+  type DaneMode,
   type EnforcePer,
   type Entry,
   type IpPreference,
@@ -52,12 +54,17 @@ export const IMPORT_KEYS = [
   'limit_apply',
   'tls',
   'tls_alert',
+  'dane',
+  'mta_sts',
   'bounce_validation',
   'bounce_profile',
 ] as const;
 export type ImportKey = (typeof IMPORT_KEYS)[number];
 
-/** Keys [DEFAULT] must set: all but bounce_profile and the recipient pair. */
+/**
+ * Keys [DEFAULT] must set: all but bounce_profile, the recipient pair and Postern's own keys
+ * (dane and mta_sts, left out, keep their initial values, so an appliance's file still imports).
+ */
 const REQUIRED_IN_DEFAULT: readonly ImportKey[] = [
   'ip_sort_pref',
   'max_host_concurrency',
@@ -95,6 +102,7 @@ const BOUNCE_WORDS: [string[], boolean][] = [
   [['off', '0'], false],
   [['on', '1'], true],
 ];
+const DANE_WORDS: [string[], DaneMode][] = DANE_MODES.map((m): [string[], DaneMode] => [[m], m]);
 
 /** "0/no, 1/preferred, …": how the allowed keywords are named in messages. */
 function allowedWords<T>(words: [string[], T][]): string {
@@ -111,6 +119,8 @@ const ALLOWED: Record<ImportKey, string> = {
   limit_apply: allowedWords(LIMIT_APPLY_WORDS),
   tls: allowedWords(TLS_WORDS),
   tls_alert: allowedWords(BOUNCE_WORDS),
+  dane: DANE_MODES.join(', '),
+  mta_sts: allowedWords(BOUNCE_WORDS),
   bounce_validation: allowedWords(BOUNCE_WORDS),
   bounce_profile: 'a bounce profile name',
 };
@@ -145,6 +155,8 @@ interface SectionValues {
   enforce?: EnforcePer | 'default';
   tls?: TlsMode;
   tlsAlert?: boolean;
+  dane?: DaneMode;
+  mtaSts?: boolean;
   bounceVerification?: boolean;
   bounceProfile?: string;
 }
@@ -316,6 +328,18 @@ function checkSection(s: RawSection, err: (line: number, message: string) => voi
         else bad(key, line, value);
         break;
       }
+      case 'dane': {
+        const w = lookupWord(DANE_WORDS, value);
+        if (w !== undefined) v.dane = w;
+        else bad(key, line, value);
+        break;
+      }
+      case 'mta_sts': {
+        const w = lookupWord(BOUNCE_WORDS, value);
+        if (w !== undefined) v.mtaSts = w;
+        else bad(key, line, value);
+        break;
+      }
       case 'bounce_validation': {
         const w = lookupWord(BOUNCE_WORDS, value);
         if (w !== undefined) v.bounceVerification = w;
@@ -412,6 +436,8 @@ function toPartial(v: SectionValues): PartialSettings {
   if (v.enforce !== undefined && v.enforce !== 'default') out.enforce = v.enforce;
   if (v.tls !== undefined) out.tls = v.tls;
   if (v.tlsAlert !== undefined) out.tlsAlert = v.tlsAlert;
+  if (v.dane !== undefined) out.dane = v.dane;
+  if (v.mtaSts !== undefined) out.mtaSts = v.mtaSts;
   if (v.bounceVerification !== undefined) out.bounceVerification = v.bounceVerification;
   if (v.bounceProfile !== undefined) out.bounceProfile = v.bounceProfile;
   return out;
@@ -446,6 +472,13 @@ const HEADER = `# Postern destination controls: import with \`postern destconfig
 #   tls_alert                    0/off, 1/on: this destination's own answer to "alert when a
 #                                required TLS connection fails" (destinations only; left out,
 #                                the global switch, destconfig setup --required-tls-alert)
+#   dane                         off, opportunistic, required: DANE (RFC 7672), TLSA records
+#                                under DNSSEC make STARTTLS mandatory and authenticate the
+#                                MX host; required delivers only through hosts with usable
+#                                records (left out of [DEFAULT]: opportunistic)
+#   mta_sts                      0/off, 1/on: MTA-STS (RFC 8461), a recipient domain's policy
+#                                in enforce mode limits delivery to its listed MX hosts over
+#                                verified TLS (left out of [DEFAULT]: on)
 #   bounce_validation            0/off, 1/on
 #   bounce_profile               a bounce profile name
 # max_host_concurrency or recipient_limit needs limit_type and limit_apply in the same section;
@@ -477,6 +510,8 @@ function keyLines(s: PartialSettings, isDefault: boolean): string[] {
   else if (limited && !isDefault) put('limit_apply', 'default');
   if (s.tls !== undefined) put('tls', word(TLS_WORDS, s.tls));
   if (s.tlsAlert !== undefined) put('tls_alert', word(BOUNCE_WORDS, s.tlsAlert));
+  if (s.dane !== undefined) put('dane', word(DANE_WORDS, s.dane));
+  if (s.mtaSts !== undefined) put('mta_sts', word(BOUNCE_WORDS, s.mtaSts));
   if (s.bounceVerification !== undefined) put('bounce_validation', word(BOUNCE_WORDS, s.bounceVerification));
   if (s.bounceProfile !== undefined) put('bounce_profile', s.bounceProfile);
   return out;

@@ -7,7 +7,7 @@
  */
 import { normaliseDomain } from '../tls/names.js';
 import { mostSpecificName } from './names.js';
-import { DEFAULT_ENTRY_NAME, type Entry, type ResolvedEntry, type SettingName, type Settings } from './types.js';
+import { DEFAULT_ENTRY_NAME, type DefaultSettingName, type Entry, type ResolvedEntry, type Settings } from './types.js';
 
 export class DestinationTable {
   private readonly entries = new Map<string, Entry>();
@@ -42,15 +42,15 @@ export class DestinationTable {
 
   resolve(domain: string): ResolvedEntry {
     const entry = this.match(domain);
-    if (!entry) return { matched: DEFAULT_ENTRY_NAME, settings: { ...this.defaults }, inherited: Object.keys(this.defaults) as SettingName[] };
+    if (!entry) return { matched: DEFAULT_ENTRY_NAME, settings: { ...this.defaults }, inherited: Object.keys(this.defaults) as DefaultSettingName[] };
     return resolveEntry(entry, this.defaults);
   }
 }
 
 export function resolveEntry(entry: Entry, defaults: Settings): ResolvedEntry {
-  const inherited: SettingName[] = [];
+  const inherited: DefaultSettingName[] = [];
   const settings = { ...defaults };
-  for (const key of Object.keys(defaults) as SettingName[]) {
+  for (const key of Object.keys(defaults) as DefaultSettingName[]) {
     if (entry.settings[key] === undefined) inherited.push(key);
   }
   const { tlsAlert, ...own } = entry.settings;

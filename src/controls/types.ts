@@ -34,6 +34,22 @@ export const IP_PREFERENCE_LABELS: Record<IpPreference, string> = {
   'ipv4-required': 'IPv4 Required',
 };
 
+/**
+ * DANE (RFC 7672) for a destination: TLSA records published under DNSSEC for an MX host make
+ * STARTTLS mandatory and authenticate its certificate. `opportunistic` uses them where found,
+ * `required` delivers only through hosts with usable TLSA records, `off` never looks. The same
+ * values as src/tls/sources.ts's DaneMode, which composes them.
+ */
+export const DANE_MODES = ['off', 'opportunistic', 'required'] as const;
+export type DaneMode = (typeof DANE_MODES)[number];
+
+/** How DETAIL, the dialogue and the web page name each DANE setting. */
+export const DANE_MODE_LABELS: Record<DaneMode, string> = {
+  off: 'Off',
+  opportunistic: 'Opportunistic',
+  required: 'Required',
+};
+
 /** N recipients per M minutes; null in a value means "No Limit". */
 export interface RecipientLimit {
   recipients: number;
@@ -43,7 +59,8 @@ export interface RecipientLimit {
 export type LimitPer = 'domain' | 'mx-ip';
 export type EnforcePer = 'system' | 'virtual-gateway';
 
-export interface Settings {
+/** The appliance's settings (SPEC §1). */
+export interface ApplianceSettings {
   ipPreference: IpPreference;
   concurrency: number;
   messagesPerConnection: number;
@@ -55,7 +72,27 @@ export interface Settings {
   bounceProfile: string;
 }
 
-export type SettingName = keyof Settings;
+/**
+ * Beyond the appliance (SPEC §12), settings like the appliance's: the (Default) entry holds them
+ * and an entry may inherit them. Which recipient-side TLS policy sources an entry allows:
+ * `dane` (see DANE_MODES) and `mtaSts`, MTA-STS (RFC 8461): a recipient domain's published
+ * policy in `enforce` mode limits delivery to its listed MX hosts over verified TLS.
+ */
+export interface TlsPolicySettings {
+  dane: DaneMode;
+  mtaSts: boolean;
+}
+
+/** Every setting the (Default) entry holds. */
+export interface Settings extends ApplianceSettings, TlsPolicySettings {}
+
+/**
+ * The names of the appliance's settings: what views of the appliance's settings one by one (such
+ * as explain's list) are typed by. The name of any setting of the table is DefaultSettingName.
+ */
+export type SettingName = keyof ApplianceSettings;
+/** The name of every setting the (Default) entry holds: the appliance's and DANE / MTA-STS. */
+export type DefaultSettingName = keyof Settings;
 
 /**
  * Settings only a non-default entry holds. `tlsAlert` overrides, for this entry's destinations,
@@ -65,7 +102,7 @@ export type SettingName = keyof Settings;
 export interface EntryOnlySettings {
   tlsAlert: boolean;
 }
-export type EntrySettingName = SettingName | keyof EntryOnlySettings;
+export type EntrySettingName = DefaultSettingName | keyof EntryOnlySettings;
 export const ENTRY_ONLY_SETTINGS: readonly (keyof EntryOnlySettings)[] = ['tlsAlert'];
 
 /** Settings of a non-default entry: an absent key means Default. */
@@ -87,6 +124,8 @@ export const INITIAL_DEFAULTS: Settings = {
   limitPer: 'domain',
   enforce: 'system',
   tls: 'no',
+  dane: 'opportunistic',
+  mtaSts: true,
   bounceVerification: false,
   bounceProfile: 'Default',
 };
@@ -96,7 +135,7 @@ export interface ResolvedEntry {
   matched: string;
   settings: Settings;
   /** Which settings came from (Default) rather than the matched entry. */
-  inherited: SettingName[];
+  inherited: DefaultSettingName[];
   /** The matched entry's required-TLS alert override; undefined: the global switch decides. */
   tlsAlert?: boolean;
 }

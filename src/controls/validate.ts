@@ -4,8 +4,10 @@
  * dialogue, the import file and the web page all say the same thing.
  */
 import {
+  DANE_MODES,
   IP_PREFERENCES,
   TLS_MODES,
+  type DaneMode,
   type IpPreference,
   type PartialSettings,
   type RecipientLimit,
@@ -57,6 +59,11 @@ export function parseIpPreference(value: unknown, field = 'IP address preference
   throw new ValidationError(field, value, IP_PREFERENCES.join(', '));
 }
 
+export function parseDaneMode(value: unknown, field = 'DANE'): DaneMode {
+  if (typeof value === 'string' && (DANE_MODES as readonly string[]).includes(value.toLowerCase())) return value.toLowerCase() as DaneMode;
+  throw new ValidationError(field, value, DANE_MODES.join(', '));
+}
+
 export function checkRecipientLimit(limit: RecipientLimit): RecipientLimit {
   return {
     recipients: parseIntegerIn('recipients', limit.recipients, RANGES.recipients.min, RANGES.recipients.max),
@@ -91,6 +98,11 @@ export function checkSettings(s: PartialSettings): PartialSettings {
     out.enforce = s.enforce;
   }
   if (s.tls !== undefined) out.tls = parseTlsMode(s.tls);
+  if (s.dane !== undefined) out.dane = parseDaneMode(s.dane);
+  if (s.mtaSts !== undefined) {
+    if (typeof s.mtaSts !== 'boolean') throw new ValidationError('MTA-STS', s.mtaSts, 'on, off');
+    out.mtaSts = s.mtaSts;
+  }
   if (s.bounceVerification !== undefined) {
     if (typeof s.bounceVerification !== 'boolean') throw new ValidationError('bounce verification', s.bounceVerification, 'on, off');
     out.bounceVerification = s.bounceVerification;

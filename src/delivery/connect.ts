@@ -6,16 +6,23 @@
  *
  * "Not delivered" under a TLS setting means: QUIT (or drop, after 220), try the next MX host;
  * if no host is left, a soft failure with a 4.7.x status and the TLS reason.
+ *
+ * Before a host is tried, its TLS policy is decided once (tls/sources.ts): the table's setting,
+ * DANE (TLSA records under DNSSEC, looked up only when the MX records and the host's addresses
+ * were authenticated) and MTA-STS; a host the policy rules out is not connected to.
  */
 import net from 'node:net';
 import type tls from 'node:tls';
-import type { DnsClient } from '../dns/resolver.js';
+import type { DeliveryDns } from '../dns/client.js';
+import { isUsable, verifyDane } from '../tls/dane.js';
+import { matchName, presentedFrom } from '../tls/identity.js';
+import { planHost, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
 import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
 import type { EventSink } from '../observe/maillog.js';
 import { SmtpFailureError, SmtpSession, type SmtpTimeouts } from '../smtp/client.js';
 import { replyText } from '../smtp/reply.js';
 import { decide, identityAlgorithm, shouldStartTls, type TlsObservation } from '../tls/policy.js';
-import { verifyCertificate, type VerificationResult } from '../tls/verify.js';
+import { describeChainError, verifyCertificate, type VerificationResult } from '../tls/verify.js';
 import type { BrokenTlsMemory } from './broken-tls.js';
 import type { DeliveryPolicy } from './policy.js';
 
@@ -27,10 +34,13 @@ export type TraceEvent =
   | { step: 'starttls'; offered: boolean }
   | { step: 'starttls-reply'; reply: string }
   | { step: 'tls'; protocol: string; cipher: string; subject: string; issuer: string; validFrom: string; validTo: string }
-  | { step: 'verification'; result: VerificationResult };
+  | { step: 'verification'; result: VerificationResult }
+  | { step: 'policy'; host: string; tlsa: TlsaFinding; plan: HostPlan };
 
 export interface ConnectDeps {
-  dns: DnsClient;
+  dns: DeliveryDns;
+  /** The recipient domain's MTA-STS policy in effect (null or absent: none). */
+  sts?: StsFinding;
   log: EventSink;
   trace?: (t: TraceEvent) => void;
   hostname: string;
@@ -75,27 +85,38 @@ export type ConnectOutcome = { ok: true; conn: Connection } | ConnectFailure;
 
 type HostFailure = { enhanced: string; reason: string; tls: boolean };
 
-export async function targetHosts(policy: DeliveryPolicy, deps: Pick<ConnectDeps, 'dns' | 'smtpPort' | 'random'>): Promise<{ ok: true; hosts: TargetHost[] } | ConnectFailure> {
+/**
+ * The hosts to try, in order. `secure`: the way to them was authenticated by DNSSEC (the MX
+ * records, or the domain's absence of MX records); a route is the administrator's, so only its
+ * hosts' addresses decide.
+ */
+export async function targetHosts(policy: DeliveryPolicy, deps: Pick<ConnectDeps, 'dns' | 'smtpPort' | 'random'>): Promise<{ ok: true; hosts: TargetHost[]; secure: boolean } | ConnectFailure> {
   if (policy.route && policy.route.length > 0) {
     return {
       ok: true,
       hosts: policy.route.map((r, i) => ({ name: r.host, port: r.port ?? deps.smtpPort, preference: i, source: 'route' as const })),
+      secure: true,
     };
   }
-  const mx = await deps.dns.mx(policy.domain);
+  let mx;
+  try {
+    mx = await deps.dns.mx(policy.domain);
+  } catch (e) {
+    return { ok: false, hard: false, enhanced: '4.4.3', reason: `MX lookup for ${policy.domain} failed: ${(e as Error).message}` };
+  }
   switch (mx.kind) {
     case 'nxdomain':
       return { ok: false, hard: true, enhanced: '5.1.2', reason: `domain ${policy.domain} does not exist (NXDOMAIN)` };
     case 'temporary':
       return { ok: false, hard: false, enhanced: '4.4.3', reason: mx.reason };
     case 'no-mx':
-      return { ok: true, hosts: [{ name: policy.domain, port: deps.smtpPort, preference: 0, source: 'implicit-mx' }] };
+      return { ok: true, hosts: [{ name: policy.domain, port: deps.smtpPort, preference: 0, source: 'implicit-mx' }], secure: mx.authenticated };
     case 'mx': {
       if (isNullMx(mx.records)) {
         return { ok: false, hard: true, enhanced: '5.1.10', reason: `domain ${policy.domain} accepts no mail (Null MX, RFC 7505)` };
       }
       const usable = mx.records.filter((r) => r.exchange !== '' && r.exchange !== '.');
-      return { ok: true, hosts: orderMx(usable, deps.smtpPort, deps.random) };
+      return { ok: true, hosts: orderMx(usable, deps.smtpPort, deps.random), secure: mx.authenticated };
     }
   }
 }
@@ -113,12 +134,21 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
       continue;
     }
     deps.trace?.({ step: 'addresses', host: host.name, addresses: addrs.addresses });
+    const tlsa = await tlsaFinding(host, routing.secure && addrs.authenticated, policy, deps);
+    const plan = planHost(policy.entry.settings, host, tlsa, deps.sts ?? null);
+    deps.trace?.({ step: 'policy', host: host.name, tlsa, plan });
+    if (!plan.use) {
+      deps.log.write({ event: 'tls-policy', domain: policy.domain, host: host.name, detail: `${plan.reason}` });
+      failures.push({ enhanced: plan.enhanced, reason: `${host.name}: ${plan.reason}`, tls: true });
+      continue;
+    }
+    if (plan.governedBy !== 'table') deps.log.write({ event: 'tls-policy', domain: policy.domain, host: host.name, detail: plan.why });
     for (const address of addrs.addresses) {
       if (deps.addressSlot && !(await deps.addressSlot.take(address))) {
         skippedBusy++;
         continue;
       }
-      const r = await tryAddress(host, address, policy, deps);
+      const r = await tryAddress(host, address, policy, plan, deps);
       if ('session' in r) return { ok: true, conn: r };
       deps.addressSlot?.give(address);
       failures.push(r);
@@ -140,22 +170,52 @@ export async function hostAddresses(
   host: TargetHost,
   policy: DeliveryPolicy,
   deps: Pick<ConnectDeps, 'dns'>,
-): Promise<{ ok: true; addresses: string[] } | { ok: false; enhanced: string; reason: string }> {
+): Promise<{ ok: true; addresses: string[]; authenticated: boolean } | { ok: false; enhanced: string; reason: string }> {
   const pref = policy.entry.settings.ipPreference;
   const want6 = pref !== 'ipv4-required';
   const want4 = pref !== 'ipv6-required';
-  const [v6, v4] = await Promise.all([
-    want6 ? deps.dns.addresses(host.name, 6) : Promise.resolve({ kind: 'none' as const }),
-    want4 ? deps.dns.addresses(host.name, 4) : Promise.resolve({ kind: 'none' as const }),
-  ]);
-  const choice = orderAddresses(v6.kind === 'ok' ? v6.addresses : [], v4.kind === 'ok' ? v4.addresses : [], pref);
-  if (choice.ok && choice.addresses.length > 0) return { ok: true, addresses: choice.addresses.map((a) => a.address) };
-  const temp = [v6, v4].find((x) => x.kind === 'temporary');
+  const lookup = async (family: 4 | 6) => {
+    try {
+      return await deps.dns.addresses(host.name, family);
+    } catch (e) {
+      return { kind: 'temporary' as const, reason: `address lookup (IPv${family}) for ${host.name} failed: ${(e as Error).message}` };
+    }
+  };
+  const [v6, v4] = await Promise.all([want6 ? lookup(6) : Promise.resolve(null), want4 ? lookup(4) : Promise.resolve(null)]);
+  const choice = orderAddresses(v6?.kind === 'ok' ? v6.addresses : [], v4?.kind === 'ok' ? v4.addresses : [], pref);
+  // Secure only when every look-up made was authenticated (an unsigned answer could hide or add addresses).
+  const asked = [v6, v4].filter((x) => x !== null);
+  const authenticated = asked.every((x) => x.kind !== 'temporary' && x.authenticated);
+  if (choice.ok && choice.addresses.length > 0) return { ok: true, addresses: choice.addresses.map((a) => a.address), authenticated };
+  const temp = [v6, v4].find((x) => x?.kind === 'temporary');
   if (temp && temp.kind === 'temporary') return { ok: false, enhanced: '4.4.3', reason: temp.reason };
   return { ok: false, enhanced: '4.4.4', reason: choice.ok ? `host ${host.name} has no address` : `${host.name}: ${choice.reason}` };
 }
 
-async function tryAddress(host: TargetHost, address: string, policy: DeliveryPolicy, deps: ConnectDeps): Promise<Connection | HostFailure> {
+/** What DNS says of the host's TLSA records, looked up only where DANE can apply. */
+export async function tlsaFinding(host: TargetHost, secure: boolean, policy: DeliveryPolicy, deps: Pick<ConnectDeps, 'dns'>): Promise<TlsaFinding> {
+  if (policy.entry.settings.dane === 'off' || !secure || net.isIP(host.name)) return { kind: 'not-secure' };
+  let r;
+  try {
+    r = await deps.dns.tlsa(`_${host.port}._tcp.${host.name}`);
+  } catch (e) {
+    return { kind: 'failed', reason: (e as Error).message };
+  }
+  switch (r.kind) {
+    case 'temporary':
+      return { kind: 'failed', reason: r.reason };
+    case 'nodata':
+    case 'nxdomain':
+      return r.authenticated ? { kind: 'none' } : { kind: 'not-secure' };
+    case 'answer': {
+      if (!r.authenticated) return { kind: 'not-secure' };
+      const usable = r.records.filter(isUsable);
+      return { kind: 'records', usable, unusable: r.records.length - usable.length };
+    }
+  }
+}
+
+async function tryAddress(host: TargetHost, address: string, policy: DeliveryPolicy, plan: Extract<HostPlan, { use: true }>, deps: ConnectDeps): Promise<Connection | HostFailure> {
   const domain = policy.domain;
   let session: SmtpSession;
   try {
@@ -179,7 +239,7 @@ async function tryAddress(host: TargetHost, address: string, policy: DeliveryPol
       await session.quit();
       return { enhanced: '4.4.2', reason: `${where} refused EHLO and HELO: ${replyText(ehlo)}`, tls: false };
     }
-    const state = await negotiateTls(session, dcid, host, address, policy, deps);
+    const state = await negotiateTls(session, dcid, host, address, policy, plan, deps);
     if (typeof state !== 'string') return state;
     if (state !== 'none') {
       const again = await session.ehlo(deps.hostname);
@@ -204,9 +264,11 @@ async function negotiateTls(
   host: TargetHost,
   address: string,
   policy: DeliveryPolicy,
+  plan: Extract<HostPlan, { use: true }>,
   deps: ConnectDeps,
 ): Promise<TlsState | HostFailure> {
-  const mode = policy.entry.settings.tls;
+  // The table's setting, or what DANE or MTA-STS raised it to for this host.
+  const mode = plan.mode;
   const domain = policy.domain;
   if (mode === 'no') return 'none';
   const now = deps.now();
@@ -215,7 +277,7 @@ async function negotiateTls(
       event: 'tls-skipped',
       dcid,
       domain,
-      reason: `the TLS handshake with ${host.name} [${address}] failed recently; delivering in clear text (${policy.entry.settings.tls})`,
+      reason: `the TLS handshake with ${host.name} [${address}] failed recently; delivering in clear text (${mode})`,
     });
     return 'none';
   }
@@ -263,8 +325,35 @@ async function negotiateTls(
     validFrom: c?.valid_from ?? '',
     validTo: c?.valid_to ?? '',
   });
+  const refuse = async (reason: string): Promise<HostFailure> => {
+    deps.log.write({ event: 'verify-failed', dcid, domain, reason });
+    await session.quit();
+    deps.log.write({ event: 'tls-failed', dcid, domain, reason: `certificate not verified: ${reason}`, outcome: 'refused' });
+    deps.log.write({ event: 'connection-closed', dcid });
+    return { enhanced: '4.7.5', reason: `TLS ${mode}: ${host.name} [${address}]: certificate not verified: ${reason}`, tls: true };
+  };
+  if (plan.dane) {
+    // A matching TLSA record is a verified peer for every Verify setting; no match, no delivery.
+    const d = verifyDane(chainOf(c), plan.dane, { names: [host.name, domain], now });
+    if (!d.ok) return refuse(`DANE: ${d.reason}`);
+    deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `DANE TLSA ${d.record} verified` });
+    return 'encrypted';
+  }
+  if (plan.pkixName) {
+    // MTA-STS enforce: a trusted chain and a certificate valid for the MX host name, besides the entry's own checks.
+    if (!r.chainTrusted) return refuse(`MTA-STS enforce: ${describeChainError(r.chainError)}`);
+    const presented = presentedFrom(c);
+    const candidates = presented.dnsNames.length ? presented.dnsNames.map((n) => [n, 'dNSName'] as const) : presented.commonNames.map((n) => [n, 'CN'] as const);
+    if (!candidates.some(([n, source]) => matchName(n, plan.pkixName!, source))) {
+      return refuse(`MTA-STS enforce: the certificate is not valid for ${plan.pkixName} (it names ${candidates.map(([n]) => n).join(', ') || 'nothing'})`);
+    }
+  }
   const algorithm = identityAlgorithm(mode);
   if (algorithm === null) {
+    if (plan.pkixName) {
+      deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `MTA-STS enforce: certificate valid for ${plan.pkixName}` });
+      return 'encrypted';
+    }
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'not-attempted' });
     return 'encrypted';
   }
@@ -298,4 +387,15 @@ async function negotiateTls(
   deps.log.write({ event: 'tls-failed', dcid, domain, reason: `certificate not verified: ${v.reason}`, outcome: 'refused' });
   deps.log.write({ event: 'connection-closed', dcid });
   return { enhanced: '4.7.5', reason: `TLS ${mode}: ${host.name} [${address}]: certificate not verified: ${v.reason}`, tls: true };
+}
+
+/** The chain the server sent, leaf first, as DER (Node links it through issuerCertificate). */
+function chainOf(c: tls.DetailedPeerCertificate | null): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const seen = new Set<tls.DetailedPeerCertificate>();
+  for (let x = c; x && x.raw && !seen.has(x) && out.length < 16; x = x.issuerCertificate) {
+    seen.add(x);
+    out.push(x.raw);
+  }
+  return out;
 }

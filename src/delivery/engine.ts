@@ -16,7 +16,7 @@ import { buildDsn, notifyWants } from '../bounce/dsn.js';
 import { delayWarningDue, dsnAddressOf, exhausted, retryDelaySeconds } from '../bounce/profile.js';
 import { gatewayFor, type VirtualGateway } from '../config/gateways.js';
 import type { ConfigSnapshot } from '../config/store.js';
-import type { DnsClient } from '../dns/resolver.js';
+import type { DeliveryDns } from '../dns/client.js';
 import type { EventSink } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
 import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient } from '../queue/store.js';
@@ -35,7 +35,7 @@ export interface EngineOptions {
   /** Where a queue that cannot be read or written is reported (once, not per attempt). */
   conditions?: Conditions;
   config: () => ConfigSnapshot;
-  dns: DnsClient;
+  dns: DeliveryDns;
   log: EventSink;
   hostname: string;
   smtpPort: number;

@@ -7,7 +7,7 @@
  * A value of `default` puts a setting back to Default (inherit from the (Default) entry); the
  * (Default) entry itself cannot inherit.
  */
-import { DEFAULT_ENTRY_NAME, type EntrySettingName, type PartialSettings } from '../controls/types.js';
+import { DANE_MODES, DEFAULT_ENTRY_NAME, type EntrySettingName, type PartialSettings } from '../controls/types.js';
 import { checkSettings, DEFAULT_TLS_ALERT, ValidationError } from '../controls/validate.js';
 import { DEFAULT_PROFILE_NAME } from '../bounce/profile.js';
 
@@ -22,6 +22,10 @@ export interface DestinationInput {
   limitPer?: string;
   enforce?: string;
   tls?: string;
+  /** DANE: off, opportunistic or required (or `default`). */
+  dane?: string;
+  /** MTA-STS: on or off (or `default`). */
+  mtaSts?: InputValue;
   bounceVerification?: InputValue;
   bounceProfile?: string;
   /** The required-TLS alert override: on, off, or `default` (follow the global switch). */
@@ -42,7 +46,7 @@ export interface CheckedInput {
   errors: FieldError[];
 }
 
-const KEYS: EntrySettingName[] = ['ipPreference', 'concurrency', 'messagesPerConnection', 'recipientLimit', 'limitPer', 'enforce', 'tls', 'tlsAlert', 'bounceVerification', 'bounceProfile'];
+const KEYS: EntrySettingName[] = ['ipPreference', 'concurrency', 'messagesPerConnection', 'recipientLimit', 'limitPer', 'enforce', 'tls', 'tlsAlert', 'dane', 'mtaSts', 'bounceVerification', 'bounceProfile'];
 
 /** The words each setting takes besides its own values (the import file's, SPEC §11). */
 const LIMIT_PER_WORDS: Record<string, 'domain' | 'mx-ip'> = { domain: 'domain', host: 'domain', '0': 'domain', 'mx-ip': 'mx-ip', mxip: 'mx-ip', '1': 'mx-ip' };
@@ -53,6 +57,8 @@ export const LIMIT_PER_HELP = 'domain (or host, 0), mx-ip (or mxip, 1), default'
 export const ENFORCE_HELP = 'system (or 0), virtual-gateway (or vg, 1), default';
 export const BOUNCE_VERIFICATION_HELP = 'on (or yes, 1), off (or no, 0), default';
 export const TLS_ALERT_HELP = 'on (or yes, 1), off (or no, 0), default (the global switch)';
+export const DANE_HELP = `${DANE_MODES.join(', ')}, default`;
+export const MTA_STS_HELP = 'on (or yes, 1), off (or no, 0), default';
 
 /** The words controls/ and config/ use for each field in their messages. */
 const SERVICE_NAMES: Record<InputField, string> = {
@@ -66,6 +72,8 @@ const SERVICE_NAMES: Record<InputField, string> = {
   limitPer: 'apply limits per',
   enforce: 'enforce limits',
   tls: 'TLS support',
+  dane: 'DANE',
+  mtaSts: 'MTA-STS',
   bounceVerification: 'bounce verification',
   tlsAlert: 'required TLS alert',
   bounceProfile: 'bounce profile',
@@ -89,6 +97,7 @@ function toSetting(key: EntrySettingName, v: unknown, field: string): unknown {
   if (key === 'enforce') return word(ENFORCE_WORDS, v, field, ENFORCE_HELP);
   if (key === 'bounceVerification') return typeof v === 'boolean' ? v : word(YES_NO, v, field, BOUNCE_VERIFICATION_HELP);
   if (key === 'tlsAlert') return typeof v === 'boolean' ? v : word(YES_NO, v, field, TLS_ALERT_HELP);
+  if (key === 'mtaSts') return typeof v === 'boolean' ? v : word(YES_NO, v, field, MTA_STS_HELP);
   if (key === 'recipientLimit') return v === 'none' ? null : v;
   if (typeof v === 'string') return v.trim();
   return v;

@@ -13,24 +13,26 @@
 import type { BounceProfile } from '../bounce/profile.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import { displayName } from '../controls/names.js';
-import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type SettingName, type Settings } from '../controls/types.js';
+import { DANE_MODE_LABELS, DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, TLS_MODE_LABELS, type DefaultSettingName, type Settings } from '../controls/types.js';
 import { ValidationError } from '../controls/validate.js';
 import { routeKeyFor } from '../controls/routes.js';
-import { hostAddresses, targetHosts } from '../delivery/connect.js';
+import { hostAddresses, targetHosts, tlsaFinding } from '../delivery/connect.js';
 import { resolvePolicy } from '../delivery/policy.js';
-import type { DnsClient } from '../dns/resolver.js';
+import type { DeliveryDns } from '../dns/client.js';
+import { describeTlsa } from '../tls/dane.js';
+import { planHost, type PolicySource } from '../tls/sources.js';
 import { identityAlgorithm, isPreferred, isRequired, verifies } from '../tls/policy.js';
 import { normaliseDomain } from '../tls/names.js';
 
 export interface ExplainDeps {
-  dns: Pick<DnsClient, 'mx' | 'addresses'>;
+  dns: DeliveryDns;
   smtpPort: number;
   /** Addresses remembered as having broken TLS (queue.db), with the time each is remembered until. */
   broken: { address: string; port: number; until: number }[];
 }
 
 export interface ExplainedSetting {
-  key: SettingName;
+  key: DefaultSettingName;
   label: string;
   value: unknown;
   text: string;
@@ -49,6 +51,8 @@ export interface ExplainedHost {
   addresses: { address: string; brokenTlsUntil: string | null }[];
   /** Why this host has no address to try. */
   problem?: string;
+  /** The policy that governs TLS to this host (tls/sources.ts), and what DNS said of its TLSA records. */
+  tlsPolicy?: { governedBy: PolicySource; used: boolean; text: string; tlsa: string };
 }
 
 export interface Explanation {
@@ -71,7 +75,7 @@ export interface Explanation {
   };
 }
 
-const LABELS: Record<SettingName, string> = {
+const LABELS: Record<DefaultSettingName, string> = {
   ipPreference: 'IP Address Preference',
   concurrency: 'Maximum Concurrent Connections',
   messagesPerConnection: 'Maximum Messages Per Connection',
@@ -79,13 +83,15 @@ const LABELS: Record<SettingName, string> = {
   limitPer: 'Apply limits per',
   enforce: 'Enforce limits',
   tls: 'TLS Support',
+  dane: 'DANE',
+  mtaSts: 'MTA-STS',
   bounceVerification: 'Bounce Verification Address Tagging',
   bounceProfile: 'Bounce Profile',
 };
 
 const count = (n: number): string => n.toLocaleString('en-US');
 
-function settingText(key: SettingName, s: Settings): string {
+function settingText(key: DefaultSettingName, s: Settings): string {
   switch (key) {
     case 'ipPreference':
       return IP_PREFERENCE_LABELS[s.ipPreference];
@@ -101,6 +107,10 @@ function settingText(key: SettingName, s: Settings): string {
       return s.enforce === 'system' ? 'System Wide' : 'Per Virtual Gateway';
     case 'tls':
       return TLS_MODE_LABELS[s.tls];
+    case 'dane':
+      return DANE_MODE_LABELS[s.dane];
+    case 'mtaSts':
+      return s.mtaSts ? 'On' : 'Off';
     case 'bounceVerification':
       return s.bounceVerification ? 'On (with a tagging key: postern bvconfig key list)' : 'Off';
     case 'bounceProfile':
@@ -119,7 +129,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
       ? { entry: entry.name, how: 'exact' as const, why: `the entry ${displayName(entry.name)} names this domain exactly` }
       : { entry: entry.name, how: 'suffix' as const, why: `no exact entry; ${displayName(entry.name)} is the most specific subdomain pattern above it` };
   const s = policy.entry.settings;
-  const settings = (Object.keys(LABELS) as SettingName[]).map((key) => ({
+  const settings = (Object.keys(LABELS) as DefaultSettingName[]).map((key) => ({
     key,
     label: LABELS[key],
     value: s[key],
@@ -127,7 +137,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
     from: policy.entry.inherited.includes(key) ? DEFAULT_ENTRY_NAME : matched.entry,
   }));
 
-  const routing = await targetHosts(policy, { dns: deps.dns as DnsClient, smtpPort: deps.smtpPort, random: () => 0 });
+  const routing = await targetHosts(policy, { dns: deps.dns, smtpPort: deps.smtpPort, random: () => 0 });
   const hosts: ExplainedHost[] = [];
   let routingProblem: Explanation['routingProblem'] = null;
   if (!routing.ok) {
@@ -137,7 +147,23 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
     const ordered = routing.hosts.slice().sort((a, b) => (a.source === 'mx' && b.source === 'mx' ? a.preference - b.preference || a.name.localeCompare(b.name) : 0));
     for (const h of ordered) {
       const shuffledWith = h.source === 'mx' ? routing.hosts.filter((o) => o !== h && o.source === 'mx' && o.preference === h.preference).map((o) => o.name) : [];
-      const a = await hostAddresses(h, policy, { dns: deps.dns as DnsClient });
+      const a = await hostAddresses(h, policy, { dns: deps.dns });
+      let tlsPolicy: ExplainedHost['tlsPolicy'];
+      if (a.ok) {
+        const finding = await tlsaFinding(h, routing.secure && a.authenticated, policy, deps);
+        const plan = planHost(s, h, finding, null);
+        const tlsa =
+          finding.kind === 'records'
+            ? `${finding.usable.length} usable (${finding.usable.map(describeTlsa).join(', ') || 'none'}), ${finding.unusable} unusable`
+            : finding.kind === 'none'
+              ? 'none (DNSSEC-authenticated denial)'
+              : finding.kind === 'failed'
+                ? `cannot be known: ${finding.reason}`
+                : s.dane === 'off'
+                  ? 'not looked up (DANE off for this entry)'
+                  : 'not looked up (the records leading to this host are not DNSSEC-authenticated)';
+        tlsPolicy = { governedBy: plan.governedBy, used: plan.use, text: plan.use ? `${plan.why}; connections run as ${TLS_MODE_LABELS[plan.mode]}` : `not used: ${plan.reason}`, tlsa };
+      }
       const until = (address: string): string | null => {
         const b = deps.broken.find((x) => x.address === address && x.port === h.port && x.until > now);
         return b ? new Date(b.until).toISOString() : null;
@@ -150,6 +176,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
         shuffledWith,
         addresses: a.ok ? a.addresses.map((address) => ({ address, brokenTlsUntil: until(address) })) : [],
         ...(a.ok ? {} : { problem: `${a.enhanced} ${a.reason}` }),
+        ...(tlsPolicy ? { tlsPolicy } : {}),
       });
     }
   }
@@ -216,6 +243,7 @@ export function explanationLines(e: Explanation): string[] {
       const shuffle = h.shuffledWith.length > 0 ? `; same preference as ${h.shuffledWith.join(', ')}: their order is random each time` : '';
       lines.push(`  ${i + 1}. ${h.name} port ${h.port} (${what}${shuffle})`);
       if (h.problem) lines.push(`       no address to try: ${h.problem}`);
+      if (h.tlsPolicy) lines.push(`       TLSA records: ${h.tlsPolicy.tlsa}`, `       TLS policy (${h.tlsPolicy.governedBy === 'table' ? 'the table' : h.tlsPolicy.governedBy === 'dane' ? 'DANE' : 'MTA-STS'}): ${h.tlsPolicy.text}`);
       for (const a of h.addresses) lines.push(`       ${a.address}${a.brokenTlsUntil ? `   broken TLS remembered until ${a.brokenTlsUntil}: Preferred settings send in clear text until then` : ''}`);
     });
   }

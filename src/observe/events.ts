@@ -14,7 +14,9 @@ export type MailEvent =
   | { event: 'delivery-cut'; dcid: number; domain: string; detail: string }
   | { event: 'connection'; dcid: number; interface: string; address: string; port: number; host: string; domain: string; tls?: TlsMode }
   | { event: 'connection-failed'; domain: string; host: string; address: string; port: number; reason: string; tls?: TlsMode }
-  | { event: 'tls-success'; dcid: number; domain: string; protocol: string; cipher: string; verified: 'yes' | 'no' | 'not-attempted' }
+  | { event: 'tls-success'; dcid: number; domain: string; protocol: string; cipher: string; verified: 'yes' | 'no' | 'not-attempted'; by?: string }
+  /** A host's TLS policy when DANE or MTA-STS governs it, or why it is not used. */
+  | { event: 'tls-policy'; domain: string; host: string; detail: string }
   | { event: 'tls-failed'; dcid: number; domain: string; reason: string; outcome: 'clear-text' | 'refused' | 'dropped' | 'encrypted' }
   | { event: 'tls-skipped'; dcid: number; domain: string; reason: string }
   | { event: 'verify-failed'; dcid: number; domain: string; reason: string }
@@ -63,8 +65,10 @@ export function formatEvent(e: MailEvent): string {
       return `Connection failed to ${e.host} address ${e.address} port ${e.port} for ${e.domain}: ${e.reason}`;
     case 'tls-success':
       return `DCID ${e.dcid} TLS success protocol ${e.protocol} cipher ${e.cipher} for ${e.domain}${
-        e.verified === 'yes' ? ' (verified)' : e.verified === 'no' ? ' (not verified)' : ''
+        e.verified === 'yes' ? (e.by ? ` (verified: ${e.by})` : ' (verified)') : e.verified === 'no' ? ' (not verified)' : ''
       }`;
+    case 'tls-policy':
+      return `TLS policy for ${e.domain} host ${e.host}: ${e.detail}`;
     case 'tls-failed':
       return `DCID ${e.dcid} TLS failed: ${e.reason} for ${e.domain} (${describeOutcome(e.outcome)})`;
     case 'tls-skipped':

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ConfigError } from '../../config/store.js';
 import { exportFile, parseImport } from '../../controls/ini.js';
 import { displayName } from '../../controls/names.js';
-import { DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, IP_PREFERENCES, TLS_MODE_LABELS, TLS_MODES, type PartialSettings } from '../../controls/types.js';
+import { DANE_MODE_LABELS, DANE_MODES, DEFAULT_ENTRY_NAME, IP_PREFERENCE_LABELS, IP_PREFERENCES, TLS_MODE_LABELS, TLS_MODES, type PartialSettings } from '../../controls/types.js';
 import { ValidationError } from '../../controls/validate.js';
 import { checkDestinationInput, fieldOf, type FieldError } from '../../manage/destination-input.js';
 import { checkGlobalsInput } from '../../manage/destinations.js';
@@ -106,6 +106,7 @@ export function registerDestinationPages(app: FastifyInstance, ctx: AdminContext
         defaultText: defaultTexts(defaults, ctx.config.globals().requiredTlsAlert),
         ipChoices: IP_PREFERENCES.map((v) => ({ value: v, label: IP_PREFERENCE_LABELS[v] })),
         tlsChoices: TLS_MODES.map((v) => ({ value: v, label: TLS_MODE_LABELS[v] })),
+        daneChoices: DANE_MODES.map((v) => ({ value: v, label: DANE_MODE_LABELS[v] })),
         profiles: ctx.profileNames(),
         demo: o.demoCertificate(),
         // Without JavaScript the warning shows on the redisplayed form; admin.js shows it at once.

@@ -7,6 +7,8 @@
 import { parseDestinationName, displayName } from '../../controls/names.js';
 import { parseImport, exportFile } from '../../controls/ini.js';
 import {
+  DANE_MODE_LABELS,
+  DANE_MODES,
   DEFAULT_ENTRY_NAME,
   IP_PREFERENCES,
   IP_PREFERENCE_LABELS,
@@ -173,6 +175,15 @@ async function askEntrySettings(io: DialogueIo, svc: DestconfigServices, domain:
     } else reset.push('tlsAlert');
   }
 
+  // Beyond the appliance: the recipient-side TLS policies (SPEC §12), which can only raise the TLS setting.
+  if (await askYesNo(io, 'Do you wish to apply a specific DANE setting for this domain?', current.dane !== undefined)) {
+    settings.dane = await askDane(io, current.dane ?? d.dane);
+  } else reset.push('dane');
+
+  if (await askYesNo(io, 'Do you wish to apply a specific MTA-STS setting for this domain?', current.mtaSts !== undefined)) {
+    settings.mtaSts = await askMtaSts(io, current.mtaSts ?? d.mtaSts);
+  } else reset.push('mtaSts');
+
   if (await askYesNo(io, 'Do you wish to apply a specific bounce verification address tagging setting for this domain?', current.bounceVerification !== undefined)) {
     settings.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', current.bounceVerification ?? d.bounceVerification);
     if (settings.bounceVerification) io.say(SETTING_NOTES.bounceVerification);
@@ -201,6 +212,17 @@ async function askProfile(io: DialogueIo, svc: DestconfigServices, current: stri
   const names = svc.bounceProfiles();
   if (!names.includes(current)) names.push(current);
   return names[await askChoice(io, 'Select a bounce profile:', names, names.indexOf(current))]!;
+}
+
+/** DANE (RFC 7672): off, opportunistic (TLSA records used where found) or required. */
+async function askDane(io: DialogueIo, current: Settings['dane']): Promise<Settings['dane']> {
+  const i = await askChoice(io, 'Select the DANE setting (TLSA records published under DNSSEC):', DANE_MODES.map((m) => DANE_MODE_LABELS[m]), DANE_MODES.indexOf(current));
+  return DANE_MODES[i]!;
+}
+
+/** MTA-STS (RFC 8461): whether a recipient domain's published policy is applied. */
+function askMtaSts(io: DialogueIo, current: boolean): Promise<boolean> {
+  return askYesNo(io, 'Apply the MTA-STS policy the recipient domain publishes?', current);
 }
 
 async function askIpPreference(io: DialogueIo, current: Settings['ipPreference']): Promise<Settings['ipPreference']> {
@@ -259,6 +281,8 @@ async function editDefault(io: DialogueIo, svc: DestconfigServices): Promise<voi
   const tls = await askChoice(io, 'Do you want to use TLS support?', TLS_MODES.map((m) => TLS_MODE_LABELS[m]), TLS_MODES.indexOf(d.tls));
   next.tls = TLS_MODES[tls]!;
   if (next.tls !== 'no') tlsWarning(io, svc);
+  next.dane = await askDane(io, d.dane);
+  next.mtaSts = await askMtaSts(io, d.mtaSts);
   next.bounceVerification = await askYesNo(io, 'Perform bounce verification address tagging?', d.bounceVerification);
   if (next.bounceVerification) io.say(SETTING_NOTES.bounceVerification);
   next.bounceProfile = await askProfile(io, svc, d.bounceProfile);
