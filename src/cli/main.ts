@@ -12,6 +12,7 @@ import { addApitokenCommand } from './apitoken.js';
 import { addReportCommand } from './report.js';
 import { addBvconfigCommand } from './bvconfig.js';
 import { addLocaldomainsCommand } from './localdomains.js';
+import { addMtastsCommand } from './mtasts.js';
 import { addAlertconfigCommand } from './alertconfig.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
@@ -35,7 +36,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export', 'destconfig explain',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'alertconfig list',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'alertconfig list', 'mtasts show',
 ]);
 
 function commandPath(c: Command): string {
@@ -78,6 +79,7 @@ export function buildProgram(): Command {
   addAlertconfigCommand(program);
   addBvconfigCommand(program);
   addLocaldomainsCommand(program);
+  addMtastsCommand(program);
   addClusterCommand(program);
   return program;
 }
