@@ -12,6 +12,9 @@ import { ConfigStore, type ConfigSnapshot } from './config/store.js';
 import type { GatewayOptions } from './config/options.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { deliveryDns } from './dns/client.js';
+import { MtaStsResolver } from './mtasts/resolver.js';
+import { MtaStsStore } from './mtasts/store.js';
+import { secureContextFor } from './tls/trust.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
@@ -45,6 +48,7 @@ export class Gateway {
   readonly conditions: Conditions;
   readonly engine: DeliveryEngine;
   readonly certificates: CertificateStore;
+  private readonly mtaStsStore: MtaStsStore;
   readonly report: TlsReportStore;
   readonly metrics: Metrics;
   private alerter!: Alerter;
@@ -105,11 +109,26 @@ export class Gateway {
       hostname: options.hostname,
       queued: () => this.engine.wake(),
     }));
+    const dns = deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers, observe: (type, seconds) => this.metrics.dnsSeconds.observe({ type }, seconds) });
+    this.mtaStsStore = MtaStsStore.open(options.dataDir);
+    const sts = new MtaStsResolver({
+      dns,
+      store: this.mtaStsStore,
+      // The delivery trust store: system roots (unless turned off) and certconfig's authorities.
+      secureContext: () => secureContextFor({ useSystem: this.snapshot.globals.useSystemAuthorities, custom: this.snapshot.authorities.map((a) => a.pem) }),
+      port: options.httpsPort,
+    });
     this.engine = new DeliveryEngine({
       queue: this.queue,
       conditions: this.conditions,
       config: () => this.snapshot,
-      dns: deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers, observe: (type, seconds) => this.metrics.dnsSeconds.observe({ type }, seconds) }),
+      dns,
+      mtaSts: async (domain) => {
+        const r = await sts.policyFor(domain);
+        if (r.source === 'fetched' && r.finding) mailLog.write({ event: 'sts-policy', domain, detail: `fetched: mode ${r.finding.mode}${r.finding.mx.length ? `, mx ${r.finding.mx.join(', ')}` : ''}` });
+        if (r.error) mailLog.write({ event: 'sts-policy', domain, detail: `${r.error.category}: ${r.error.reason}${r.finding ? `; the cached policy (mode ${r.finding.mode}) stays in force` : ''}` });
+        return r.finding;
+      },
       // Delivery's events go to the mail log, the TLS report's counts and the alerts alike.
       log: { write: (e) => (mailLog.write(e), counter.write(e), alerter.write(e)) },
       hostname: options.hostname,
@@ -301,6 +320,7 @@ export class Gateway {
     this.report.close();
     this.queue.close();
     this.certificates.close();
+    this.mtaStsStore.close();
     this.config.close();
     await this.log.close();
     this.lock.release();

@@ -502,7 +502,7 @@ describe('postern bounceconfig', { concurrency: 4 }, () => {
     assert.deepEqual(await profilesOf(d), before);
 
     // The destconfig dialogue offers the stored profiles; then DELETE is refused while used.
-    const dc = await cli(d, ['destconfig'], 'new\nexample.com\nN\nN\nN\nN\nN\nY\n2\nN\n');
+    const dc = await cli(d, ['destconfig'], 'new\nexample.com\nN\nN\nN\nN\nN\nN\nN\nY\n2\nN\n');
     assert.equal(dc.code, 0, dc.stderr);
     assert.match(dc.stdout, /Select a bounce profile:\n1\. Default\n2\. Slow\n\[1\]> 2/);
     assert.match(await ok(d, 'destconfig', 'detail', 'example.com'), /^Bounce Profile: Slow$/m);

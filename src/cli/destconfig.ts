@@ -18,6 +18,9 @@ import { cliBy, recorder } from '../manage/audit.js';
 import { checkGlobalsInput, DestinationService } from '../manage/destinations.js';
 import { buildOptions, readConfigFile } from '../config/options.js';
 import { deliveryDns } from '../dns/client.js';
+import { MtaStsResolver } from '../mtasts/resolver.js';
+import { MtaStsStore } from '../mtasts/store.js';
+import { secureContextFor } from '../tls/trust.js';
 import { explain, explanationLines } from '../manage/explain.js';
 import { QueueStore } from '../queue/store.js';
 import { collect, dataDirOption, err, out, outJson, withStore } from './common.js';
@@ -153,14 +156,16 @@ export function addDestconfigCommand(program: Command): void {
     .addOption(dataDirOption())
     .option('--dns-server <host:port>', 'DNS server to ask, as delivery would (repeatable; default: the system resolvers)', collect)
     .option('--dnssec-resolver <host:port>', 'validating resolver whose DNSSEC answers are believed (repeatable; as start)', collect)
+    .option('--https-port <n>', "port of MTA-STS policy hosts (default 443, as start)")
     .option('--smtp-port <n>', 'port of remote mail servers (default 25, as start)')
     .option('--config <file>', "take the DNS servers and SMTP port from start's JSON config file")
     .option('--json', 'machine-readable output')
     .description('what delivery would do for a domain, and why: entry, settings, route or MX hosts, TLS, identity checks')
-    .action(async (domain: string, o: { dataDir: string; dnsServer?: string[]; dnssecResolver?: string[]; smtpPort?: string; config?: string; json?: boolean }) => {
+    .action(async (domain: string, o: { dataDir: string; dnsServer?: string[]; dnssecResolver?: string[]; httpsPort?: string; smtpPort?: string; config?: string; json?: boolean }) => {
       const options = buildOptions(o.config ? readConfigFile(o.config) : {}, {
         dnsServers: o.dnsServer,
         dnssecResolvers: o.dnssecResolver,
+        httpsPort: o.httpsPort === undefined ? undefined : Number(o.httpsPort),
         smtpPort: o.smtpPort === undefined ? undefined : Number.isInteger(Number(o.smtpPort)) ? Number(o.smtpPort) : (o.smtpPort as unknown as number),
       });
       const snapshot = withStore(o.dataDir, (s) => s.snapshot());
@@ -171,7 +176,16 @@ export function addDestconfigCommand(program: Command): void {
       } finally {
         queue.close();
       }
-      const e = await explain(snapshot, domain, { dns: deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers }), smtpPort: options.smtpPort, broken });
+      const dns = deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers });
+      // MTA-STS as delivery asks it: the cached policy, fetched when delivery would fetch it.
+      const stsStore = MtaStsStore.open(o.dataDir);
+      let e;
+      try {
+        const sts = new MtaStsResolver({ dns, store: stsStore, port: options.httpsPort, secureContext: () => secureContextFor({ useSystem: snapshot.globals.useSystemAuthorities, custom: snapshot.authorities.map((a) => a.pem) }) });
+        e = await explain(snapshot, domain, { dns, smtpPort: options.smtpPort, broken, sts: (d) => sts.policyFor(d) });
+      } finally {
+        stsStore.close();
+      }
       if (o.json) return outJson(e);
       out(explanationLines(e).join('\n') + '\n');
     });

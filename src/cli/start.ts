@@ -34,6 +34,7 @@ export function addStartCommand(program: Command): void {
     .option('--config <file>', 'JSON config file (flags override it)')
     .option('--listen <host:port>', `private listener (default ${DEFAULT_OPTIONS.listen.host}:${DEFAULT_OPTIONS.listen.port})`)
     .option('--dns-server <host:port>', 'DNS server to use (repeatable; default: the system resolvers)', collect)
+    .option('--https-port <n>', "port of receiving domains' MTA-STS policy hosts (default 443; for tests, as --smtp-port)")
     .option('--dnssec-resolver <host:port>', 'validating resolver whose DNSSEC answers are believed; every look-up then goes to it (repeatable; default: a --dns-server on loopback is believed, no other)', collect)
     .option('--smtp-port <n>', 'port of remote mail servers (default 25)')
     .option('--hostname <name>', 'EHLO name (default: the machine name)')
@@ -49,13 +50,14 @@ export function addStartCommand(program: Command): void {
     .option('--cluster-lease-ttl <seconds>', 'lifetime of a connection slot lease in Redis (default 10)')
     .option('--cluster-secret-file <path|none>', 'share certificates and bounce-verification keys, sealed with the secret in this file (the same file on every node; mode 0600, at least 32 characters); none: keep them per node')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; dnssecResolver?: string[]; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; dnssecResolver?: string[]; httpsPort?: string; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
         dataDir: o.dataDir,
         listen: o.listen,
         dnsServers: o.dnsServer,
         dnssecResolvers: o.dnssecResolver,
+        httpsPort: o.httpsPort === undefined ? undefined : Number.isInteger(Number(o.httpsPort)) ? Number(o.httpsPort) : (o.httpsPort as unknown as number),
         smtpPort: o.smtpPort === undefined ? undefined : Number.isInteger(Number(o.smtpPort)) ? Number(o.smtpPort) : (o.smtpPort as unknown as number),
         hostname: o.hostname,
         allowedNetworks: o.allow,

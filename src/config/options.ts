@@ -20,6 +20,8 @@ export interface GatewayOptions {
   dnsServers: string[];
   /** Validating resolvers whose AD bit is believed (SPEC §12); when given, every look-up goes to them. */
   dnssecResolvers: string[];
+  /** Port of receiving domains' MTA-STS policy hosts (443; tests use another, as --smtp-port). */
+  httpsPort: number;
   smtpPort: number;
   hostname: string;
   allowedNetworks: string[];
@@ -56,6 +58,7 @@ export interface ConfigFile {
   listen?: string;
   dnsServers?: string[];
   dnssecResolvers?: string[];
+  httpsPort?: number;
   smtpPort?: number;
   hostname?: string;
   allowedNetworks?: string[];
@@ -89,6 +92,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   listen: { host: '127.0.0.1', port: 2525 },
   dnsServers: [],
   dnssecResolvers: [],
+  httpsPort: 443,
   smtpPort: 25,
   hostname: osHostname(),
   allowedNetworks: LOOPBACK_NETWORKS,
@@ -176,7 +180,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'dnssecResolvers', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'dnssecResolvers', 'httpsPort', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -194,6 +198,7 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       });
     }
     if (src.smtpPort !== undefined) o.smtpPort = port('smtp-port', src.smtpPort);
+    if (src.httpsPort !== undefined) o.httpsPort = port('https-port', src.httpsPort);
     if (src.hostname !== undefined) {
       if (!/^[A-Za-z0-9.-]{1,253}$/.test(src.hostname)) throw new ValidationError('hostname', src.hostname, 'a DNS host name');
       o.hostname = src.hostname;

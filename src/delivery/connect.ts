@@ -16,7 +16,7 @@ import type tls from 'node:tls';
 import type { DeliveryDns } from '../dns/client.js';
 import { isUsable, verifyDane } from '../tls/dane.js';
 import { matchName, presentedFrom } from '../tls/identity.js';
-import { planHost, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
+import { planHost, stsMxMatches, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
 import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
 import type { EventSink } from '../observe/maillog.js';
 import { SmtpFailureError, SmtpSession, type SmtpTimeouts } from '../smtp/client.js';
@@ -143,6 +143,10 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
       continue;
     }
     if (plan.governedBy !== 'table') deps.log.write({ event: 'tls-policy', domain: policy.domain, host: host.name, detail: plan.why });
+    // MTA-STS testing: what enforce would refuse is said, and delivery goes on as the table says.
+    if (plan.stsTesting && deps.sts && !deps.sts.mx.some((p) => stsMxMatches(p, host.name))) {
+      deps.log.write({ event: 'tls-policy', domain: policy.domain, host: host.name, detail: `MTA-STS testing: mx ${host.name} not in policy (${deps.sts.mx.join(', ')}); delivering as the table says` });
+    }
     for (const address of addrs.addresses) {
       if (deps.addressSlot && !(await deps.addressSlot.take(address))) {
         skippedBusy++;

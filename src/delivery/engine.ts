@@ -17,6 +17,7 @@ import { delayWarningDue, dsnAddressOf, exhausted, retryDelaySeconds } from '../
 import { gatewayFor, type VirtualGateway } from '../config/gateways.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import type { DeliveryDns } from '../dns/client.js';
+import type { StsFinding } from '../tls/sources.js';
 import type { EventSink } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
 import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient } from '../queue/store.js';
@@ -36,6 +37,8 @@ export interface EngineOptions {
   conditions?: Conditions;
   config: () => ConfigSnapshot;
   dns: DeliveryDns;
+  /** The recipient domain's MTA-STS policy in effect (fetched before its first delivery); absent: never looked at. */
+  mtaSts?: (domain: string) => Promise<StsFinding>;
   log: EventSink;
   hostname: string;
   smtpPort: number;
@@ -672,7 +675,9 @@ class DestinationQueue {
   private async deliverOnConnection(policy: DeliveryPolicy, slot: AddressSlot | undefined, revoked: () => boolean): Promise<boolean> {
     let out;
     try {
-      out = await connect(policy, this.engine.connectDeps(policy, this.gateway, slot));
+      // MTA-STS: the domain's first delivery waits for its policy (bounded by the fetch timeout).
+      const sts = policy.entry.settings.mtaSts && this.engine.o.mtaSts ? await this.engine.o.mtaSts(this.domain) : null;
+      out = await connect(policy, { ...this.engine.connectDeps(policy, this.gateway, slot), sts });
     } catch (e) {
       out = { ok: false as const, hard: false, enhanced: '4.4.0', reason: `internal error: ${(e as Error).message}` };
     }

@@ -20,13 +20,15 @@ import { hostAddresses, targetHosts, tlsaFinding } from '../delivery/connect.js'
 import { resolvePolicy } from '../delivery/policy.js';
 import type { DeliveryDns } from '../dns/client.js';
 import { describeTlsa } from '../tls/dane.js';
-import { planHost, type PolicySource } from '../tls/sources.js';
+import { planHost, type PolicySource, type StsFinding } from '../tls/sources.js';
 import { identityAlgorithm, isPreferred, isRequired, verifies } from '../tls/policy.js';
 import { normaliseDomain } from '../tls/names.js';
 
 export interface ExplainDeps {
   dns: DeliveryDns;
   smtpPort: number;
+  /** The recipient domain's MTA-STS policy (fetched as delivery would); absent: not looked at here. */
+  sts?: (domain: string) => Promise<{ finding: StsFinding; source: 'cache' | 'fetched' | 'none'; error?: { category: string; reason: string } }>;
   /** Addresses remembered as having broken TLS (queue.db), with the time each is remembered until. */
   broken: { address: string; port: number; until: number }[];
 }
@@ -73,6 +75,8 @@ export interface Explanation {
     /** Whether a failed TLS connection raises a `tls` alert, and what decides it. */
     alert: { on: boolean; from: 'entry' | 'global switch'; applies: boolean };
   };
+  /** The recipient domain's MTA-STS policy in effect; null when the entry turns MTA-STS off or it was not looked at. */
+  mtaSts: { policy: { mode: string; mx: string[] } | null; source: 'cache' | 'fetched' | 'none'; error: string | null } | null;
 }
 
 const LABELS: Record<DefaultSettingName, string> = {
@@ -137,6 +141,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
     from: policy.entry.inherited.includes(key) ? DEFAULT_ENTRY_NAME : matched.entry,
   }));
 
+  const sts = s.mtaSts && deps.sts ? await deps.sts(domain) : null;
   const routing = await targetHosts(policy, { dns: deps.dns, smtpPort: deps.smtpPort, random: () => 0 });
   const hosts: ExplainedHost[] = [];
   let routingProblem: Explanation['routingProblem'] = null;
@@ -151,7 +156,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
       let tlsPolicy: ExplainedHost['tlsPolicy'];
       if (a.ok) {
         const finding = await tlsaFinding(h, routing.secure && a.authenticated, policy, deps);
-        const plan = planHost(s, h, finding, null);
+        const plan = planHost(s, h, finding, sts?.finding ?? null);
         const tlsa =
           finding.kind === 'records'
             ? `${finding.usable.length} usable (${finding.usable.map(describeTlsa).join(', ') || 'none'}), ${finding.unusable} unusable`
@@ -219,6 +224,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
     routingProblem,
     hosts,
     tls: { setting: TLS_MODE_LABELS[mode], starttls, certificate, identity: algorithm ? { algorithm, references } : null, trusted, alert },
+    mtaSts: sts === null ? null : { policy: sts.finding, source: sts.source, error: sts.error ? `${sts.error.category}: ${sts.error.reason}` : null },
   };
 }
 
@@ -246,6 +252,11 @@ export function explanationLines(e: Explanation): string[] {
       if (h.tlsPolicy) lines.push(`       TLSA records: ${h.tlsPolicy.tlsa}`, `       TLS policy (${h.tlsPolicy.governedBy === 'table' ? 'the table' : h.tlsPolicy.governedBy === 'dane' ? 'DANE' : 'MTA-STS'}): ${h.tlsPolicy.text}`);
       for (const a of h.addresses) lines.push(`       ${a.address}${a.brokenTlsUntil ? `   broken TLS remembered until ${a.brokenTlsUntil}: Preferred settings send in clear text until then` : ''}`);
     });
+  }
+  if (e.mtaSts) {
+    const m = e.mtaSts;
+    const p = m.policy;
+    lines.push('', `MTA-STS policy of ${e.domain}: ${p ? `mode ${p.mode}${p.mx.length ? `, mx ${p.mx.join(', ')}` : ''} (${m.source === 'fetched' ? 'fetched now' : 'cached'})` : 'none published'}${m.error ? `; ${m.error}` : ''}`);
   }
   lines.push('', `TLS: ${e.tls.setting}`, `  STARTTLS: ${e.tls.starttls}`, `  Certificate: ${e.tls.certificate}`);
   if (e.tls.identity) {

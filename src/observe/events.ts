@@ -17,6 +17,8 @@ export type MailEvent =
   | { event: 'tls-success'; dcid: number; domain: string; protocol: string; cipher: string; verified: 'yes' | 'no' | 'not-attempted'; by?: string }
   /** A host's TLS policy when DANE or MTA-STS governs it, or why it is not used. */
   | { event: 'tls-policy'; domain: string; host: string; detail: string }
+  /** A recipient domain's MTA-STS policy fetched, or a fetch that failed. */
+  | { event: 'sts-policy'; domain: string; detail: string }
   | { event: 'tls-failed'; dcid: number; domain: string; reason: string; outcome: 'clear-text' | 'refused' | 'dropped' | 'encrypted' }
   | { event: 'tls-skipped'; dcid: number; domain: string; reason: string }
   | { event: 'verify-failed'; dcid: number; domain: string; reason: string }
@@ -69,6 +71,8 @@ export function formatEvent(e: MailEvent): string {
       }`;
     case 'tls-policy':
       return `TLS policy for ${e.domain} host ${e.host}: ${e.detail}`;
+    case 'sts-policy':
+      return `MTA-STS policy for ${e.domain}: ${e.detail}`;
     case 'tls-failed':
       return `DCID ${e.dcid} TLS failed: ${e.reason} for ${e.domain} (${describeOutcome(e.outcome)})`;
     case 'tls-skipped':
