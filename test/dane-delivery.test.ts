@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { ConfigStore } from '../src/config/store.js';
 import { fateOf, sendMail, waitFor, type TestGateway, startTestGateway } from './harness.js';
 import { TestCA } from './peers/ca.js';
+import { runCliOk } from './process.js';
 import { dnssecAvailable, startDnssec, type DnssecPeer } from './peers/dnssec.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
 import { formatEvent } from '../src/observe/events.js';
@@ -101,6 +102,17 @@ describe('DANE in delivery, with a validating resolver', { skip: !dnssecAvailabl
     assert.deepEqual(await deliver('ee'), { kind: 'delivered' });
     assert.match(log(), /TLS success .* for ee\.test \(verified: DANE TLSA 3 1 1 [0-9a-f]{16}… verified\)/);
     assert.match(log(), /TLS policy for ee\.test host mx1\.ee\.test: DANE: 1 usable TLSA record for mx1\.ee\.test: STARTTLS required/);
+  });
+
+  test('tlsverify and explain show the TLSA records and the decision', async () => {
+    const common = ['--data-dir', t.dataDir, '--dns-server', dns.address, '--smtp-port', String(SMTP_PORT)];
+    const verified = await runCliOk(['tlsverify', 'ee.test', ...common]);
+    assert.match(verified, /^TLS policy for mx1\.ee\.test: TLSA 1 usable, 0 unusable \(3 1 1 [0-9a-f]{16}…\); DANE: 1 usable TLSA record/m);
+    assert.match(verified, /^  DANE: verified by TLSA 3 1 1 [0-9a-f]{16}…$/m);
+    assert.match(verified, /^Verdict: VERIFIED: ee\.test via mx1\.ee\.test/m);
+    const explained = await runCliOk(['destconfig', 'explain', 'tampered.test', ...common]);
+    assert.match(explained, /TLSA records: cannot be known: /);
+    assert.match(explained, /TLS policy \(DANE\): not used: DANE: the TLSA records of mx1\.tampered\.test cannot be known/);
   });
 
   test('a matching DANE-TA record: the chain the server sends leads to it', async () => {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { formatEvent } from '../src/observe/events.js';
 import { fateOf, sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
 import { TestCA } from './peers/ca.js';
+import { runCliOk } from './process.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
 
 // Addresses 127.0.91.x and ports 2634-2635 are this file's own.
@@ -127,6 +128,19 @@ describe('MTA-STS in delivery', () => {
     assert.match(log(), /MTA-STS policy for enforce\.test: fetched: mode enforce, mx mx1\.enforce\.test/);
     assert.match(log(), /TLS policy for enforce\.test host mx0\.enforce\.test: MTA-STS enforce: mx mx0\.enforce\.test not in policy \(mx1\.enforce\.test\)/);
     assert.match(log(), /for enforce\.test \(verified: MTA-STS enforce: certificate valid for mx1\.enforce\.test\)/);
+  });
+
+  test('explain and tlsverify show the policy in effect and what it decides per host', async () => {
+    const common = ['--data-dir', t.dataDir, '--dns-server', t.dns.address, '--smtp-port', String(SMTP_PORT), '--https-port', String(HTTPS.port)];
+    const explained = await runCliOk(['destconfig', 'explain', 'enforce.test', ...common]);
+    assert.match(explained, /^MTA-STS policy of enforce\.test: mode enforce, mx mx1\.enforce\.test \((cached|fetched now)\)$/m);
+    assert.match(explained, /TLS policy \(MTA-STS\): not used: MTA-STS enforce: mx mx0\.enforce\.test not in policy/);
+    assert.match(explained, /TLS policy \(MTA-STS\): MTA-STS enforce: STARTTLS required, a trusted certificate valid for mx1\.enforce\.test; connections run as Required$/m);
+    const verified = await runCliOk(['tlsverify', 'enforce.test', ...common]);
+    assert.match(verified, /^MTA-STS policy: mode enforce, mx mx1\.enforce\.test \((cached|fetched now)\)$/m);
+    assert.match(verified, /^TLS policy for mx0\.enforce\.test: .*not used: MTA-STS enforce: mx mx0\.enforce\.test not in policy/m);
+    assert.match(verified, /^  MTA-STS: a trusted certificate valid for mx1\.enforce\.test$/m);
+    assert.match(verified, /^Verdict: VERIFIED: enforce\.test via mx1\.enforce\.test/m);
   });
 
   test('enforce with no MX in the policy: deferred with 4.7.5, never bounced', async () => {

@@ -7,6 +7,8 @@
 import { Command } from 'commander';
 import { CertificateStore } from '../config/certificates.js';
 import { deliveryDns } from '../dns/client.js';
+import { MtaStsResolver } from '../mtasts/resolver.js';
+import { MtaStsStore } from '../mtasts/store.js';
 import { describeTlsa } from '../tls/dane.js';
 import type { TlsaFinding } from '../tls/sources.js';
 import { buildOptions, DEFAULT_OPTIONS, parseRouteHost } from '../config/options.js';
@@ -61,6 +63,8 @@ export function traceLines(t: TraceEvent): string[] {
       ];
     case 'policy':
       return [`TLS policy for ${t.host}: TLSA ${tlsaText(t.tlsa)}; ${t.plan.use ? `${t.plan.why} (connection run as ${t.plan.mode})` : `not used: ${t.plan.reason}`}`];
+    case 'source-verification':
+      return [`  ${t.source === 'dane' ? 'DANE' : 'MTA-STS'}: ${t.text}`];
     case 'verification': {
       const r = t.result;
       const lines = [`  Chain: ${r.ok || r.stage === 'identity' ? 'trusted' : `NOT trusted: ${r.reason}`}`];
@@ -89,10 +93,11 @@ export function addTlsverifyCommand(program: Command): void {
     .option('--hosted', 'use the Hosted algorithm (Required - Verify Hosted Domains)')
     .option('--dns-server <host:port>', 'DNS server (repeatable; default: the system resolvers)', collect)
     .option('--dnssec-resolver <host:port>', 'validating resolver whose DNSSEC answers are believed (repeatable; as start)', collect)
+    .option('--https-port <n>', "port of MTA-STS policy hosts (default 443, as start)")
     .option('--smtp-port <n>', 'port of remote mail servers', String(DEFAULT_OPTIONS.smtpPort))
     .option('--hostname <name>', 'EHLO name', DEFAULT_OPTIONS.hostname)
     .option('--timeout <seconds>', 'timeout for each step', '30')
-    .action(async (domainArg: string, hostArg: string | undefined, o: { dataDir: string; hosted?: boolean; dnsServer?: string[]; dnssecResolver?: string[]; smtpPort: string; hostname: string; timeout: string }) => {
+    .action(async (domainArg: string, hostArg: string | undefined, o: { dataDir: string; hosted?: boolean; dnsServer?: string[]; dnssecResolver?: string[]; httpsPort?: string; smtpPort: string; hostname: string; timeout: string }) => {
       const domain = normaliseDomain(domainArg);
       if (!domain) throw new ValidationError('domain', domainArg, 'a domain name');
       const seconds = Number(o.timeout);
@@ -121,8 +126,22 @@ export function addTlsverifyCommand(program: Command): void {
       const print = (lines: string[]) => out(lines.map((l) => escapeText(l) + '\n').join(''));
       print([`Verifying TLS for ${domain} with the ${o.hosted ? 'Hosted' : 'Verify'} algorithm`]);
       let dcid = 0;
+      const dns = deliveryDns({ dnsServers: opts.dnsServers, dnssecResolvers: opts.dnssecResolvers });
+      // The recipient domain's MTA-STS policy, as delivery would have it (cached, or fetched now).
+      let sts = null;
+      if (policy.entry.settings.mtaSts && !hostArg) {
+        const stsStore = MtaStsStore.open(o.dataDir);
+        try {
+          const r = await new MtaStsResolver({ dns, store: stsStore, port: o.httpsPort === undefined ? undefined : Number(o.httpsPort), secureContext: () => secureContextFor({ useSystem: snapshot.globals.useSystemAuthorities, custom: snapshot.authorities.map((a) => a.pem) }) }).policyFor(domain);
+          sts = r.finding;
+          print([`MTA-STS policy: ${sts ? `mode ${sts.mode}${sts.mx.length ? `, mx ${sts.mx.join(', ')}` : ''} (${r.source === 'fetched' ? 'fetched now' : 'cached'})` : 'none published'}${r.error ? `; ${r.error.category}: ${r.error.reason}` : ''}`]);
+        } finally {
+          stsStore.close();
+        }
+      }
       const result = await connect(policy, {
-        dns: deliveryDns({ dnsServers: opts.dnsServers, dnssecResolvers: opts.dnssecResolvers }),
+        sts,
+        dns,
         log: { write: (e) => SHOWN.includes(e.event) && print([`  ${formatEvent(e)}`]) },
         trace: (ev) => print(traceLines(ev)),
         hostname: opts.hostname,

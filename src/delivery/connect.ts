@@ -35,7 +35,9 @@ export type TraceEvent =
   | { step: 'starttls-reply'; reply: string }
   | { step: 'tls'; protocol: string; cipher: string; subject: string; issuer: string; validFrom: string; validTo: string }
   | { step: 'verification'; result: VerificationResult }
-  | { step: 'policy'; host: string; tlsa: TlsaFinding; plan: HostPlan };
+  | { step: 'policy'; host: string; tlsa: TlsaFinding; plan: HostPlan }
+  /** A certificate judged by TLSA records (DANE) or by an MTA-STS policy, instead of or before the table's checks. */
+  | { step: 'source-verification'; source: 'dane' | 'mta-sts'; ok: boolean; text: string };
 
 export interface ConnectDeps {
   dns: DeliveryDns;
@@ -339,18 +341,22 @@ async function negotiateTls(
   if (plan.dane) {
     // A matching TLSA record is a verified peer for every Verify setting; no match, no delivery.
     const d = verifyDane(chainOf(c), plan.dane, { names: [host.name, domain], now });
+    deps.trace?.({ step: 'source-verification', source: 'dane', ok: d.ok, text: d.ok ? `verified by TLSA ${d.record}` : `not verified: ${d.reason}` });
     if (!d.ok) return refuse(`DANE: ${d.reason}`);
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `DANE TLSA ${d.record} verified` });
     return 'encrypted';
   }
   if (plan.pkixName) {
     // MTA-STS enforce: a trusted chain and a certificate valid for the MX host name, besides the entry's own checks.
-    if (!r.chainTrusted) return refuse(`MTA-STS enforce: ${describeChainError(r.chainError)}`);
     const presented = presentedFrom(c);
     const candidates = presented.dnsNames.length ? presented.dnsNames.map((n) => [n, 'dNSName'] as const) : presented.commonNames.map((n) => [n, 'CN'] as const);
-    if (!candidates.some(([n, source]) => matchName(n, plan.pkixName!, source))) {
-      return refuse(`MTA-STS enforce: the certificate is not valid for ${plan.pkixName} (it names ${candidates.map(([n]) => n).join(', ') || 'nothing'})`);
-    }
+    const why = !r.chainTrusted
+      ? describeChainError(r.chainError)
+      : candidates.some(([n, source]) => matchName(n, plan.pkixName!, source))
+        ? null
+        : `the certificate is not valid for ${plan.pkixName} (it names ${candidates.map(([n]) => n).join(', ') || 'nothing'})`;
+    deps.trace?.({ step: 'source-verification', source: 'mta-sts', ok: why === null, text: why ?? `a trusted certificate valid for ${plan.pkixName}` });
+    if (why !== null) return refuse(`MTA-STS enforce: ${why}`);
   }
   const algorithm = identityAlgorithm(mode);
   if (algorithm === null) {
