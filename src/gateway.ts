@@ -14,6 +14,7 @@ import { DeliveryEngine } from './delivery/engine.js';
 import { deliveryDns } from './dns/client.js';
 import { MtaStsResolver } from './mtasts/resolver.js';
 import { MtaStsStore } from './mtasts/store.js';
+import { TlsRptCounter, TlsRptStore } from './observe/tlsrpt.js';
 import { secureContextFor } from './tls/trust.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
@@ -49,6 +50,8 @@ export class Gateway {
   readonly engine: DeliveryEngine;
   readonly certificates: CertificateStore;
   private readonly mtaStsStore: MtaStsStore;
+  private readonly tlsRptStore: TlsRptStore;
+  private readonly tlsRpt: TlsRptCounter;
   readonly report: TlsReportStore;
   readonly metrics: Metrics;
   private alerter!: Alerter;
@@ -118,11 +121,16 @@ export class Gateway {
       secureContext: () => secureContextFor({ useSystem: this.snapshot.globals.useSystemAuthorities, custom: this.snapshot.authorities.map((a) => a.pem) }),
       port: options.httpsPort,
     });
+    this.tlsRptStore = TlsRptStore.open(options.dataDir);
+    const sessions = (this.tlsRpt = new TlsRptCounter(this.tlsRptStore, Date.now, (reason) =>
+      reason === null ? this.conditions.clear('TLS sessions') : this.conditions.raise('TLS sessions', `TLS sessions for reporting cannot be written to report.db: ${reason}; they are kept in memory meanwhile`),
+    ));
     this.engine = new DeliveryEngine({
       queue: this.queue,
       conditions: this.conditions,
       config: () => this.snapshot,
       dns,
+      tlsrpt: (s) => sessions.record(s),
       mtaSts: async (domain) => {
         const r = await sts.policyFor(domain);
         if (r.source === 'fetched' && r.finding) mailLog.write({ event: 'sts-policy', domain, detail: `fetched: mode ${r.finding.mode}${r.finding.mx.length ? `, mx ${r.finding.mx.join(', ')}` : ''}` });
@@ -317,6 +325,8 @@ export class Gateway {
     await this.cluster?.stop();
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });
     this.tlsCounter.flush();
+    this.tlsRpt.flush();
+    this.tlsRptStore.close();
     this.report.close();
     this.queue.close();
     this.certificates.close();

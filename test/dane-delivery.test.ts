@@ -15,6 +15,7 @@ import { ConfigStore } from '../src/config/store.js';
 import { fateOf, sendMail, waitFor, type TestGateway, startTestGateway } from './harness.js';
 import { TestCA } from './peers/ca.js';
 import { runCliOk } from './process.js';
+import { TlsRptStore, utcDay } from '../src/observe/tlsrpt.js';
 import { dnssecAvailable, startDnssec, type DnssecPeer } from './peers/dnssec.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
 import { formatEvent } from '../src/observe/events.js';
@@ -166,5 +167,26 @@ describe('DANE in delivery, with a validating resolver', { skip: !dnssecAvailabl
     // off.test publishes a record that matches nothing: with DANE off it is ignored.
     assert.deepEqual(await deliver('off'), { kind: 'delivered' });
     assert.equal(peers.off!.messages[0]?.tls, true);
+  });
+
+  test('each session is counted for TLS reporting under the policy that governed it', async () => {
+    await new Promise((r) => setImmediate(r));
+    const store = TlsRptStore.open(t.dataDir);
+    try {
+      const day = utcDay(Date.now());
+      const of = (domain: string) => store.sessions(day, domain).map((r) => `${r.policyType} ${r.result} ${r.receivingMx} ${r.receivingIp} [${r.policyStrings.join('; ')}]`);
+      assert.match(of('ee.test').join('\n'), /^tlsa success mx1\.ee\.test 127\.0\.90\.11 \[3 1 1 [0-9a-f]{64}\]$/m);
+      assert.match(of('ta.test').join('\n'), /^tlsa success mx1\.ta\.test 127\.0\.90\.12 \[2 0 1 [0-9a-f]{64}\]$/m);
+      assert.match(of('mismatch.test').join('\n'), /^tlsa tlsa-invalid mx1\.mismatch\.test 127\.0\.90\.13 /m);
+      assert.match(of('tampered.test').join('\n'), /^tlsa dnssec-invalid mx1\.tampered\.test 127\.0\.90\.18 \[\]$/m);
+      assert.match(of('required.test').join('\n'), /^tlsa dane-required mx1\.required\.test /m);
+      assert.match(of('unusable.test').join('\n'), /^tlsa success mx1\.unusable\.test /m);
+      assert.deepEqual(of('notlsa.test'), ['no-policy-found starttls-not-supported mx1.notlsa.test 127.0.90.16 []']);
+      const ee = store.sessions(day, 'ee.test').find((r) => r.result === 'success')!;
+      assert.equal(ee.sendingIp, '127.0.0.1');
+      assert.ok(ee.count >= 1);
+    } finally {
+      store.close();
+    }
   });
 });

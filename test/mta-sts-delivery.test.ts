@@ -16,6 +16,7 @@ import { formatEvent } from '../src/observe/events.js';
 import { fateOf, sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
 import { TestCA } from './peers/ca.js';
 import { runCliOk } from './process.js';
+import { TlsRptStore, utcDay } from '../src/observe/tlsrpt.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
 
 // Addresses 127.0.91.x and ports 2634-2635 are this file's own.
@@ -196,5 +197,25 @@ describe('MTA-STS in delivery', () => {
     assert.deepEqual(await deliver('idchange.test'), { kind: 'delivered' });
     assert.equal(peers['mx2.idchange.test']!.messages.length, 1);
     assert.equal(requests.filter((r) => r.startsWith('mta-sts.idchange.test')).length, 2);
+  });
+
+  test('each session is counted for TLS reporting under the MTA-STS policy', async () => {
+    await new Promise((r) => setImmediate(r));
+    const store = TlsRptStore.open(t.dataDir);
+    try {
+      const day = utcDay(Date.now());
+      const rows = store.sessions(day, 'enforce.test');
+      const skipped = rows.find((r) => r.receivingMx === 'mx0.enforce.test')!;
+      assert.equal(skipped.policyType, 'sts');
+      assert.equal(skipped.result, 'validation-failure');
+      assert.deepEqual(skipped.policyStrings, ['version: STSv1', 'mode: enforce', 'mx: mx1.enforce.test', 'max_age: 86400']);
+      assert.deepEqual(skipped.mxHosts, ['mx1.enforce.test']);
+      assert.ok(rows.some((r) => r.receivingMx === 'mx1.enforce.test' && r.result === 'success' && r.receivingIp === '127.0.91.11'));
+      assert.ok(store.sessions(day, 'badcert.test').some((r) => r.result === 'certificate-host-mismatch'));
+      assert.ok(store.sessions(day, 'testing.test').every((r) => r.policyType === 'sts' && r.result === 'starttls-not-supported'));
+      assert.ok(store.sessions(day, 'redirect.test').every((r) => r.policyType === 'no-policy-found'));
+    } finally {
+      store.close();
+    }
   });
 });

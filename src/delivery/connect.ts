@@ -15,6 +15,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { DeliveryDns } from '../dns/client.js';
 import { isUsable, verifyDane } from '../tls/dane.js';
+import type { ResultType, TlsSession } from '../observe/tlsrpt.js';
 import { matchName, presentedFrom } from '../tls/identity.js';
 import { planHost, stsMxMatches, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
 import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
@@ -43,6 +44,8 @@ export interface ConnectDeps {
   dns: DeliveryDns;
   /** The recipient domain's MTA-STS policy in effect (null or absent: none). */
   sts?: StsFinding;
+  /** Told of each TLS session attempt and its result, for TLS reporting (RFC 8460). */
+  tlsrpt?: (s: TlsSession) => void;
   log: EventSink;
   trace?: (t: TraceEvent) => void;
   hostname: string;
@@ -139,7 +142,10 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
     const tlsa = await tlsaFinding(host, routing.secure && addrs.authenticated, policy, deps);
     const plan = planHost(policy.entry.settings, host, tlsa, deps.sts ?? null);
     deps.trace?.({ step: 'policy', host: host.name, tlsa, plan });
+    const policyOf = sessionPolicy(policy.domain, plan, tlsa, deps.sts ?? null);
+    const report: SessionReport = (result, address, sendingIp) => deps.tlsrpt?.({ ...policyOf, result, sendingIp, receivingMx: host.name, receivingIp: address });
     if (!plan.use) {
+      report(plan.failure, addrs.addresses[0] ?? '', '');
       deps.log.write({ event: 'tls-policy', domain: policy.domain, host: host.name, detail: `${plan.reason}` });
       failures.push({ enhanced: plan.enhanced, reason: `${host.name}: ${plan.reason}`, tls: true });
       continue;
@@ -154,7 +160,7 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
         skippedBusy++;
         continue;
       }
-      const r = await tryAddress(host, address, policy, plan, deps);
+      const r = await tryAddress(host, address, policy, plan, report, deps);
       if ('session' in r) return { ok: true, conn: r };
       deps.addressSlot?.give(address);
       failures.push(r);
@@ -221,7 +227,27 @@ export async function tlsaFinding(host: TargetHost, secure: boolean, policy: Del
   }
 }
 
-async function tryAddress(host: TargetHost, address: string, policy: DeliveryPolicy, plan: Extract<HostPlan, { use: true }>, deps: ConnectDeps): Promise<Connection | HostFailure> {
+/** The policy a session is reported under (RFC 8460 §4.3): DANE's TLSA records, MTA-STS's policy, or none. */
+function sessionPolicy(domain: string, plan: HostPlan, tlsa: TlsaFinding, sts: StsFinding): Pick<TlsSession, 'policyDomain' | 'policyType' | 'policyStrings' | 'mxHosts'> {
+  if (plan.governedBy === 'dane') {
+    return { policyDomain: domain, policyType: 'tlsa', policyStrings: tlsa.kind === 'records' ? tlsa.usable.map((r) => `${r.usage} ${r.selector} ${r.matchingType} ${Buffer.from(r.data).toString('hex')}`) : [], mxHosts: [] };
+  }
+  if (sts && sts.mode !== 'none') {
+    const lines = ['version: STSv1', `mode: ${sts.mode}`, ...sts.mx.map((m) => `mx: ${m}`), ...(sts.maxAge === undefined ? [] : [`max_age: ${sts.maxAge}`])];
+    return { policyDomain: domain, policyType: 'sts', policyStrings: lines, mxHosts: [...sts.mx] };
+  }
+  return { policyDomain: domain, policyType: 'no-policy-found', policyStrings: [], mxHosts: [] };
+}
+
+/** Reports one session's result (receiving address, sending address). */
+type SessionReport = (result: 'success' | ResultType, address: string, sendingIp: string) => void;
+
+/** The RFC 8460 result type of a certificate the chain check refused. */
+function chainResult(code: string | undefined): ResultType {
+  return code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID' ? 'certificate-expired' : 'certificate-not-trusted';
+}
+
+async function tryAddress(host: TargetHost, address: string, policy: DeliveryPolicy, plan: Extract<HostPlan, { use: true }>, report: SessionReport, deps: ConnectDeps): Promise<Connection | HostFailure> {
   const domain = policy.domain;
   let session: SmtpSession;
   try {
@@ -245,7 +271,7 @@ async function tryAddress(host: TargetHost, address: string, policy: DeliveryPol
       await session.quit();
       return { enhanced: '4.4.2', reason: `${where} refused EHLO and HELO: ${replyText(ehlo)}`, tls: false };
     }
-    const state = await negotiateTls(session, dcid, host, address, policy, plan, deps);
+    const state = await negotiateTls(session, dcid, host, address, policy, plan, (result) => report(result, address, session.localAddress ?? ''), deps);
     if (typeof state !== 'string') return state;
     if (state !== 'none') {
       const again = await session.ehlo(deps.hostname);
@@ -271,6 +297,7 @@ async function negotiateTls(
   address: string,
   policy: DeliveryPolicy,
   plan: Extract<HostPlan, { use: true }>,
+  report: (result: 'success' | ResultType) => void,
   deps: ConnectDeps,
 ): Promise<TlsState | HostFailure> {
   // The table's setting, or what DANE or MTA-STS raised it to for this host.
@@ -288,6 +315,7 @@ async function negotiateTls(
     return 'none';
   }
   const fail = async (seen: TlsObservation, reason: string): Promise<TlsState | HostFailure> => {
+    report(seen === 'not-offered' || seen === 'rejected' ? 'starttls-not-supported' : 'validation-failure');
     const action = decide(mode, seen);
     if (action === 'clear') {
       deps.log.write({ event: 'tls-failed', dcid, domain, reason, outcome: 'clear-text' });
@@ -331,7 +359,8 @@ async function negotiateTls(
     validFrom: c?.valid_from ?? '',
     validTo: c?.valid_to ?? '',
   });
-  const refuse = async (reason: string): Promise<HostFailure> => {
+  const refuse = async (reason: string, result: ResultType): Promise<HostFailure> => {
+    report(result);
     deps.log.write({ event: 'verify-failed', dcid, domain, reason });
     await session.quit();
     deps.log.write({ event: 'tls-failed', dcid, domain, reason: `certificate not verified: ${reason}`, outcome: 'refused' });
@@ -342,7 +371,8 @@ async function negotiateTls(
     // A matching TLSA record is a verified peer for every Verify setting; no match, no delivery.
     const d = verifyDane(chainOf(c), plan.dane, { names: [host.name, domain], now });
     deps.trace?.({ step: 'source-verification', source: 'dane', ok: d.ok, text: d.ok ? `verified by TLSA ${d.record}` : `not verified: ${d.reason}` });
-    if (!d.ok) return refuse(`DANE: ${d.reason}`);
+    if (!d.ok) return refuse(`DANE: ${d.reason}`, 'tlsa-invalid');
+    report('success');
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `DANE TLSA ${d.record} verified` });
     return 'encrypted';
   }
@@ -356,10 +386,11 @@ async function negotiateTls(
         ? null
         : `the certificate is not valid for ${plan.pkixName} (it names ${candidates.map(([n]) => n).join(', ') || 'nothing'})`;
     deps.trace?.({ step: 'source-verification', source: 'mta-sts', ok: why === null, text: why ?? `a trusted certificate valid for ${plan.pkixName}` });
-    if (why !== null) return refuse(`MTA-STS enforce: ${why}`);
+    if (why !== null) return refuse(`MTA-STS enforce: ${why}`, !r.chainTrusted ? chainResult(r.chainError) : 'certificate-host-mismatch');
   }
   const algorithm = identityAlgorithm(mode);
   if (algorithm === null) {
+    report('success');
     if (plan.pkixName) {
       deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `MTA-STS enforce: certificate valid for ${plan.pkixName}` });
       return 'encrypted';
@@ -383,6 +414,7 @@ async function negotiateTls(
     if (ptrNames.length > 0) v = verifyCertificate({ ...input, ptrNames });
   }
   deps.trace?.({ step: 'verification', result: v });
+  report(v.ok ? 'success' : v.stage === 'chain' ? chainResult(r.chainError) : 'certificate-host-mismatch');
   if (v.ok) {
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes' });
     return 'encrypted';

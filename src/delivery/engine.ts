@@ -18,6 +18,7 @@ import { gatewayFor, type VirtualGateway } from '../config/gateways.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import type { DeliveryDns } from '../dns/client.js';
 import type { StsFinding } from '../tls/sources.js';
+import type { TlsSession } from '../observe/tlsrpt.js';
 import type { EventSink } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
 import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient } from '../queue/store.js';
@@ -37,6 +38,8 @@ export interface EngineOptions {
   conditions?: Conditions;
   config: () => ConfigSnapshot;
   dns: DeliveryDns;
+  /** Told of each TLS session attempt and its result (TLS reporting, RFC 8460). */
+  tlsrpt?: (s: TlsSession) => void;
   /** The recipient domain's MTA-STS policy in effect (fetched before its first delivery); absent: never looked at. */
   mtaSts?: (domain: string) => Promise<StsFinding>;
   log: EventSink;
@@ -326,6 +329,7 @@ export class DeliveryEngine {
       random: this.o.random,
       localAddress: gateway?.address,
       addressSlot,
+      tlsrpt: this.o.tlsrpt,
     };
   }
 

@@ -74,7 +74,7 @@ export interface MtaStsResolverOptions {
 type FetchOutcome = { ok: true; policy: CachedPolicy } | { ok: false; error: FetchFailureRecord };
 
 const failure = (e: StsFailure): StsFailure => ({ category: e.category, reason: e.reason });
-const findingOf = (p: CachedPolicy): StsFinding => ({ mode: p.mode, mx: [...p.mx] });
+const findingOf = (p: CachedPolicy): StsFinding => ({ mode: p.mode, mx: [...p.mx], maxAge: p.maxAge });
 
 export class MtaStsResolver {
   private readonly fetching = new Map<string, Promise<FetchOutcome>>();

@@ -36,7 +36,7 @@ export type TlsaFinding =
 
 export type StsMode = 'enforce' | 'testing' | 'none';
 /** The recipient domain's MTA-STS policy in effect (null: none, or the entry turns MTA-STS off). */
-export type StsFinding = { mode: StsMode; mx: string[] } | null;
+export type StsFinding = { mode: StsMode; mx: string[]; maxAge?: number } | null;
 
 export type PolicySource = 'table' | 'dane' | 'mta-sts';
 
@@ -54,7 +54,8 @@ export type HostPlan =
       governedBy: PolicySource;
       why: string;
     }
-  | { use: false; governedBy: PolicySource; enhanced: string; reason: string };
+  /** `failure`: the RFC 8460 result type of a session that could not be made with this host. */
+  | { use: false; governedBy: PolicySource; enhanced: string; reason: string; failure: 'dnssec-invalid' | 'dane-required' | 'validation-failure' };
 
 export interface EntryTlsSettings {
   tls: TlsMode;
@@ -83,24 +84,24 @@ export function planHost(entry: EntryTlsSettings, host: { name: string }, tlsa: 
   const dane = entry.dane;
   if (dane !== 'off' && tlsa.kind !== 'not-secure') {
     if (tlsa.kind === 'failed') {
-      return { use: false, governedBy: 'dane', enhanced: '4.7.5', reason: `DANE: the TLSA records of ${host.name} cannot be known (${tlsa.reason}); host not used` };
+      return { use: false, governedBy: 'dane', enhanced: '4.7.5', reason: `DANE: the TLSA records of ${host.name} cannot be known (${tlsa.reason}); host not used`, failure: 'dnssec-invalid' };
     }
     if (tlsa.kind === 'records' && tlsa.usable.length > 0) {
       return { use: true, mode: atLeastRequired(entry.tls), dane: tlsa.usable, pkixName: null, stsTesting: false, governedBy: 'dane', why: `DANE: ${tlsa.usable.length} usable TLSA record${tlsa.usable.length === 1 ? '' : 's'} for ${host.name}: STARTTLS required, the certificate must match them` };
     }
     if (tlsa.kind === 'records') {
-      if (dane === 'required') return { use: false, governedBy: 'dane', enhanced: '4.7.5', reason: `DANE required: ${host.name} has only unusable TLSA records` };
+      if (dane === 'required') return { use: false, governedBy: 'dane', enhanced: '4.7.5', reason: `DANE required: ${host.name} has only unusable TLSA records`, failure: 'dane-required' };
       return { use: true, mode: atLeastRequired(entry.tls), dane: null, pkixName: null, stsTesting: false, governedBy: 'dane', why: `DANE: ${host.name} has only unusable TLSA records: STARTTLS required, not authenticated by DANE` };
     }
     // Securely no TLSA records: DANE does not apply to this host.
   }
   if (dane === 'required') {
     const why = tlsa.kind === 'not-secure' ? `${host.name} is not reached through DNSSEC-authenticated records` : `${host.name} publishes no TLSA records`;
-    return { use: false, governedBy: 'dane', enhanced: '4.7.5', reason: `DANE required: ${why}` };
+    return { use: false, governedBy: 'dane', enhanced: '4.7.5', reason: `DANE required: ${why}`, failure: 'dane-required' };
   }
   if (entry.mtaSts && sts && sts.mode === 'enforce') {
     if (!sts.mx.some((p) => stsMxMatches(p, host.name))) {
-      return { use: false, governedBy: 'mta-sts', enhanced: '4.7.5', reason: `MTA-STS enforce: mx ${host.name} not in policy (${sts.mx.join(', ')})` };
+      return { use: false, governedBy: 'mta-sts', enhanced: '4.7.5', reason: `MTA-STS enforce: mx ${host.name} not in policy (${sts.mx.join(', ')})`, failure: 'validation-failure' };
     }
     return { use: true, mode: atLeastRequired(entry.tls), dane: null, pkixName: host.name, stsTesting: false, governedBy: 'mta-sts', why: `MTA-STS enforce: STARTTLS required, a trusted certificate valid for ${host.name}` };
   }
