@@ -22,6 +22,7 @@ import type { TlsMode } from '../controls/types.js';
 import { isRequired, verifies } from '../tls/policy.js';
 import type { MailEvent } from './events.js';
 import type { EventSink } from './maillog.js';
+import { flushBatch } from './flush.js';
 
 export const REPORT_COLUMNS = ['attempted', 'requiredOk', 'requiredFailed', 'preferredOk', 'preferredFailed', 'clear', 'verified', 'unverified', 'encryptedMessages', 'clearMessages'] as const;
 export type ReportColumn = (typeof REPORT_COLUMNS)[number];
@@ -293,19 +294,6 @@ export class TlsCounter implements EventSink {
   /** Writes what was counted; kept for the next try when the write fails. */
   flush(): void {
     this.flushing = null;
-    if (this.pending.size === 0) return;
-    const batch = this.pending;
-    this.pending = new Map();
-    try {
-      this.store.add(batch);
-      this.onTrouble(null);
-    } catch (e) {
-      for (const [k, v] of batch) {
-        const p = this.pending.get(k);
-        if (!p) this.pending.set(k, v);
-        else for (const c of REPORT_COLUMNS) p.counts[c] += v.counts[c];
-      }
-      this.onTrouble((e as Error).message);
-    }
+    this.pending = flushBatch(this.pending, (b) => this.store.add(b), (into, from) => REPORT_COLUMNS.forEach((c) => (into.counts[c] += from.counts[c])), this.onTrouble);
   }
 }

@@ -7,6 +7,7 @@
  * turn in one transaction, kept and tried again when a write fails.
  */
 import { openDb, type Db } from '../config/db.js';
+import { flushBatch } from './flush.js';
 
 export const RESULT_TYPES = [
   'starttls-not-supported',
@@ -117,21 +118,9 @@ export class TlsRptCounter {
     this.flushing ??= setImmediate(() => this.flush());
   }
 
+  /** Writes what was counted; kept for the next try when the write fails. */
   flush(): void {
     this.flushing = null;
-    if (this.pending.size === 0) return;
-    const batch = this.pending;
-    this.pending = new Map();
-    try {
-      this.store.add([...batch.values()]);
-      this.onTrouble(null);
-    } catch (e) {
-      for (const [k, v] of batch) {
-        const p = this.pending.get(k);
-        if (p) p.count += v.count;
-        else this.pending.set(k, v);
-      }
-      this.onTrouble((e as Error).message);
-    }
+    this.pending = flushBatch(this.pending, (b) => this.store.add([...b.values()]), (into, from) => (into.count += from.count), this.onTrouble);
   }
 }
