@@ -630,3 +630,12 @@ describe('WireDnsClient', () => {
     });
   });
 });
+
+describe("delivery's DNS client: whose AD bit is believed", () => {
+  it('a --dnssec-resolver always; otherwise a resolver on loopback only', async () => {
+    const { deliveryDns } = await import('../src/dns/client.js');
+    const trust = (o: Parameters<typeof deliveryDns>[0]) => deliveryDns(o).servers.map((s) => `${s.host}:${s.port} ${s.trusted}`);
+    assert.deepEqual(trust({ dnsServers: ['127.0.0.53:5353', '192.0.2.53:53'] }), ['127.0.0.53:5353 true', '192.0.2.53:53 false']);
+    assert.deepEqual(trust({ dnsServers: ['127.0.0.53:5353'], dnssecResolvers: ['192.0.2.53:53'] }), ['192.0.2.53:53 true'], 'the declared resolver is the only one asked');
+  });
+});

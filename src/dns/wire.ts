@@ -230,7 +230,7 @@ function serverLabel(s: DnsServerAddress): string {
   return net.isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   if (net.isIPv4(host)) return host.startsWith('127.');
   const c = canonicalHost(host);
   return c === '::1' || /^::ffff:7f[0-9a-f]{2}:/.test(c);
