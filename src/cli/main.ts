@@ -36,7 +36,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export', 'destconfig explain',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'alertconfig list', 'mtasts show',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'report tlsrpt', 'alertconfig list', 'mtasts show',
 ]);
 
 function commandPath(c: Command): string {

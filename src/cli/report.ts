@@ -8,12 +8,15 @@ import { normaliseDomain } from '../tls/names.js';
 import { ValidationError } from '../controls/validate.js';
 import { cells, parseWindow, REPORT_HEADER, reportCsv, reportLines } from '../manage/tls-report.js';
 import { TlsReportStore } from '../observe/tls-report.js';
+import { TlsRptStore } from '../observe/tlsrpt.js';
+import { buildTlsRptReport, reportId } from '../manage/tlsrpt-report.js';
+import { hostname } from 'node:os';
 import { dataDirOption, err, out, outJson, withClosing } from './common.js';
 import { clusterTlsReport, nodesLine } from '../cluster/reports.js';
 import { formatTable } from './format.js';
 
 export function addReportCommand(program: Command): void {
-  const report = program.command('report').description('reports: tls');
+  const report = program.command('report').description('reports: tls, tlsrpt');
   report
     .command('tls')
     .description('TLS Connections: per destination domain, required/preferred TLS success and failure, clear connections, % TLS')
@@ -45,6 +48,37 @@ export function addReportCommand(program: Command): void {
       out(`TLS Connections from ${new Date(w.from).toISOString()} to ${new Date(w.to).toISOString()}\n\n`);
       out(formatTable(REPORT_HEADER, [...lines.rows.map(cells), cells(lines.totals)]) + '\n');
     });
+  report
+    .command('tlsrpt')
+    .description("an SMTP TLS Reporting report (RFC 8460) of one recipient domain's TLS sessions on one UTC day")
+    .requiredOption('--domain <domain>', 'the policy (recipient) domain')
+    .requiredOption('--day <YYYY-MM-DD>', 'the UTC day')
+    .option('--json', 'the report as RFC 8460 JSON (as it would be sent)')
+    .option('--organization <name>', 'organization-name of the report (default: this host name)')
+    .option('--contact <address>', 'contact-info of the report (default: postmaster@ this host name)')
+    .addOption(dataDirOption())
+    .action((o: { domain: string; day: string; json?: boolean; organization?: string; contact?: string; dataDir: string }) => {
+      const domain = normaliseDomain(o.domain.trim());
+      if (!domain) throw new ValidationError('--domain', o.domain, 'a domain name (example.com)');
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(o.day) || Number.isNaN(Date.parse(`${o.day}T00:00:00Z`)) || new Date(`${o.day}T00:00:00Z`).toISOString().slice(0, 10) !== o.day) {
+        throw new ValidationError('--day', o.day, 'a UTC day as YYYY-MM-DD');
+      }
+      const rows = existsSync(join(o.dataDir, 'report.db')) ? withSessions(o.dataDir, (s) => s.sessions(o.day, domain)) : [];
+      const host = hostname();
+      const r = buildTlsRptReport(rows, { domain, day: o.day, organization: o.organization ?? host, contact: o.contact ?? `postmaster@${host}`, reportId: reportId(o.day, domain, Date.now()) });
+      if (o.json) return outJson(r);
+      if (!r) return out(`No TLS sessions to ${domain} on ${o.day}.\n`);
+      out(`TLS sessions to ${domain} on ${o.day} (RFC 8460; --json for the report itself)\n`);
+      for (const p of r.policies) {
+        out(`\nPolicy ${p.policy['policy-type']}${p.policy['policy-string'] ? `: ${p.policy['policy-string'].join('; ')}` : ''}\n`);
+        out(`  successful sessions: ${p.summary['total-successful-session-count']}, failed: ${p.summary['total-failure-session-count']}\n`);
+        for (const d of p['failure-details'] ?? []) out(`  ${d['failed-session-count']} × ${d['result-type']}: ${d['receiving-mx-hostname']}${d['receiving-ip'] ? ` [${d['receiving-ip']}]` : ''} from ${d['sending-mta-ip'] || '(no connection)'}\n`);
+      }
+    });
+}
+
+function withSessions<T>(dataDir: string, fn: (r: TlsRptStore) => T): T {
+  return withClosing(TlsRptStore.open(dataDir), fn);
 }
 
 function withReport<T>(dataDir: string, fn: (r: TlsReportStore) => T): T {
