@@ -9,8 +9,7 @@ import { CertificateStore } from '../config/certificates.js';
 import { deliveryDns } from '../dns/client.js';
 import { MtaStsResolver } from '../mtasts/resolver.js';
 import { MtaStsStore } from '../mtasts/store.js';
-import { describeTlsa } from '../tls/dane.js';
-import type { TlsaFinding } from '../tls/sources.js';
+import { describeFinding } from '../tls/sources.js';
 import { buildOptions, DEFAULT_OPTIONS, parseRouteHost } from '../config/options.js';
 import { ValidationError } from '../controls/validate.js';
 import { BrokenTlsMemory } from '../delivery/broken-tls.js';
@@ -29,19 +28,6 @@ const ROLE: Record<Comparison['referenceRole'], string> = {
   'mx-host': 'MX host',
   'connected-host': 'host connected to',
 };
-
-function tlsaText(f: TlsaFinding): string {
-  switch (f.kind) {
-    case 'not-secure':
-      return 'not looked up (DANE off, or the records leading to the host are not DNSSEC-authenticated)';
-    case 'none':
-      return 'none (authenticated denial)';
-    case 'failed':
-      return `look-up failed: ${f.reason}`;
-    case 'records':
-      return `${f.usable.length} usable, ${f.unusable} unusable${f.usable.length ? ` (${f.usable.map(describeTlsa).join(', ')})` : ''}`;
-  }
-}
 
 export function traceLines(t: TraceEvent): string[] {
   switch (t.step) {
@@ -62,7 +48,7 @@ export function traceLines(t: TraceEvent): string[] {
         `    issued by ${t.issuer || '(unknown)'}, valid from ${t.validFrom} to ${t.validTo}`,
       ];
     case 'policy':
-      return [`TLS policy for ${t.host}: TLSA ${tlsaText(t.tlsa)}; ${t.plan.use ? `${t.plan.why} (connection run as ${t.plan.mode})` : `not used: ${t.plan.reason}`}`];
+      return [`TLS policy for ${t.host}: TLSA ${describeFinding(t.tlsa, t.dane)}; ${t.plan.use ? `${t.plan.why} (connection run as ${t.plan.mode})` : `not used: ${t.plan.reason}`}`];
     case 'source-verification':
       return [`  ${t.source === 'dane' ? 'DANE' : 'MTA-STS'}: ${t.text}`];
     case 'verification': {

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { hostname as osHostname } from 'node:os';
 import { ValidationError } from '../controls/validate.js';
+import { parseHostPort } from './host-port.js';
 import { RFC5321_TIMEOUTS, type SmtpTimeouts } from '../smtp/client.js';
 import { LOOPBACK_NETWORKS } from '../smtp/networks.js';
 import { normaliseDomain } from '../tls/names.js';
@@ -111,35 +112,14 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   cluster: null,
 };
 
-const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
+export { parseHostPort } from './host-port.js';
 
-/**
- * `host:port`, `[ipv6]:port`, or (when `defaultPort` is given) `host`, `[ipv6]` or a bare IPv6
- * address. The host must be a host name, an IPv4 address or (bracketed) an IPv6 address.
- */
-export function parseHostPort(field: string, value: string, defaultPort?: number, allowAnyPort = false): { host: string; port: number } {
-  const fail = (): never => {
-    throw new ValidationError(field, value, 'HOST:PORT with a port from 1 to 65535 (IPv6 as [ADDR]:PORT)');
-  };
-  let host: string;
-  let portText: string | undefined;
-  const bracket = /^\[([^\]]*)\](?::(\d+))?$/.exec(value);
-  if (bracket) {
-    host = bracket[1]!;
-    portText = bracket[2];
-    if (!net.isIPv6(host)) fail();
-  } else if (net.isIPv6(value)) {
-    host = value;
-  } else {
-    const m = /^([^:]+)(?::(\d+))?$/.exec(value);
-    if (!m) return fail();
-    host = m[1]!;
-    portText = m[2];
-    if (!net.isIPv4(host) && !HOST_NAME.test(host)) fail();
-  }
-  const port = portText !== undefined ? Number(portText) : defaultPort;
-  if (port === undefined || !Number.isInteger(port) || port < (allowAnyPort ? 0 : 1) || port > 65535) return fail();
-  return { host, port };
+/** Resolvers as `HOST:PORT` (`[V6]:PORT`), port 53 unless given. */
+function resolverList(field: string, list: string[]): string[] {
+  return list.map((s) => {
+    const hp = parseHostPort(field, s, 53);
+    return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+  });
 }
 
 /** A route host: `host`, `host:port`, `[v6]:port`, a bare IPv6 address, or an IPv4 address. */
@@ -185,18 +165,8 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
     if (src.listen !== undefined) o.listen = parseHostPort('listen', src.listen, undefined, true);
-    if (src.dnsServers !== undefined && src.dnsServers.length > 0) {
-      o.dnsServers = src.dnsServers.map((s) => {
-        const hp = parseHostPort('dns-server', s, 53);
-        return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-      });
-    }
-    if (src.dnssecResolvers !== undefined && src.dnssecResolvers.length > 0) {
-      o.dnssecResolvers = src.dnssecResolvers.map((s) => {
-        const hp = parseHostPort('dnssec-resolver', s, 53);
-        return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-      });
-    }
+    if (src.dnsServers !== undefined && src.dnsServers.length > 0) o.dnsServers = resolverList('dns-server', src.dnsServers);
+    if (src.dnssecResolvers !== undefined && src.dnssecResolvers.length > 0) o.dnssecResolvers = resolverList('dnssec-resolver', src.dnssecResolvers);
     if (src.smtpPort !== undefined) o.smtpPort = port('smtp-port', src.smtpPort);
     if (src.httpsPort !== undefined) o.httpsPort = port('https-port', src.httpsPort);
     if (src.hostname !== undefined) {

@@ -16,8 +16,8 @@ import type tls from 'node:tls';
 import type { DeliveryDns } from '../dns/client.js';
 import { isUsable, verifyDane } from '../tls/dane.js';
 import type { ResultType, TlsSession } from '../observe/tlsrpt.js';
-import { matchName, presentedFrom } from '../tls/identity.js';
-import { planHost, stsMxMatches, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
+import { presentedFrom, validForAny } from '../tls/identity.js';
+import { planHost, stsMxMatches, type DaneMode, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
 import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
 import type { EventSink } from '../observe/maillog.js';
 import { SmtpFailureError, SmtpSession, type SmtpTimeouts } from '../smtp/client.js';
@@ -36,7 +36,7 @@ export type TraceEvent =
   | { step: 'starttls-reply'; reply: string }
   | { step: 'tls'; protocol: string; cipher: string; subject: string; issuer: string; validFrom: string; validTo: string }
   | { step: 'verification'; result: VerificationResult }
-  | { step: 'policy'; host: string; tlsa: TlsaFinding; plan: HostPlan }
+  | { step: 'policy'; host: string; tlsa: TlsaFinding; dane: DaneMode; plan: HostPlan }
   /** A certificate judged by TLSA records (DANE) or by an MTA-STS policy, instead of or before the table's checks. */
   | { step: 'source-verification'; source: 'dane' | 'mta-sts'; ok: boolean; text: string };
 
@@ -141,7 +141,7 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
     deps.trace?.({ step: 'addresses', host: host.name, addresses: addrs.addresses });
     const tlsa = await tlsaFinding(host, routing.secure && addrs.authenticated, policy, deps);
     const plan = planHost(policy.entry.settings, host, tlsa, deps.sts ?? null);
-    deps.trace?.({ step: 'policy', host: host.name, tlsa, plan });
+    deps.trace?.({ step: 'policy', host: host.name, tlsa, dane: policy.entry.settings.dane, plan });
     const policyOf = sessionPolicy(policy.domain, plan, tlsa, deps.sts ?? null);
     const report: SessionReport = (result, address, sendingIp) => deps.tlsrpt?.({ ...policyOf, result, sendingIp, receivingMx: host.name, receivingIp: address });
     if (!plan.use) {
@@ -378,13 +378,8 @@ async function negotiateTls(
   }
   if (plan.pkixName) {
     // MTA-STS enforce: a trusted chain and a certificate valid for the MX host name, besides the entry's own checks.
-    const presented = presentedFrom(c);
-    const candidates = presented.dnsNames.length ? presented.dnsNames.map((n) => [n, 'dNSName'] as const) : presented.commonNames.map((n) => [n, 'CN'] as const);
-    const why = !r.chainTrusted
-      ? describeChainError(r.chainError)
-      : candidates.some(([n, source]) => matchName(n, plan.pkixName!, source))
-        ? null
-        : `the certificate is not valid for ${plan.pkixName} (it names ${candidates.map(([n]) => n).join(', ') || 'nothing'})`;
+    const names = validForAny(presentedFrom(c), [plan.pkixName]);
+    const why = !r.chainTrusted ? describeChainError(r.chainError) : names.ok ? null : `the certificate is not valid for ${plan.pkixName} (it names ${names.presented.join(', ') || 'nothing'})`;
     deps.trace?.({ step: 'source-verification', source: 'mta-sts', ok: why === null, text: why ?? `a trusted certificate valid for ${plan.pkixName}` });
     if (why !== null) return refuse(`MTA-STS enforce: ${why}`, !r.chainTrusted ? chainResult(r.chainError) : 'certificate-host-mismatch');
   }

@@ -17,6 +17,7 @@ import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket } from 'dns-packet';
 import { ValidationError } from '../controls/validate.js';
+import { parseHostPort } from '../config/host-port.js';
 import { TtlLruCache } from './cache.js';
 import type { MxRecord } from './select.js';
 
@@ -205,25 +206,15 @@ export function parseServer(text: string): DnsServerAddress {
     throw new ValidationError('DNS server', text, 'IPV4[:PORT], IPV6 or [IPV6][:PORT], with a port from 1 to 65535');
   };
   if (typeof text !== 'string') return fail();
-  const t = text.trim();
-  let host: string;
-  let portText: string | undefined;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(t);
-  if (bracketed) {
-    host = bracketed[1]!;
-    portText = bracketed[2];
-    if (!net.isIPv6(host)) fail();
-  } else if (net.isIPv6(t)) {
-    host = t;
-  } else {
-    const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(t);
-    if (!m || !net.isIPv4(m[1]!)) return fail();
-    host = m[1]!;
-    portText = m[2];
+  let hp: { host: string; port: number };
+  try {
+    hp = parseHostPort('DNS server', text.trim(), 53);
+  } catch {
+    return fail();
   }
-  const port = portText === undefined ? 53 : Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) fail();
-  return { host: canonicalHost(host), port };
+  // A resolver is an address: finding it by name would need a resolver.
+  if (!net.isIP(hp.host)) return fail();
+  return { host: canonicalHost(hp.host), port: hp.port };
 }
 
 function serverLabel(s: DnsServerAddress): string {

@@ -19,8 +19,7 @@ import { routeKeyFor } from '../controls/routes.js';
 import { hostAddresses, targetHosts, tlsaFinding } from '../delivery/connect.js';
 import { resolvePolicy } from '../delivery/policy.js';
 import type { DeliveryDns } from '../dns/client.js';
-import { describeTlsa } from '../tls/dane.js';
-import { planHost, type PolicySource, type StsFinding } from '../tls/sources.js';
+import { describeFinding, planHost, type PolicySource, type StsFinding } from '../tls/sources.js';
 import { identityAlgorithm, isPreferred, isRequired, verifies } from '../tls/policy.js';
 import { normaliseDomain } from '../tls/names.js';
 
@@ -157,16 +156,7 @@ export async function explain(snapshot: ConfigSnapshot, input: string, deps: Exp
       if (a.ok) {
         const finding = await tlsaFinding(h, routing.secure && a.authenticated, policy, deps);
         const plan = planHost(s, h, finding, sts?.finding ?? null);
-        const tlsa =
-          finding.kind === 'records'
-            ? `${finding.usable.length} usable (${finding.usable.map(describeTlsa).join(', ') || 'none'}), ${finding.unusable} unusable`
-            : finding.kind === 'none'
-              ? 'none (DNSSEC-authenticated denial)'
-              : finding.kind === 'failed'
-                ? `cannot be known: ${finding.reason}`
-                : s.dane === 'off'
-                  ? 'not looked up (DANE off for this entry)'
-                  : 'not looked up (the records leading to this host are not DNSSEC-authenticated)';
+        const tlsa = describeFinding(finding, s.dane);
         tlsPolicy = { governedBy: plan.governedBy, used: plan.use, text: plan.use ? `${plan.why}; connections run as ${TLS_MODE_LABELS[plan.mode]}` : `not used: ${plan.reason}`, tlsa };
       }
       const until = (address: string): string | null => {

@@ -15,7 +15,7 @@
  *   whole left-most label).
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { matchName, presentedFromX509 } from './identity.js';
+import { presentedFromX509, validForAny } from './identity.js';
 
 export interface TlsaRecord {
   usage: number;
@@ -101,9 +101,6 @@ function chainTo(chain: X509Certificate[], depth: number, now: number): string |
 }
 
 function nameCheck(leaf: X509Certificate, names: string[]): string | null {
-  const presented = presentedFromX509(leaf);
-  // As for PKIX: the DNS names when there are any, else the subject's CN.
-  const candidates = presented.dnsNames.length ? presented.dnsNames.map((n) => [n, 'dNSName'] as const) : presented.commonNames.map((n) => [n, 'CN'] as const);
-  for (const ref of names) for (const [n, source] of candidates) if (matchName(n, ref, source)) return null;
-  return `the certificate names none of ${names.join(', ')} (it names ${candidates.map(([n]) => n).join(', ') || 'nothing'})`;
+  const v = validForAny(presentedFromX509(leaf), names);
+  return v.ok ? null : `the certificate names none of ${names.join(', ')} (it names ${v.presented.join(', ') || 'nothing'})`;
 }

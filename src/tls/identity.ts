@@ -172,6 +172,17 @@ export function matchName(presented: string, reference: string, source: Presente
   return first.length > 0 && !first.includes('.') ? 'wildcard' : null;
 }
 
+/**
+ * Whether a certificate is valid for one of `names` as a PKIX client judges a host name: its DNS
+ * names, or its CN when it has none; a wildcard only as the whole left-most label. Used where a
+ * policy source names the host (DANE-TA, MTA-STS); `presented` lists what the certificate names.
+ */
+export function validForAny(p: PresentedIdentity, names: string[]): { ok: boolean; presented: string[] } {
+  const candidates = p.dnsNames.length ? p.dnsNames.map((n) => [n, 'dNSName'] as const) : p.commonNames.map((n) => [n, 'CN'] as const);
+  const ok = names.some((ref) => candidates.some(([n, source]) => matchName(n, ref, source) !== null));
+  return { ok, presented: candidates.map(([n]) => n) };
+}
+
 // ---- the two algorithms ---------------------------------------------------------------------
 
 const MAX_NAMES_SHOWN = 10;

@@ -19,7 +19,7 @@
  *   testing → as the table says, failures only reported; none → ignored.
  */
 import type { TlsMode } from '../controls/types.js';
-import type { TlsaRecord } from './dane.js';
+import { describeTlsa, type TlsaRecord } from './dane.js';
 import { isRequired } from './policy.js';
 
 export type DaneMode = 'off' | 'opportunistic' | 'required';
@@ -107,4 +107,18 @@ export function planHost(entry: EntryTlsSettings, host: { name: string }, tlsa: 
   }
   const testing = entry.mtaSts && sts !== null && sts.mode === 'testing';
   return { use: true, mode: entry.tls, dane: null, pkixName: null, stsTesting: testing, governedBy: 'table', why: testing ? 'the table (MTA-STS testing: what enforce would refuse is reported)' : 'the table' };
+}
+
+/** What DNS said of a host's TLSA records, for people (`explain`, `tlsverify`). */
+export function describeFinding(f: TlsaFinding, dane: DaneMode): string {
+  switch (f.kind) {
+    case 'records':
+      return `${f.usable.length} usable, ${f.unusable} unusable${f.usable.length ? ` (${f.usable.map(describeTlsa).join(', ')})` : ''}`;
+    case 'none':
+      return 'none (DNSSEC-authenticated denial)';
+    case 'failed':
+      return `cannot be known: ${f.reason}`;
+    case 'not-secure':
+      return dane === 'off' ? 'not looked up (DANE off for this entry)' : 'not looked up (the records leading to this host are not DNSSEC-authenticated)';
+  }
 }
