@@ -15,6 +15,10 @@ import { deliveryDns } from './dns/client.js';
 import { MtaStsResolver } from './mtasts/resolver.js';
 import { MtaStsStore } from './mtasts/store.js';
 import { TlsRptCounter, TlsRptStore } from './observe/tlsrpt.js';
+import { networkDeps, TlsRptSender } from './tlsrpt/sender.js';
+import { askTlsRptSessions, claimTlsRpt } from './cluster/reports.js';
+import { TlsRptSendStore } from './tlsrpt/sends.js';
+import { effectiveTlsRptSettings } from './manage/tlsrpt-settings.js';
 import { secureContextFor } from './tls/trust.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
@@ -52,6 +56,7 @@ export class Gateway {
   private readonly mtaStsStore: MtaStsStore;
   private readonly tlsRptStore: TlsRptStore;
   private readonly tlsRpt: TlsRptCounter;
+  private readonly tlsRptSender: TlsRptSender;
   readonly report: TlsReportStore;
   readonly metrics: Metrics;
   private alerter!: Alerter;
@@ -125,6 +130,27 @@ export class Gateway {
     const sessions = (this.tlsRpt = new TlsRptCounter(this.tlsRptStore, Date.now, (reason) =>
       reason === null ? this.conditions.clear('TLS sessions') : this.conditions.raise('TLS sessions', `TLS sessions for reporting cannot be written to report.db: ${reason}; they are kept in memory meanwhile`),
     ));
+    const deliveryTrust = () => secureContextFor({ useSystem: this.snapshot.globals.useSystemAuthorities, custom: this.snapshot.authorities.map((a) => a.pem) });
+    this.tlsRptSender = new TlsRptSender({
+      ...networkDeps(dns, deliveryTrust),
+      // In a cluster, every node's sessions summed, and one node sends each report.
+      sessions: async (day, domain) => {
+        const c = this.cluster;
+        if (!c) return this.tlsRptStore.sessions(day, domain);
+        return (await askTlsRptSessions(c.client, c.leaseTtlSeconds, day, domain)).sessions;
+      },
+      claim: async (day, domain) => (this.cluster ? claimTlsRpt(this.cluster.client, this.cluster.node, day, domain) : true),
+      sends: new TlsRptSendStore(this.tlsRptStore.db),
+      accept: async (m) => {
+        const mid = await this.queue.accept(m);
+        this.engine.wake();
+        return mid;
+      },
+      settings: () => effectiveTlsRptSettings(this.snapshot.globals, options.hostname),
+      hostname: options.hostname,
+      log: this.log,
+      ...(options.tlsRptDelayMs !== undefined ? { delayMs: options.tlsRptDelayMs } : {}),
+    });
     this.engine = new DeliveryEngine({
       queue: this.queue,
       conditions: this.conditions,
@@ -135,7 +161,8 @@ export class Gateway {
         const r = await sts.policyFor(domain);
         if (r.source === 'fetched' && r.finding) mailLog.write({ event: 'sts-policy', domain, detail: `fetched: mode ${r.finding.mode}${r.finding.mx.length ? `, mx ${r.finding.mx.join(', ')}` : ''}` });
         if (r.error) mailLog.write({ event: 'sts-policy', domain, detail: `${r.error.category}: ${r.error.reason}${r.finding ? `; the cached policy (mode ${r.finding.mode}) stays in force` : ''}` });
-        return r.finding;
+        // With no policy to apply, the sessions are reported as this fetch failure (RFC 8460 §4.3.2.2).
+        return { finding: r.finding, ...(r.error && !r.finding ? { failure: r.error.category } : {}) };
       },
       // Delivery's events go to the mail log, the TLS report's counts and the alerts alike.
       log: { write: (e) => (mailLog.write(e), counter.write(e), alerter.write(e)) },
@@ -207,6 +234,7 @@ export class Gateway {
       this.applyQueueControl();
     }, this.options.reloadMs);
     this.maintainReport();
+    this.tlsRptSender.start(this.options.tlsRptCheckMs);
     this.alertTimer = setInterval(() => {
       try {
         this.alerter.check((before) => this.queue.waitingFacts(before));
@@ -239,7 +267,7 @@ export class Gateway {
       onConfig: (version) => this.reload(`cluster configuration version ${version}`),
       brokenTls: this.engine.brokenTls,
       secrets: secretSharing(this.options.dataDir, membership),
-      reportCounts: (ask) => countsFor(this.report, ask),
+      reportCounts: (ask) => (ask.tlsrpt ? { rows: [], series: [], sessions: this.tlsRptStore.sessions(ask.tlsrpt.day, ask.tlsrpt.domain) } : countsFor(this.report, ask)),
       metrics: () => this.metrics.registry.getMetricsAsJSON(),
       onSecrets: (state) =>
         this.log.write({
@@ -323,6 +351,7 @@ export class Gateway {
     await Promise.all([this.listener?.close(), this.publicListener?.close(), this.engine.stop(STOP_GRACE_MS)]);
     this.sharedLimits?.close();
     await this.cluster?.stop();
+    await this.tlsRptSender.stop();
     this.log.write({ event: 'gateway-stop', version: VERSION, detail: `process ${process.pid}` });
     this.tlsCounter.flush();
     this.tlsRpt.flush();

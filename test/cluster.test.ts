@@ -18,6 +18,10 @@ import { sendMail, tempDir, waitForAsync as waitFor } from './harness.js';
 import { redisAvailable, startRedis, type RedisPeer } from './peers/redis.js';
 import { logFile, runCli, runCliOk, startPostern, type PosternProcess } from './process.js';
 import { readMembership } from '../src/cluster/membership.js';
+import { claimTlsRpt } from '../src/cluster/reports.js';
+import { connectRedis } from '../src/cluster/connect.js';
+import { TlsRptStore } from '../src/observe/tlsrpt.js';
+import type { TlsRptReport } from '../src/manage/tlsrpt-report.js';
 import { startWithAdmin } from './peers/browser.js';
 import { request, type APIRequestContext } from 'playwright-core';
 
@@ -170,6 +174,34 @@ describe('cluster on Redis', { skip: !redisAvailable() && !inCI ? 'redis-server 
     assert.equal(report.status(), 200, await report.text());
     const j = (await report.json()) as { nodes: string[]; totals: { attempted: number } };
     assert.ok(['a', 'b'].every((n) => j.nodes.includes(n)), JSON.stringify(j.nodes));
+  });
+
+  test("a TLS report (RFC 8460) sums every node's sessions, and one node claims each report", async () => {
+    // Sessions recorded by each node on a day long past (the nodes' own senders leave it alone).
+    const day = '2026-01-15';
+    const session = { policyDomain: 'summed.test', policyType: 'no-policy-found' as const, policyStrings: [], mxHosts: [], sendingIp: '127.0.84.1', receivingMx: 'mx.summed.test', receivingIp: '192.0.2.9', day };
+    for (const [n, ok, failed] of [['a', 3, 1], ['b', 2, 2]] as const) {
+      const store = TlsRptStore.open(dirs[n]);
+      try {
+        store.add([{ ...session, result: 'success', count: ok }, { ...session, result: 'starttls-not-supported', count: failed }]);
+      } finally {
+        store.close();
+      }
+    }
+    const own = JSON.parse(await cli('a', 'report', 'tlsrpt', '--domain', 'summed.test', '--day', day, '--json')) as TlsRptReport;
+    assert.deepEqual(own.policies[0]!.summary, { 'total-successful-session-count': 3, 'total-failure-session-count': 1 });
+    const summed = JSON.parse(await cli('a', 'report', 'tlsrpt', '--domain', 'summed.test', '--day', day, '--json', '--cluster')) as TlsRptReport;
+    assert.deepEqual(summed.policies[0]!.summary, { 'total-successful-session-count': 5, 'total-failure-session-count': 3 });
+    assert.equal(summed.policies[0]!['failure-details']![0]!['failed-session-count'], 3);
+    const r = connectRedis(redis.url, { lazy: true });
+    await r.connect();
+    try {
+      assert.equal(await claimTlsRpt(r, 'a', day, 'summed.test'), true);
+      assert.equal(await claimTlsRpt(r, 'b', day, 'summed.test'), 'a', 'the second node is told who sends it');
+      assert.equal(await claimTlsRpt(r, 'a', day, 'summed.test'), true, 'the claimer keeps it');
+    } finally {
+      r.disconnect();
+    }
   });
 
   test('a node restarted without --cluster rejoins under its old name', async () => {

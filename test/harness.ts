@@ -5,9 +5,10 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildOptions, type ConfigFile } from '../src/config/options.js';
+import { buildOptions, type ConfigFile, type GatewayOptions } from '../src/config/options.js';
 import { ConfigStore } from '../src/config/store.js';
 import { Gateway } from '../src/gateway.js';
 import type { MailEvent } from '../src/observe/events.js';
@@ -32,7 +33,7 @@ export function tempDir(prefix = 'postern-test-'): string {
   return dir;
 }
 
-export async function startTestGateway(o: { zone: Zone; smtpPort: number; options?: ConfigFile; setup?: (s: ConfigStore) => void }): Promise<TestGateway> {
+export async function startTestGateway(o: { zone: Zone; smtpPort: number; options?: ConfigFile; setup?: (s: ConfigStore) => void; tweak?: (o: GatewayOptions) => void }): Promise<TestGateway> {
   const dns = await startDnsServer({ zone: o.zone });
   const dataDir = tempDir();
   const store = ConfigStore.open(dataDir);
@@ -51,6 +52,7 @@ export async function startTestGateway(o: { zone: Zone; smtpPort: number; option
     },
   );
   options.pollMs = 100;
+  o.tweak?.(options);
   const gw = new Gateway(options);
   const events: MailEvent[] = [];
   gw.log.subscribe((e) => events.push(e));
@@ -97,6 +99,34 @@ export async function sendMail(
     if (r.kind === 'message-refused') return { code: r.reply.code, text: r.reply.lines.join(' ') };
     const bad = r.recipients.find((x) => x.code >= 300);
     const final = r.data ?? bad!;
+    return { code: final.code, text: final.lines.join(' ') };
+  } finally {
+    await s.quit();
+  }
+}
+
+/**
+ * A client session on a listener, upgraded with STARTTLS when asked (the listener's certificate
+ * is not checked: it is the demo certificate).
+ */
+export async function clientSession(port: number, host: string, withTls: boolean): Promise<SmtpSession> {
+  const s = await SmtpSession.open({ address: host, port, timeouts: RFC5321_TIMEOUTS });
+  await s.ehlo('client.test');
+  if (withTls) {
+    const r = await s.starttls({ secureContext: tls.createSecureContext() });
+    if (r.kind !== 'ok') throw new Error(`STARTTLS to ${host}:${port}: ${r.kind}`);
+    await s.ehlo('client.test');
+  }
+  return s;
+}
+
+/** Hands a message over STARTTLS with MAIL FROM … REQUIRETLS (RFC 8689); resolves with the reply to the final dot. */
+export async function sendMailRequireTls(port: number, from: string, to: string[], body: string, host = '127.0.0.1'): Promise<{ code: number; text: string }> {
+  const s = await clientSession(port, host, true);
+  try {
+    const r = await s.send({ from, recipients: to.map((address) => ({ address })), size: Buffer.byteLength(body), requireTls: true }, Buffer.from(body));
+    if (r.kind === 'message-refused') return { code: r.reply.code, text: r.reply.lines.join(' ') };
+    const final = r.data ?? r.recipients.find((x) => x.code >= 300)!;
     return { code: final.code, text: final.lines.join(' ') };
   } finally {
     await s.quit();

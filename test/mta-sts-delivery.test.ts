@@ -13,11 +13,11 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { formatEvent } from '../src/observe/events.js';
-import { fateOf, sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
+import { fateOf, sendMail, sendMailRequireTls, startTestGateway, waitFor, type TestGateway } from './harness.js';
 import { TestCA } from './peers/ca.js';
 import { runCliOk } from './process.js';
 import { TlsRptStore, utcDay } from '../src/observe/tlsrpt.js';
-import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
+import { DEFAULT_EXTENSIONS, startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
 
 // Addresses 127.0.91.x and ports 2634-2635 are this file's own.
 const HTTPS = { host: '127.0.91.80', port: 2634 };
@@ -43,7 +43,7 @@ describe('MTA-STS in delivery', () => {
 
   before(async () => {
     ca = await TestCA.create('MTA-STS delivery test CA');
-    const policyHosts = ['enforce.test', 'nonefit.test', 'badcert.test', 'testing.test', 'none.test', 'redirect.test', 'cached.test', 'idchange.test'];
+    const policyHosts = ['enforce.test', 'nonefit.test', 'badcert.test', 'testing.test', 'none.test', 'redirect.test', 'cached.test', 'idchange.test', 'tlsno.test', 'tlsnoreq.test', 'rtsts.test'];
     for (const d of policyHosts) {
       const c = await ca.issue({ cn: `mta-sts.${d}`, dnsNames: [`mta-sts.${d}`] });
       contexts.set(`mta-sts.${d}`, tls.createSecureContext({ key: c.keyPem, cert: c.certPem }));
@@ -70,6 +70,10 @@ describe('MTA-STS in delivery', () => {
     await receiver('mx9.cached.test', '127.0.91.18', 'none');
     await receiver('mx1.idchange.test', '127.0.91.19', 'ok');
     await receiver('mx2.idchange.test', '127.0.91.20', 'ok');
+    await receiver('mx1.tlsno.test', '127.0.91.21', 'none');
+    await receiver('mx1.tlsnoreq.test', '127.0.91.22', 'none');
+    const rtCert = await ca.issue({ cn: 'mx1.rtsts.test', dnsNames: ['mx1.rtsts.test'] });
+    peers['mx1.rtsts.test'] = await startSmtpPeer({ host: '127.0.91.23', port: SMTP_PORT, hostname: 'mx1.rtsts.test', starttls: 'ok', cert: rtCert, extensions: [...DEFAULT_EXTENSIONS, 'REQUIRETLS'] });
     sites['mta-sts.enforce.test'] = serve(policy('enforce', ['mx1.enforce.test']));
     sites['mta-sts.nonefit.test'] = serve(policy('enforce', ['mx.elsewhere.test']));
     sites['mta-sts.badcert.test'] = serve(policy('enforce', ['*.badcert.test']));
@@ -78,6 +82,9 @@ describe('MTA-STS in delivery', () => {
     sites['mta-sts.redirect.test'] = (res) => res.writeHead(301, { location: `https://mta-sts.enforce.test:${HTTPS.port}/.well-known/mta-sts.txt` }).end();
     sites['mta-sts.cached.test'] = serve(policy('enforce', ['mx1.cached.test']));
     sites['mta-sts.idchange.test'] = serve(policy('enforce', ['mx1.idchange.test']));
+    sites['mta-sts.tlsno.test'] = serve(policy('enforce', ['mx.elsewhere.test']));
+    sites['mta-sts.tlsnoreq.test'] = serve(policy('enforce', ['mx.elsewhere.test']));
+    sites['mta-sts.rtsts.test'] = serve(policy('testing', ['mx1.rtsts.test']));
 
     const zone: Record<string, object> = {};
     for (const [name, p] of Object.entries(peers)) zone[name] = { A: [p.host] };
@@ -95,6 +102,9 @@ describe('MTA-STS in delivery', () => {
     domain('redirect.test', [[10, 'mx1.redirect.test']]);
     domain('cached.test', [[10, 'mx1.cached.test']]);
     domain('idchange.test', [[10, 'mx1.idchange.test']]);
+    domain('tlsno.test', [[10, 'mx1.tlsno.test']]);
+    domain('tlsnoreq.test', [[10, 'mx1.tlsnoreq.test']]);
+    domain('rtsts.test', [[10, 'mx1.rtsts.test']]);
     t = await startTestGateway({
       zone: zone as never,
       smtpPort: SMTP_PORT,
@@ -102,6 +112,7 @@ describe('MTA-STS in delivery', () => {
       setup: (s) => {
         s.editDefaults({ tls: 'preferred' });
         s.addAuthorities(ca.certPem);
+        s.newEntry('tlsnoreq.test', { tls: 'required' });
       },
     });
   });
@@ -115,9 +126,9 @@ describe('MTA-STS in delivery', () => {
   /** Delivery keeps a connection open a moment for more mail: wait until it has closed. */
   const closed = (name: string) => waitFor(`${name}'s connections closed`, () => peers[name]!.sessions.every((x) => x.closedBy !== undefined), 10_000);
   let n = 0;
-  const deliver = async (domain: string) => {
+  const deliver = async (domain: string, headers = '') => {
     const to = `user${++n}@${domain}`;
-    const r = await sendMail(t.gw.address!.port, 'sender@example.org', [to], 'Subject: sts\r\n\r\nhello\r\n');
+    const r = await sendMail(t.gw.address!.port, 'sender@example.org', [to], `Subject: sts\r\n${headers}\r\nhello\r\n`);
     assert.equal(r.code, 250, r.text);
     return waitFor(`the fate of ${to}`, () => fateOf(t, to), 20_000);
   };
@@ -156,6 +167,34 @@ describe('MTA-STS in delivery', () => {
     assert.equal(fate.kind, 'deferred');
     assert.match(fate.kind === 'deferred' ? fate.reply : '', /MTA-STS enforce: the certificate is not valid for mx1\.badcert\.test \(it names wrong\.example\)/);
     assert.equal(peers['mx1.badcert.test']!.messages.length, 0);
+  });
+
+  test('TLS-Required: No (RFC 8689): delivered despite an enforce mismatch, but never against the table', async () => {
+    const held = await deliver('tlsno.test');
+    assert.equal(held.kind, 'deferred', 'without the header the policy holds the message');
+    assert.deepEqual(await deliver('tlsno.test', 'TLS-Required: No\r\n'), { kind: 'delivered' });
+    assert.equal(peers['mx1.tlsno.test']!.messages.length, 1);
+    assert.equal(peers['mx1.tlsno.test']!.messages[0]!.tls, false, 'Preferred, no STARTTLS offered: clear text');
+    assert.match(log(), /Start MID \d+ .*, TLS-Required: No$/m);
+    assert.match(log(), /TLS policy for tlsno\.test host \*: TLS-Required: No: the domain's MTA-STS and DANE policies are not applied/);
+    // The table says Required for tlsnoreq.test: the header does not lower that.
+    const fate = await deliver('tlsnoreq.test', 'tls-required:   no\r\n');
+    assert.equal(fate.kind, 'deferred');
+    assert.match(fate.kind === 'deferred' ? fate.reply : '', /^4\.7\.4 TLS required: mx1\.tlsnoreq\.test .*STARTTLS not offered/);
+    assert.equal(peers['mx1.tlsnoreq.test']!.messages.length, 0);
+    // Still queued: queue show says what the sender asked.
+    const mid = (t.events.find((e) => e.event === 'message-accepted' && e.recipients.includes(`user${n}@tlsnoreq.test`)) as { mid: number }).mid;
+    assert.match(await runCliOk(['queue', 'show', String(mid), '--data-dir', t.dataDir]), /^TLS: TLS-Required: No \(RFC 8689\): the recipient domain's MTA-STS and DANE policies are not applied/m);
+  });
+
+  test('REQUIRETLS: an MX named by the MTA-STS policy (testing counts as enforce) is found securely', async () => {
+    const to = `user${++n}@rtsts.test`;
+    const r = await sendMailRequireTls(t.gw.address!.port, 'sender@example.org', [to], 'Subject: rt\r\n\r\nhello\r\n');
+    assert.equal(r.code, 250, r.text);
+    assert.deepEqual(await waitFor(`the fate of ${to}`, () => fateOf(t, to), 20_000), { kind: 'delivered' });
+    const peer = peers['mx1.rtsts.test']!;
+    assert.equal(peer.messages[0]?.tls, true);
+    assert.ok(peer.sessions.some((x) => x.commands.some((c) => /^MAIL FROM:<sender@example\.org>.* REQUIRETLS$/i.test(c))), 'MAIL FROM carried REQUIRETLS');
   });
 
   test('testing: delivered as the table says, the mismatch said in the log; none: the table', async () => {
@@ -213,7 +252,10 @@ describe('MTA-STS in delivery', () => {
       assert.ok(rows.some((r) => r.receivingMx === 'mx1.enforce.test' && r.result === 'success' && r.receivingIp === '127.0.91.11'));
       assert.ok(store.sessions(day, 'badcert.test').some((r) => r.result === 'certificate-host-mismatch'));
       assert.ok(store.sessions(day, 'testing.test').every((r) => r.policyType === 'sts' && r.result === 'starttls-not-supported'));
-      assert.ok(store.sessions(day, 'redirect.test').every((r) => r.policyType === 'no-policy-found'));
+      // The policy could not be fetched (a redirect): its sessions are reported as that failure.
+      const redirected = store.sessions(day, 'redirect.test');
+      assert.ok(redirected.length > 0);
+      assert.ok(redirected.every((r) => r.policyType === 'sts' && r.result === 'sts-policy-fetch-error' && r.receivingMx === 'mx1.redirect.test'), JSON.stringify(redirected));
     } finally {
       store.close();
     }

@@ -26,6 +26,7 @@ import { LocalDomainStore } from '../config/local-domains.js';
 import { bvSettings } from '../manage/bounce-verification.js';
 import { explain } from '../manage/explain.js';
 import { tlsReport } from '../manage/tls-report.js';
+import { TLSRPT_FIELDS, tlsRptState } from '../manage/tlsrpt-settings.js';
 import { clusterTlsReport } from '../cluster/reports.js';
 import type { AdminContext } from './context.js';
 import { forbiddenText, may } from './render.js';
@@ -144,6 +145,22 @@ const AlertSettingsChange = Type.Object(
     intervalSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 604_800 })),
     waitMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 43_200 })),
     queueRecipients: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+  },
+  closed,
+);
+
+/** SMTP TLS Reporting (RFC 8460): stored settings (null: the default) and the values in effect. */
+const TlsRptState = Type.Object({
+  settings: Type.Object({ enabled: Type.Boolean(), organization: Type.Union([Type.String(), Type.Null()]), contact: Type.Union([Type.String(), Type.Null()]), sender: Type.Union([Type.String(), Type.Null()]) }),
+  effective: Type.Object({ enabled: Type.Boolean(), organization: Type.String(), contact: Type.String(), sender: Type.String() }),
+});
+/** null puts a text setting back to its default (organization: the host name; contact: the sender; sender: noreply-smtp-tls-reporting@ the host name). */
+const TlsRptSettingsChange = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean()),
+    organization: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 1000 }), Type.Null()])),
+    contact: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 1000 }), Type.Null()])),
+    sender: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 320 }), Type.Null()])),
   },
   closed,
 );
@@ -410,6 +427,24 @@ export function registerApi(api: FastifyInstance, ctx: AdminContext): void {
     const b = req.body as Static<typeof AlertSettingsChange>;
     svc(req).alerts.setup({ from: b.from === null ? 'default' : b.from, interval: b.intervalSeconds, waitMinutes: b.waitMinutes, queueRecipients: b.queueRecipients });
     return alertState();
+  });
+
+  // ---- SMTP TLS Reporting (RFC 8460) ----------------------------------------------------------
+  const tlsrptState = () => tlsRptState(ctx.config.globals(), ctx.hostname);
+  api.get('/tlsrpt-settings', { schema: { tags: ['reports'], summary: 'The settings of the daily SMTP TLS reports (RFC 8460): as stored (null: the default) and in effect', response: { 200: TlsRptState } } }, async () => tlsrptState());
+  api.put('/tlsrpt-settings', { schema: { tags: ['reports'], summary: 'Change the TLS reporting settings; null puts a text setting back to its default', body: TlsRptSettingsChange, response: { 200: TlsRptState, ...errors } } }, async (req, reply) => {
+    if (!need(req, reply, 'configure')) return reply;
+    const b = req.body as Static<typeof TlsRptSettingsChange>;
+    const text = (v: string | null | undefined) => (v === null ? 'default' : v);
+    try {
+      svc(req).tlsrpt.setup({ enabled: b.enabled, organization: text(b.organization), contact: text(b.contact), sender: text(b.sender) });
+    } catch (e) {
+      // The service's message; the field as this body names it.
+      const field = e instanceof ValidationError ? (Object.keys(TLSRPT_FIELDS) as (keyof typeof TLSRPT_FIELDS)[]).find((k) => TLSRPT_FIELDS[k] === e.field) : undefined;
+      if (e instanceof ValidationError && field) return reply.code(400).send({ error: 'invalid', field, message: e.message });
+      throw e;
+    }
+    return tlsrptState();
   });
 
   // ---- bounce verification and the public listener's local domains ------------------------------

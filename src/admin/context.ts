@@ -15,6 +15,7 @@ import { recorder, type Actor } from '../manage/audit.js';
 import { BvService } from '../manage/bounce-verification.js';
 import { PublicListenerService } from '../manage/public-listener.js';
 import { AlertService } from '../manage/alerts.js';
+import { TlsRptSettingsService } from '../manage/tlsrpt-settings.js';
 import { AuthorityService, CertificateService } from '../manage/certificates.js';
 import { DestinationService } from '../manage/destinations.js';
 import { GatewayService } from '../manage/gateways.js';
@@ -33,6 +34,7 @@ export interface Services {
   authorities: AuthorityService;
   queue: QueueService;
   alerts: AlertService;
+  tlsrpt: TlsRptSettingsService;
   bv: BvService;
   publicListener: PublicListenerService;
 }
@@ -74,6 +76,7 @@ export class AdminContext {
       authorities: new AuthorityService(this.config, record),
       queue: new QueueService(this.queue, this.log, record),
       alerts: new AlertService(this.config, record),
+      tlsrpt: new TlsRptSettingsService(this.config, record),
       bv: new BvService(this.config, this.dataDir, record),
       publicListener: new PublicListenerService(this.config, record),
     };

@@ -2,7 +2,11 @@
  * Helpers shared by the `postern` subcommands: the --data-dir option and short-lived access to
  * the configuration store.
  */
+import { existsSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
 import { Option } from 'commander';
+import { QueueStore } from '../queue/store.js';
 import { escapeLines, jsonText } from '../observe/text.js';
 import { ConfigStore } from '../config/store.js';
 import { DEFAULT_OPTIONS } from '../config/options.js';
@@ -42,3 +46,10 @@ export function err(text: string): void {
 export function outJson(value: unknown): void {
   process.stdout.write(jsonText(value) + '\n');
 }
+
+/** The host name the gateway last started with (its reports' default names), else this machine's. */
+export function gatewayHostname(dataDir: string): string {
+  if (!existsSync(join(dataDir, 'queue.db'))) return osHostname();
+  return withClosing(QueueStore.open(dataDir), (q) => q.fact('hostname')) ?? osHostname();
+}
+

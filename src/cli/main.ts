@@ -14,6 +14,7 @@ import { addBvconfigCommand } from './bvconfig.js';
 import { addLocaldomainsCommand } from './localdomains.js';
 import { addMtastsCommand } from './mtasts.js';
 import { addAlertconfigCommand } from './alertconfig.js';
+import { addTlsrptconfigCommand } from './tlsrptconfig.js';
 import { addBounceconfigCommand } from './bounceconfig.js';
 import { addCertconfigCommand } from './certconfig.js';
 import { addDestconfigCommand } from './destconfig.js';
@@ -36,7 +37,7 @@ const READERS = new Set([
   'queue list', 'queue show', 'queue delivernow', 'queue bounce', 'queue delete',
   'destconfig list', 'destconfig detail', 'destconfig export', 'destconfig explain',
   'smtproutes list', 'certconfig list', 'certconfig show', 'certconfig export', 'authority list',
-  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'report tlsrpt', 'alertconfig list', 'mtasts show',
+  'bounceconfig list', 'bounceconfig detail', 'vgconfig list', 'tlsverify', 'adminuser list', 'apitoken list', 'report tls', 'report tlsrpt', 'alertconfig list', 'tlsrptconfig show', 'mtasts show',
 ]);
 
 function commandPath(c: Command): string {
@@ -77,6 +78,7 @@ export function buildProgram(): Command {
   addApitokenCommand(program);
   addReportCommand(program);
   addAlertconfigCommand(program);
+  addTlsrptconfigCommand(program);
   addBvconfigCommand(program);
   addLocaldomainsCommand(program);
   addMtastsCommand(program);

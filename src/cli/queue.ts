@@ -21,6 +21,7 @@ import {
   parseQueueDomain,
   recipientsText,
   showMessage,
+  describeTlsRequired,
   type ActionResult,
   type MessageView,
   type Selection,
@@ -84,6 +85,7 @@ function showText(v: MessageView): string {
     lines.push(`Received: ${iso(v.receivedAt)}${v.client ? ` from ${v.client}` : ''}`);
     if (v.envid !== null || v.ret !== null) lines.push(escapeText(`DSN parameters:${v.ret ? ` RET=${v.ret}` : ''}${v.envid ? ` ENVID=${v.envid}` : ''}`));
     if (v.isBounce) lines.push('This message is a DSN made by Postern (it is never bounced itself).');
+    if (v.tlsRequired) lines.push(`TLS: ${describeTlsRequired(v.tlsRequired)}`);
   }
   lines.push('');
   lines.push(

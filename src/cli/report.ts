@@ -8,11 +8,17 @@ import { normaliseDomain } from '../tls/names.js';
 import { ValidationError } from '../controls/validate.js';
 import { cells, parseWindow, REPORT_HEADER, reportCsv, reportLines } from '../manage/tls-report.js';
 import { TlsReportStore } from '../observe/tls-report.js';
-import { TlsRptStore } from '../observe/tlsrpt.js';
+import { TlsRptStore, type SessionRow } from '../observe/tlsrpt.js';
 import { buildTlsRptReport, reportId } from '../manage/tlsrpt-report.js';
-import { hostname } from 'node:os';
-import { dataDirOption, err, out, outJson, withClosing } from './common.js';
-import { clusterTlsReport, nodesLine } from '../cluster/reports.js';
+import { collect, dataDirOption, err, gatewayHostname, out, outJson, withClosing, withStore } from './common.js';
+import { effectiveTlsRptSettings, type EffectiveTlsRptSettings } from '../manage/tlsrpt-settings.js';
+import { TlsRptSendStore, type SendRow } from '../tlsrpt/sends.js';
+import { networkDeps, TlsRptSender } from '../tlsrpt/sender.js';
+import { QueueStore } from '../queue/store.js';
+import { MailLog } from '../observe/maillog.js';
+import { WireDnsClient } from '../dns/wire.js';
+import { secureContextFor } from '../tls/trust.js';
+import { clusterTlsReport, clusterTlsRptSessions, nodesLine } from '../cluster/reports.js';
 import { formatTable } from './format.js';
 
 export function addReportCommand(program: Command): void {
@@ -54,18 +60,29 @@ export function addReportCommand(program: Command): void {
     .requiredOption('--domain <domain>', 'the policy (recipient) domain')
     .requiredOption('--day <YYYY-MM-DD>', 'the UTC day')
     .option('--json', 'the report as RFC 8460 JSON (as it would be sent)')
-    .option('--organization <name>', 'organization-name of the report (default: this host name)')
-    .option('--contact <address>', 'contact-info of the report (default: postmaster@ this host name)')
+    .option('--send', "send it now to the destinations the domain's _smtp._tls record names (again, if it was sent)")
+    .option('--dns-server <host:port>', 'with --send: DNS server for the _smtp._tls record and the collectors (repeatable; default: the system resolvers)', collect)
+    .option('--cluster', "every node of this data directory's cluster, summed")
+    .option('--organization <name>', 'organization-name of the report (default: tlsrptconfig)')
+    .option('--contact <address>', 'contact-info of the report (default: tlsrptconfig)')
     .addOption(dataDirOption())
-    .action((o: { domain: string; day: string; json?: boolean; organization?: string; contact?: string; dataDir: string }) => {
+    .action(async (o: { domain: string; day: string; json?: boolean; send?: boolean; cluster?: boolean; dnsServer?: string[]; organization?: string; contact?: string; dataDir: string }) => {
       const domain = normaliseDomain(o.domain.trim());
       if (!domain) throw new ValidationError('--domain', o.domain, 'a domain name (example.com)');
       if (!/^\d{4}-\d{2}-\d{2}$/.test(o.day) || Number.isNaN(Date.parse(`${o.day}T00:00:00Z`)) || new Date(`${o.day}T00:00:00Z`).toISOString().slice(0, 10) !== o.day) {
         throw new ValidationError('--day', o.day, 'a UTC day as YYYY-MM-DD');
       }
-      const rows = existsSync(join(o.dataDir, 'report.db')) ? withSessions(o.dataDir, (s) => s.sessions(o.day, domain)) : [];
-      const host = hostname();
-      const r = buildTlsRptReport(rows, { domain, day: o.day, organization: o.organization ?? host, contact: o.contact ?? `postmaster@${host}`, reportId: reportId(o.day, domain, Date.now()) });
+      const [globals, trust] = withStore(o.dataDir, (s) => [s.globals(), { useSystem: s.globals().useSystemAuthorities, custom: s.authorities().map((a) => a.pem) }] as const);
+      const host = gatewayHostname(o.dataDir);
+      const settings = { ...effectiveTlsRptSettings(globals, host), ...(o.organization ? { organization: o.organization } : {}), ...(o.contact ? { contact: o.contact } : {}) };
+      // In a cluster: every node's sessions, summed (the nodes that did not answer are named).
+      const fromCluster = o.cluster ? await clusterTlsRptSessions(o.dataDir, o.day, domain) : null;
+      if (fromCluster?.missing.length) err(`postern: ${nodesLine(fromCluster)}\n`);
+      const sessionsOf = async (d: string, x: string) => fromCluster?.sessions ?? (existsSync(join(o.dataDir, 'report.db')) ? withSessions(o.dataDir, (s) => s.sessions(d, x)) : []);
+      if (o.send) return sendNow(o.dataDir, domain, o.day, { settings, host, trust, dnsServers: o.dnsServer, json: o.json === true, sessions: sessionsOf });
+      const rows = await sessionsOf(o.day, domain);
+      const sent = existsSync(join(o.dataDir, 'report.db')) ? withSessions(o.dataDir, (s) => new TlsRptSendStore(s.db).of(o.day, domain)) : [];
+      const r = buildTlsRptReport(rows, { domain, day: o.day, organization: settings.organization, contact: settings.contact, reportId: sent[0]?.reportId || reportId(o.day, domain, Date.now()) });
       if (o.json) return outJson(r);
       if (!r) return out(`No TLS sessions to ${domain} on ${o.day}.\n`);
       out(`TLS sessions to ${domain} on ${o.day} (RFC 8460; --json for the report itself)\n`);
@@ -74,7 +91,44 @@ export function addReportCommand(program: Command): void {
         out(`  successful sessions: ${p.summary['total-successful-session-count']}, failed: ${p.summary['total-failure-session-count']}\n`);
         for (const d of p['failure-details'] ?? []) out(`  ${d['failed-session-count']} × ${d['result-type']}: ${d['receiving-mx-hostname']}${d['receiving-ip'] ? ` [${d['receiving-ip']}]` : ''} from ${d['sending-mta-ip'] || '(no connection)'}\n`);
       }
+      out(sent.length ? `\nSent:\n${sendLines(sent)}` : `\nNot sent yet (reports go out after the UTC day; --send sends it now).\n`);
     });
+}
+
+function sendLines(rows: SendRow[]): string {
+  return rows.map((r) => `  ${r.destination || `_smtp._tls.${r.policyDomain}`}: ${r.status}: ${r.detail}\n`).join('');
+}
+
+/** `--send`: the report built and sent now, as the gateway does after each day (tlsrpt/sender.ts). */
+async function sendNow(
+  dataDir: string,
+  domain: string,
+  day: string,
+  o: { settings: EffectiveTlsRptSettings; host: string; trust: { useSystem: boolean; custom: string[] }; dnsServers?: string[]; json: boolean; sessions: (day: string, domain: string) => Promise<SessionRow[]> },
+): Promise<void> {
+  const sessions = TlsRptStore.open(dataDir);
+  const queue = QueueStore.open(dataDir);
+  const log = new MailLog(dataDir);
+  try {
+    const sender = new TlsRptSender({
+      ...networkDeps(new WireDnsClient({ servers: o.dnsServers }), () => secureContextFor(o.trust)),
+      sessions: o.sessions,
+      sends: new TlsRptSendStore(sessions.db),
+      accept: (m) => queue.accept(m),
+      settings: () => o.settings,
+      hostname: o.host,
+      log,
+    });
+    const r = await sender.sendReport(day, domain, { again: true });
+    if (o.json) return outJson({ report: r.report, sent: r.rows.map(({ body: _body, ...row }) => row) });
+    if (!r.report) return out(`No TLS sessions to ${domain} on ${day}: nothing to send.\n`);
+    out(`TLS report ${r.report['report-id']} for ${domain} of ${day}:\n${sendLines(r.rows)}`);
+    if (!r.rows.some((x) => x.status === 'sent' || x.status === 'queued')) process.exitCode = 1;
+  } finally {
+    queue.close();
+    sessions.close();
+    await log.close();
+  }
 }
 
 function withSessions<T>(dataDir: string, fn: (r: TlsRptStore) => T): T {

@@ -94,6 +94,14 @@ export class ClusterNode {
     }
   }
 
+  get node(): string {
+    return this.d.membership.node;
+  }
+
+  get leaseTtlSeconds(): number {
+    return this.d.membership.leaseTtlSeconds;
+  }
+
   /** The connection the cluster-wide limits use. */
   get client(): RedisClient {
     return this.redis;

@@ -21,6 +21,7 @@ import { reportAsk, reportOf, type ReportAsk, type SeriesPoint } from '../manage
 import { withClusterRedis } from './cli-session.js';
 import { REPORT_COLUMNS, zeroCounts, type ReportRow } from '../observe/tls-report.js';
 import type { RedisClient } from './connect.js';
+import type { SessionRow } from '../observe/tlsrpt.js';
 import { NODES_KEY, type NodeHeartbeat } from './node.js';
 
 export const REPORT_CHANNEL = 'postern:report-request';
@@ -36,6 +37,19 @@ export interface ReportRequest extends ReportAsk {
 export interface NodeCounts {
   rows: ReportRow[];
   series: SeriesPoint[];
+  /** Answers to a `tlsrpt` ask: the node's TLS sessions (the report adds up equal ones). */
+  sessions?: SessionRow[];
+}
+
+/** Who sends a policy domain's report of a day: the first node to set this key (kept a week). */
+export const tlsRptClaimKey = (day: string, domain: string) => `postern:tlsrpt-claim:${day}:${domain}`;
+
+/** Claims the sending of a report for `node`; true when it is this node's, else the node that has it. */
+export async function claimTlsRpt(redis: RedisClient, node: string, day: string, domain: string): Promise<true | string> {
+  const key = tlsRptClaimKey(day, domain);
+  if ((await redis.set(key, node, 'PX', 7 * 86_400_000, 'NX')) === 'OK') return true;
+  const holder = await redis.get(key);
+  return holder === null || holder === node ? true : holder;
 }
 
 /** The nodes whose last heartbeat is younger than the lease TTL. */
@@ -49,7 +63,9 @@ export async function answerReport(redis: RedisClient, node: string, message: st
   const req = JSON.parse(message) as ReportRequest;
   if (typeof req.id !== 'string' || !/^[0-9a-f]{16}$/.test(req.id)) return;
   const key = replyKey(req.id);
-  await redis.hset(key, node, JSON.stringify(counts({ from: req.from, to: req.to, bucketMs: req.bucketMs, ...(req.domain ? { domain: req.domain } : {}) })));
+  const t = req.tlsrpt;
+  const tlsrpt = t && typeof t.day === 'string' && typeof t.domain === 'string' ? { tlsrpt: { day: t.day, domain: t.domain } } : {};
+  await redis.hset(key, node, JSON.stringify(counts({ from: req.from, to: req.to, bucketMs: req.bucketMs, ...(req.domain ? { domain: req.domain } : {}), ...tlsrpt })));
   await redis.pexpire(key, REPLY_TTL_MS);
 }
 
@@ -57,6 +73,7 @@ export async function answerReport(redis: RedisClient, node: string, message: st
 export function sumCounts(answers: NodeCounts[]): NodeCounts {
   const rows = new Map<string, ReportRow>();
   const series = new Map<number, SeriesPoint>();
+  const sessions = answers.flatMap((a) => a.sessions ?? []);
   for (const a of answers) {
     for (const r of a.rows) {
       const sum = rows.get(r.domain) ?? { domain: r.domain, ...zeroCounts() };
@@ -70,7 +87,7 @@ export function sumCounts(answers: NodeCounts[]): NodeCounts {
       series.set(p.start, sum);
     }
   }
-  return { rows: [...rows.values()], series: [...series.values()].sort((a, b) => a.start - b.start) };
+  return { rows: [...rows.values()], series: [...series.values()].sort((a, b) => a.start - b.start), ...(sessions.length ? { sessions } : {}) };
 }
 
 /** Asks every node alive for its counts and sums them; names the nodes that did not answer in time. */
@@ -88,6 +105,17 @@ export async function askCluster(redis: RedisClient, leaseTtlSeconds: number, as
   await redis.del(replyKey(id));
   const nodes = Object.keys(got).sort();
   return { ...sumCounts(Object.values(got).map((v) => JSON.parse(v) as NodeCounts)), nodes, missing: alive.filter((n) => !(n in got)) };
+}
+
+/** Every live node's TLS sessions to a policy domain on a day (for its RFC 8460 report). */
+export async function askTlsRptSessions(redis: RedisClient, leaseTtlSeconds: number, day: string, domain: string): Promise<{ sessions: SessionRow[]; nodes: string[]; missing: string[] }> {
+  const c = await askCluster(redis, leaseTtlSeconds, { from: 0, to: 0, bucketMs: 1, tlsrpt: { day, domain } });
+  return { sessions: c.sessions ?? [], nodes: c.nodes, missing: c.missing };
+}
+
+/** The same from a node's data directory (the CLI). */
+export function clusterTlsRptSessions(dataDir: string, day: string, domain: string) {
+  return withClusterRedis(dataDir, (redis, m) => askTlsRptSessions(redis, m.leaseTtlSeconds, day, domain));
 }
 
 /** Whether a metric is one of Postern's own (not the process's or the runtime's). */

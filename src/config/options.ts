@@ -51,6 +51,10 @@ export interface GatewayOptions {
   publicListen: { host: string; port: number } | null;
   /** Cluster membership (SPEC §12); null = the embedded single node. */
   cluster: Membership | null;
+  /** TLS reports (RFC 8460): delay after midnight UTC before they go out (ms; default random, up to 30 min). Tests set it. */
+  tlsRptDelayMs?: number;
+  /** How often the TLS report sender looks for work (ms; default 60 s). Tests set it. */
+  tlsRptCheckMs?: number;
 }
 
 /** Keys accepted in the config file (JSON). */

@@ -67,6 +67,14 @@ export interface GlobalSettings {
   publicMaxMessageSize: number | null;
   /** Public listener recipients per message; null: the private listener's. */
   publicMaxRecipients: number | null;
+  /** SMTP TLS Reporting (RFC 8460): whether the daily reports are sent to recipient domains. */
+  tlsrptEnabled: boolean;
+  /** The reports' organization-name; null: the gateway's host name. */
+  tlsrptOrganization: string | null;
+  /** The reports' contact-info (an address or a URL); null: the report sender address. */
+  tlsrptContact: string | null;
+  /** Envelope and From address of mailed reports; null: noreply-smtp-tls-reporting@ the host name. */
+  tlsrptSender: string | null;
 }
 
 export const INITIAL_GLOBALS: GlobalSettings = {
@@ -87,6 +95,10 @@ export const INITIAL_GLOBALS: GlobalSettings = {
   publicConnectionsPerClient: 50,
   publicMaxMessageSize: null,
   publicMaxRecipients: null,
+  tlsrptEnabled: true,
+  tlsrptOrganization: null,
+  tlsrptContact: null,
+  tlsrptSender: null,
 };
 
 /** Everything delivery needs from configuration, read at one moment. */

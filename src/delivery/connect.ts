@@ -17,7 +17,7 @@ import type { DeliveryDns } from '../dns/client.js';
 import { isUsable, verifyDane } from '../tls/dane.js';
 import type { ResultType, TlsSession } from '../observe/tlsrpt.js';
 import { presentedFrom, validForAny } from '../tls/identity.js';
-import { planHost, stsMxMatches, type DaneMode, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
+import { planHost, requireTlsPlan, stsMxMatches, type DaneMode, type HostPlan, type StsFinding, type TlsaFinding } from '../tls/sources.js';
 import { isNullMx, orderAddresses, orderMx, type TargetHost } from '../dns/select.js';
 import type { EventSink } from '../observe/maillog.js';
 import { SmtpFailureError, SmtpSession, type SmtpTimeouts } from '../smtp/client.js';
@@ -25,6 +25,8 @@ import { replyText } from '../smtp/reply.js';
 import { decide, identityAlgorithm, shouldStartTls, type TlsObservation } from '../tls/policy.js';
 import { describeChainError, verifyCertificate, type VerificationResult } from '../tls/verify.js';
 import type { BrokenTlsMemory } from './broken-tls.js';
+import { sourceAddressFor } from './source-address.js';
+import type { StsFailureCategory } from '../mtasts/fetch.js';
 import type { DeliveryPolicy } from './policy.js';
 
 /** Each step of a connection, for `tlsverify` (delivery passes no tracer). */
@@ -44,6 +46,13 @@ export interface ConnectDeps {
   dns: DeliveryDns;
   /** The recipient domain's MTA-STS policy in effect (null or absent: none). */
   sts?: StsFinding;
+  /** Why the domain has no MTA-STS policy although it publishes one: its sessions are reported so. */
+  stsFailure?: StsFailureCategory;
+  /**
+   * RFC 8689 REQUIRETLS: only a host found securely, over verified TLS, offering REQUIRETLS after
+   * STARTTLS; when every host fails that, the failure is hard (5.7.30) and the message returns.
+   */
+  requireTls?: boolean;
   /** Told of each TLS session attempt and its result, for TLS reporting (RFC 8460). */
   tlsrpt?: (s: TlsSession) => void;
   log: EventSink;
@@ -140,12 +149,17 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
     }
     deps.trace?.({ step: 'addresses', host: host.name, addresses: addrs.addresses });
     const tlsa = await tlsaFinding(host, routing.secure && addrs.authenticated, policy, deps);
-    const plan = planHost(policy.entry.settings, host, tlsa, deps.sts ?? null);
+    const ordinary = planHost(policy.entry.settings, host, tlsa, deps.sts ?? null);
+    const plan = deps.requireTls ? requireTlsPlan(ordinary, host, routing.secure, deps.sts ?? null) : ordinary;
     deps.trace?.({ step: 'policy', host: host.name, tlsa, dane: policy.entry.settings.dane, plan });
     const policyOf = sessionPolicy(policy.domain, plan, tlsa, deps.sts ?? null);
-    const report: SessionReport = (result, address, sendingIp) => deps.tlsrpt?.({ ...policyOf, result, sendingIp, receivingMx: host.name, receivingIp: address });
+    // A policy that could not be fetched makes each session a failure of that kind (RFC 8460 §4.3.2.2).
+    const failedSts = !deps.sts && deps.stsFailure && plan.governedBy === 'table';
+    const report: SessionReport = (result, address, sendingIp) =>
+      deps.tlsrpt?.({ ...(failedSts ? { ...policyOf, policyType: 'sts' as const } : policyOf), result: failedSts ? deps.stsFailure! : result, sendingIp, receivingMx: host.name, receivingIp: address });
     if (!plan.use) {
-      report(plan.failure, addrs.addresses[0] ?? '', '');
+      const receiving = addrs.addresses[0] ?? '';
+      if (deps.tlsrpt) report(plan.failure, receiving, deps.localAddress ?? (await sourceAddressFor(receiving)));
       deps.log.write({ event: 'tls-policy', domain: policy.domain, host: host.name, detail: `${plan.reason}` });
       failures.push({ enhanced: plan.enhanced, reason: `${host.name}: ${plan.reason}`, tls: true });
       continue;
@@ -175,6 +189,11 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
   const chosen = tlsFailure ?? failures[failures.length - 1];
   if (!chosen) return { ok: false, hard: false, enhanced: '4.4.4', reason: `no mail exchanger to try for ${policy.domain}` };
   const reason = failures.length > 1 ? `${chosen.reason} (and ${failures.length - 1} more failed attempts)` : chosen.reason;
+  // REQUIRETLS: every host was tried and none can take the message as asked (a host that could
+  // not be reached may later be able to: that waits).
+  if (deps.requireTls && failures.every((f) => f.tls)) {
+    return { ok: false, hard: true, enhanced: '5.7.30', reason: `REQUIRETLS support required: no mail exchanger of ${policy.domain} takes this message over verified TLS with REQUIRETLS: ${reason}` };
+  }
   return { ok: false, hard: false, enhanced: chosen.enhanced, reason };
 }
 
@@ -280,6 +299,13 @@ async function tryAddress(host: TargetHost, address: string, policy: DeliveryPol
         return { enhanced: '4.4.2', reason: `${where} refused EHLO after TLS: ${replyText(again)}`, tls: false };
       }
     }
+    if (deps.requireTls && !session.extensions.has('REQUIRETLS')) {
+      const reason = `${where} does not offer REQUIRETLS after STARTTLS`;
+      deps.log.write({ event: 'tls-failed', dcid, domain: policy.domain, reason: `REQUIRETLS: ${reason}`, outcome: 'refused' });
+      await session.quit();
+      deps.log.write({ event: 'connection-closed', dcid });
+      return { enhanced: '5.7.30', reason, tls: true };
+    }
     return { session, dcid, host, address, tls: state };
   } catch (e) {
     session.destroy();
@@ -381,13 +407,13 @@ async function negotiateTls(
     const names = validForAny(presentedFrom(c), [plan.pkixName]);
     const why = !r.chainTrusted ? describeChainError(r.chainError) : names.ok ? null : `the certificate is not valid for ${plan.pkixName} (it names ${names.presented.join(', ') || 'nothing'})`;
     deps.trace?.({ step: 'source-verification', source: 'mta-sts', ok: why === null, text: why ?? `a trusted certificate valid for ${plan.pkixName}` });
-    if (why !== null) return refuse(`MTA-STS enforce: ${why}`, !r.chainTrusted ? chainResult(r.chainError) : 'certificate-host-mismatch');
+    if (why !== null) return refuse(`${plan.pkixBy ?? 'MTA-STS enforce'}: ${why}`, !r.chainTrusted ? chainResult(r.chainError) : 'certificate-host-mismatch');
   }
   const algorithm = identityAlgorithm(mode);
   if (algorithm === null) {
     report('success');
     if (plan.pkixName) {
-      deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `MTA-STS enforce: certificate valid for ${plan.pkixName}` });
+      deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'yes', by: `${plan.pkixBy ?? 'MTA-STS enforce'}: certificate valid for ${plan.pkixName}` });
       return 'encrypted';
     }
     deps.log.write({ event: 'tls-success', dcid, domain, protocol: r.protocol, cipher: r.cipher, verified: 'not-attempted' });

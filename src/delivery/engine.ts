@@ -18,10 +18,11 @@ import { gatewayFor, type VirtualGateway } from '../config/gateways.js';
 import type { ConfigSnapshot } from '../config/store.js';
 import type { DeliveryDns } from '../dns/client.js';
 import type { StsFinding } from '../tls/sources.js';
+import type { StsFailureCategory } from '../mtasts/fetch.js';
 import type { TlsSession } from '../observe/tlsrpt.js';
 import type { EventSink } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
-import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient } from '../queue/store.js';
+import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient, TlsRequired } from '../queue/store.js';
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
 import { BrokenTlsMemory } from './broken-tls.js';
@@ -40,8 +41,11 @@ export interface EngineOptions {
   dns: DeliveryDns;
   /** Told of each TLS session attempt and its result (TLS reporting, RFC 8460). */
   tlsrpt?: (s: TlsSession) => void;
-  /** The recipient domain's MTA-STS policy in effect (fetched before its first delivery); absent: never looked at. */
-  mtaSts?: (domain: string) => Promise<StsFinding>;
+  /**
+   * The recipient domain's MTA-STS policy in effect (fetched before its first delivery), and the
+   * fetch failure that left it without one; absent: never looked at.
+   */
+  mtaSts?: (domain: string) => Promise<{ finding: StsFinding; failure?: StsFailureCategory }>;
   log: EventSink;
   hostname: string;
   smtpPort: number;
@@ -222,12 +226,13 @@ export class DeliveryEngine {
       full = limit > 0 && rows.length >= limit;
       this.inflight += rows.length;
       const snapshot = this.o.config();
-      const byQueue = new Map<string, { domain: string; gateway?: VirtualGateway; msgs: Map<number, QueuedRecipient[]> }>();
+      const byQueue = new Map<string, { domain: string; gateway?: VirtualGateway; tlsRequired: TlsRequired | null; msgs: Map<number, QueuedRecipient[]> }>();
       for (const r of rows) {
         const gateway = gatewayFor(snapshot.gateways, r.sender);
-        const key = `${r.domain}|${gateway?.name ?? ''}`;
+        // Messages with REQUIRETLS or TLS-Required: No travel on connections of their own.
+        const key = `${r.domain}|${gateway?.name ?? ''}|${r.tlsRequired ?? ''}`;
         let q = byQueue.get(key);
-        if (!q) byQueue.set(key, (q = { domain: r.domain, gateway, msgs: new Map() }));
+        if (!q) byQueue.set(key, (q = { domain: r.domain, gateway, tlsRequired: r.tlsRequired, msgs: new Map() }));
         const list = q.msgs.get(r.messageId) ?? [];
         list.push(r);
         q.msgs.set(r.messageId, list);
@@ -236,7 +241,7 @@ export class DeliveryEngine {
       for (const [key, q] of byQueue) {
         let dq = this.destinations.get(key);
         if (!dq) {
-          this.destinations.set(key, (dq = new DestinationQueue(key, q.domain, q.gateway, this)));
+          this.destinations.set(key, (dq = new DestinationQueue(key, q.domain, q.gateway, q.tlsRequired, this)));
           const same = this.byDomain.get(q.domain) ?? new Set<DestinationQueue>();
           same.add(dq);
           this.byDomain.set(q.domain, same);
@@ -411,7 +416,8 @@ export class DeliveryEngine {
           original,
           maxCopy: profile.maxBounceCopy,
           // A delay warning returns the headers only: the message itself is still on its way.
-          headersOnly: action === 'delayed' || info.ret === 'HDRS',
+          // A REQUIRETLS message's body never travels back over a path that may be in clear (RFC 8689 §5).
+          headersOnly: action === 'delayed' || info.ret === 'HDRS' || info.tlsRequired === 'requiretls',
           boundarySeed: randomBytes(8).toString('hex'),
         }),
         recipients: [{ address: dsnTo, domain: domainOf(dsnTo) }],
@@ -469,6 +475,11 @@ export class DeliveryEngine {
   }
 }
 
+/** The policy with the entry's DANE and MTA-STS switched off (TLS-Required: No). */
+function withoutRecipientPolicies(p: DeliveryPolicy): DeliveryPolicy {
+  return { ...p, entry: { ...p.entry, settings: { ...p.entry.settings, dane: 'off', mtaSts: false } } };
+}
+
 function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
   return (at === -1 ? '' : address.slice(at + 1)).toLowerCase();
@@ -496,6 +507,8 @@ class DestinationQueue {
     readonly key: string,
     readonly domain: string,
     readonly gateway: VirtualGateway | undefined,
+    /** What the messages of this queue asked of TLS (RFC 8689); null: nothing. */
+    readonly tlsRequired: TlsRequired | null,
     private readonly engine: DeliveryEngine,
   ) {}
 
@@ -676,12 +689,19 @@ class DestinationQueue {
     }
   }
 
-  private async deliverOnConnection(policy: DeliveryPolicy, slot: AddressSlot | undefined, revoked: () => boolean): Promise<boolean> {
+  private async deliverOnConnection(tablePolicy: DeliveryPolicy, slot: AddressSlot | undefined, revoked: () => boolean): Promise<boolean> {
     let out;
+    const requireTls = this.tlsRequired === 'requiretls';
+    // TLS-Required: No: the recipient domain's MTA-STS and DANE policies are not applied; the
+    // table's own TLS setting is (RFC 8689 §4.2.1).
+    const policy = this.tlsRequired === 'no' ? withoutRecipientPolicies(tablePolicy) : tablePolicy;
     try {
+      if (this.tlsRequired === 'no' && (tablePolicy.entry.settings.mtaSts || tablePolicy.entry.settings.dane !== 'off')) {
+        this.engine.o.log.write({ event: 'tls-policy', domain: this.domain, host: '*', detail: "TLS-Required: No: the domain's MTA-STS and DANE policies are not applied to these messages; the table's TLS setting is" });
+      }
       // MTA-STS: the domain's first delivery waits for its policy (bounded by the fetch timeout).
       const sts = policy.entry.settings.mtaSts && this.engine.o.mtaSts ? await this.engine.o.mtaSts(this.domain) : null;
-      out = await connect(policy, { ...this.engine.connectDeps(policy, this.gateway, slot), sts });
+      out = await connect(policy, { ...this.engine.connectDeps(policy, this.gateway, slot), sts: sts?.finding ?? null, stsFailure: sts?.failure, requireTls });
     } catch (e) {
       out = { ok: false as const, hard: false, enhanced: '4.4.0', reason: `internal error: ${(e as Error).message}` };
     }
@@ -755,7 +775,7 @@ class DestinationQueue {
           continue;
         }
         const from = outboundSender(info, s.bounceVerification, this.engine.o.config().bvKeys ?? [], this.engine.now());
-        log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid), ...(from !== info.sender ? { sender: from } : {}) });
+        log.write({ event: 'delivery-start', dcid: conn.dcid, mid: batch.messageId, rids: batch.recipients.map((r) => r.rid), ...(from !== info.sender ? { sender: from } : {}), ...(requireTls ? { requireTls } : {}) });
         let outcomes: RecipientOutcome[];
         try {
           const reused = sent > 1;
@@ -768,6 +788,7 @@ class DestinationQueue {
               smtputf8: info.smtputf8,
               ret: info.ret ?? undefined,
               envid: info.envid ?? undefined,
+              requireTls,
             },
             body,
           );

@@ -71,6 +71,8 @@ export interface ReportAsk {
   to: number;
   domain?: string;
   bucketMs: number;
+  /** Instead: a policy domain's TLS sessions of one UTC day, for its RFC 8460 report. */
+  tlsrpt?: { day: string; domain: string };
 }
 
 export type SeriesPoint = { start: number; tls: number; clear: number };

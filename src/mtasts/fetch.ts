@@ -80,7 +80,7 @@ export interface FetchedPolicy {
 }
 
 /** The OpenSSL verification codes Node reports for a chain it does not trust. */
-const CHAIN_CODES = new Set([
+export const CHAIN_CODES = new Set([
   'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_CRL', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
   'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE', 'CRL_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED',
   'CRL_NOT_YET_VALID', 'CRL_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD',
@@ -89,7 +89,7 @@ const CHAIN_CODES = new Set([
   'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
 ]);
 
-function errorText(e: unknown): string {
+export function errorText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   const message = typeof err.message === 'string' ? err.message : String(e);
   return err.code && !message.includes(err.code) ? `${err.code}: ${message}` : message;

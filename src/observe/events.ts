@@ -8,7 +8,7 @@ export type MailEvent =
   | { event: 'incoming-connection'; icid: number; interface: string; address: string; port: number }
   | { event: 'incoming-refused'; icid: number; address: string; reason: string }
   /** `recipients` holds at most RECIPIENTS_PER_LINE; the rest follow as message-recipients events. */
-  | { event: 'message-accepted'; icid: number; mid: number; from: string; recipients: string[]; size: number; receivedId: string; total: number }
+  | { event: 'message-accepted'; icid: number; mid: number; from: string; recipients: string[]; size: number; receivedId: string; total: number; tlsRequired?: 'requiretls' | 'no' }
   | { event: 'message-recipients'; icid: number; mid: number; recipients: string[]; first: number; total: number }
   | { event: 'incoming-close'; icid: number }
   | { event: 'delivery-cut'; dcid: number; domain: string; detail: string }
@@ -23,7 +23,7 @@ export type MailEvent =
   | { event: 'tls-skipped'; dcid: number; domain: string; reason: string }
   | { event: 'verify-failed'; dcid: number; domain: string; reason: string }
   /** `sender`: the envelope sender as sent, when it is not the queued one (a bounce-verification tag). */
-  | { event: 'delivery-start'; dcid: number; mid: number; rids: number[]; sender?: string }
+  | { event: 'delivery-start'; dcid: number; mid: number; rids: number[]; sender?: string; requireTls?: boolean }
   | { event: 'message-done'; dcid: number; mid: number; rids: number[]; reply: string }
   | { event: 'delayed'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string; nextAttempt: string }
   | { event: 'bounced'; dcid?: number; mid: number; rid: number; to: string; enhanced: string; reason: string }
@@ -42,6 +42,8 @@ export type MailEvent =
   | { event: 'gateway-stop'; version: string; detail: string }
   | { event: 'alert-sent'; alertClass: string; severity: string; domain: string; mid: number; to: string[]; detail: string }
   | { event: 'alert-suppressed'; alertClass: string; severity: string; domain: string; reason: string }
+  /** A daily TLS report (RFC 8460) of one policy domain: what became of it at one destination ('' for the domain itself). */
+  | { event: 'tlsrpt-report'; domain: string; day: string; destination: string; status: 'sent' | 'queued' | 'retry' | 'failed' | 'no-record' | 'invalid-record' | 'other-node'; detail: string }
   /** The public listener's decision on a recipient's bounce-verification tag (SPEC §8). */
   | { event: 'bounce-verification'; icid: number; to: string; deliverTo: string; result: 'valid' | 'invalid' | 'untagged'; kind: 'bounce' | 'reply'; action: 'accepted' | 'rejected' | 'header'; reason: string };
 
@@ -54,7 +56,7 @@ export function formatEvent(e: MailEvent): string {
     case 'message-accepted':
       return `Start MID ${e.mid} ICID ${e.icid} From: <${e.from}> To: ${e.recipients.map((r) => `<${r}>`).join(', ')}${
         e.total > e.recipients.length ? ` (and ${e.total - e.recipients.length} more on the next lines)` : ''
-      } ready ${e.size} bytes, Received id ${e.receivedId}`;
+      } ready ${e.size} bytes, Received id ${e.receivedId}${e.tlsRequired === 'requiretls' ? ', REQUIRETLS' : e.tlsRequired === 'no' ? ', TLS-Required: No' : ''}`;
     case 'message-recipients':
       return `MID ${e.mid} ICID ${e.icid} To: ${e.recipients.map((r) => `<${r}>`).join(', ')} (recipients ${e.first}–${e.first + e.recipients.length - 1} of ${e.total})`;
     case 'incoming-close':
@@ -80,7 +82,7 @@ export function formatEvent(e: MailEvent): string {
     case 'verify-failed':
       return `DCID ${e.dcid} TLS certificate verification failed for ${e.domain}: ${e.reason}`;
     case 'delivery-start':
-      return `Delivery start DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}]${e.sender === undefined ? '' : ` from tagged sender <${e.sender}>`}`;
+      return `Delivery start DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}]${e.sender === undefined ? '' : ` from tagged sender <${e.sender}>`}${e.requireTls ? ' with REQUIRETLS' : ''}`;
     case 'message-done':
       return `Message done DCID ${e.dcid} MID ${e.mid} to RID [${e.rids.join(', ')}] (${e.reply})`;
     case 'delayed':
@@ -113,6 +115,10 @@ export function formatEvent(e: MailEvent): string {
       return `Alert sent MID ${e.mid} to ${e.to.map((t) => `<${t}>`).join(', ')} (${e.alertClass}, ${e.severity}, ${e.domain}): ${e.detail}`;
     case 'alert-suppressed':
       return `Alert not sent (${e.alertClass}, ${e.severity}, ${e.domain}): ${e.reason}`;
+    case 'tlsrpt-report': {
+      const what = { sent: 'sent', queued: 'queued', retry: 'not sent yet', failed: 'not sent', 'no-record': 'not sent', 'invalid-record': 'not sent', 'other-node': 'left to another node' }[e.status];
+      return `TLS report for ${e.domain} of ${e.day}${e.destination ? ` to ${e.destination}` : ''} ${what}: ${e.detail}`;
+    }
     case 'bounce-verification': {
       const what = `${e.kind === 'bounce' ? 'bounce' : 'reply'} to <${e.to}>`;
       const action = e.action === 'rejected' ? 'rejected' : e.action === 'header' ? `accepted with the invalid-bounce header, for <${e.deliverTo}>` : `accepted for <${e.deliverTo}>`;

@@ -36,7 +36,7 @@ import type { ConfigSnapshot } from '../config/store.js';
 import { resolvePolicy, type DeliveryPolicy } from '../delivery/policy.js';
 import type { EventSink } from '../observe/maillog.js';
 import { normaliseDomain } from '../tls/names.js';
-import type { ListedRecipient, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection } from './store.js';
+import type { ListedRecipient, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection, TlsRequired } from './store.js';
 
 export type Selection = { mid: number } | { domain: string } | { all: true };
 
@@ -49,6 +49,13 @@ export interface HeaderField {
   value: string;
 }
 
+/** What the sender asked of TLS, for people (`queue show`, the page). */
+export function describeTlsRequired(t: TlsRequired): string {
+  return t === 'requiretls'
+    ? 'REQUIRETLS (RFC 8689): delivered only over verified TLS to a securely found server that offers REQUIRETLS, else returned with 5.7.30'
+    : "TLS-Required: No (RFC 8689): the recipient domain's MTA-STS and DANE policies are not applied; the table's TLS setting is";
+}
+
 export interface MessageView {
   mid: number;
   /** false: every recipient is final and the message has left the queue (history only). */
@@ -58,6 +65,8 @@ export interface MessageView {
   receivedAt: number | null;
   client: string | null;
   isBounce: boolean | null;
+  /** RFC 8689: REQUIRETLS, or the header TLS-Required: No; null for neither (or out of the queue). */
+  tlsRequired: TlsRequired | null;
   envid: string | null;
   ret: string | null;
   recipients: ShownRecipient[];
@@ -133,6 +142,7 @@ export function showMessage(queue: QueueStore, mid: number, o: { body?: boolean 
       receivedAt: null,
       client: null,
       isBounce: null,
+      tlsRequired: null,
       envid: null,
       ret: null,
       recipients: history.map((h) => ({
@@ -159,6 +169,7 @@ export function showMessage(queue: QueueStore, mid: number, o: { body?: boolean 
     receivedAt: info.receivedAt,
     client: info.client,
     isBounce: info.isBounce,
+    tlsRequired: info.tlsRequired,
     envid: info.envid,
     ret: info.ret,
     recipients: queue.recipientsOf(mid).map((r) => ({

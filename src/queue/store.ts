@@ -46,6 +46,8 @@ export interface NewMessage {
   isBounce?: boolean;
   /** Came in on the public listener (for the organisation's own domains): never tagged. */
   inbound?: boolean;
+  /** RFC 8689: `requiretls` (MAIL FROM … REQUIRETLS) or `no` (header `TLS-Required: No`). */
+  tlsRequired?: TlsRequired;
   recipients: NewRecipient[];
 }
 
@@ -69,6 +71,17 @@ export interface QueuedRecipient {
 /** A recipient taken for delivery, with its message's envelope sender. */
 export interface LeasedRecipient extends QueuedRecipient {
   sender: string;
+  tlsRequired: TlsRequired | null;
+}
+
+/**
+ * What the sender asked of TLS (RFC 8689): `requiretls`, only over verified TLS to a server that
+ * promises the same; `no`, recipient-side policies (MTA-STS, DANE) do not hold it back.
+ */
+export type TlsRequired = 'requiretls' | 'no';
+
+function tlsRequiredOf(v: string | null): TlsRequired | null {
+  return v === 'requiretls' || v === 'no' ? v : null;
 }
 
 export interface MessageInfo {
@@ -83,6 +96,7 @@ export interface MessageInfo {
   client: string | null;
   isBounce: boolean;
   inbound: boolean;
+  tlsRequired: TlsRequired | null;
 }
 
 /** How `queue list` names a recipient's state: queued (not yet tried), deferred (tried, waiting), or final. */
@@ -158,10 +172,10 @@ CREATE INDEX IF NOT EXISTS history_finished ON history(finished_at);
  * which reads and deletes them when it polls (`postern queue delivernow`: reset the destination
  * counters), and facts the gateway leaves for the CLI (the host name its DSNs report).
  */
-const INSERT_MESSAGE = `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, body)
-  VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @inbound, @body)`;
+const INSERT_MESSAGE = `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, tls_required, body)
+  VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @inbound, @tlsRequired, @body)`;
 const INSERT_RECIPIENT = `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt) VALUES (?, ?, ?, ?, ?, ?, ?)`;
-const LEASE_SELECT = `SELECT r.*, m.sender FROM recipients r JOIN messages m ON m.id = r.message_id
+const LEASE_SELECT = `SELECT r.*, m.sender, m.tls_required FROM recipients r JOIN messages m ON m.id = r.message_id
   WHERE r.state = 'queued' AND r.leased = 0 AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?`;
 
 const CONTROL_SCHEMA = `
@@ -210,6 +224,8 @@ function addWarningColumns(db: Db): void {
   // Messages from the public listener (bounce verification, SPEC §8), likewise added.
   const messageColumns = new Set((db.prepare('PRAGMA table_info(messages)').all() as { name: string }[]).map((c) => c.name));
   if (!messageColumns.has('inbound')) db.exec('ALTER TABLE messages ADD COLUMN inbound INTEGER NOT NULL DEFAULT 0');
+  // What the sender asked of TLS (RFC 8689), likewise added.
+  if (!messageColumns.has('tls_required')) db.exec('ALTER TABLE messages ADD COLUMN tls_required TEXT');
 }
 
 /** A row of the history table (final outcomes). */
@@ -368,10 +384,10 @@ export class QueueStore {
    */
   lease(now: number, limit: number): LeasedRecipient[] {
     return this.db.transaction(() => {
-      const rows = this.st(LEASE_SELECT).all(now, limit) as (RecipientRow & { sender: string })[];
+      const rows = this.st(LEASE_SELECT).all(now, limit) as (RecipientRow & { sender: string; tls_required: string | null })[];
       const mark = this.st('UPDATE recipients SET leased = 1 WHERE id = ?');
       for (const r of rows) mark.run(r.id);
-      return rows.map((r) => ({ ...toRecipient(r), sender: r.sender }));
+      return rows.map((r) => ({ ...toRecipient(r), sender: r.sender, tlsRequired: tlsRequiredOf(r.tls_required) }));
     })();
   }
 
@@ -416,6 +432,7 @@ export class QueueStore {
       client: msg.client ?? null,
       isBounce: msg.isBounce ? 1 : 0,
       inbound: msg.inbound ? 1 : 0,
+      tlsRequired: msg.tlsRequired ?? null,
       body: msg.body,
     });
     const id = Number(info.lastInsertRowid);
@@ -453,7 +470,7 @@ export class QueueStore {
   }
 
   message(id: number): MessageInfo | undefined {
-    const r = this.st('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound FROM messages WHERE id = ?')
+    const r = this.st('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, tls_required FROM messages WHERE id = ?')
       .get(id) as
       | {
           id: number;
@@ -467,6 +484,7 @@ export class QueueStore {
           client: string | null;
           is_bounce: number;
           inbound: number;
+          tls_required: string | null;
         }
       | undefined;
     if (!r) return undefined;
@@ -482,6 +500,7 @@ export class QueueStore {
       client: r.client,
       isBounce: r.is_bounce === 1,
       inbound: r.inbound === 1,
+      tlsRequired: tlsRequiredOf(r.tls_required),
     };
   }
 

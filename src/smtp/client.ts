@@ -109,6 +109,8 @@ export interface Envelope {
   smtputf8?: boolean;
   ret?: string;
   envid?: string;
+  /** RFC 8689: sent with the REQUIRETLS parameter, and only in a TLS session to a server that offers it. */
+  requireTls?: boolean;
 }
 
 export type TransactionResult =
@@ -296,6 +298,10 @@ export class SmtpSession {
     if (env.smtputf8 && !this.extensions.has('SMTPUTF8')) {
       return { kind: 'message-refused', step: 'SMTPUTF8', reply: local(553, '5.6.7', 'the server does not support SMTPUTF8 addresses') };
     }
+    if (env.requireTls && !(this.secure && this.extensions.has('REQUIRETLS'))) {
+      const why = this.secure ? 'the server does not offer REQUIRETLS after STARTTLS' : 'the session is not encrypted';
+      return { kind: 'message-refused', step: 'REQUIRETLS', reply: local(550, '5.7.30', `REQUIRETLS support required: ${why}`) };
+    }
     const dsn = this.extensions.has('DSN');
     const mailParams: string[] = [];
     if (this.extensions.has('SIZE')) mailParams.push(`SIZE=${env.size}`);
@@ -303,6 +309,7 @@ export class SmtpSession {
     if (env.smtputf8) mailParams.push('SMTPUTF8');
     if (dsn && env.ret) mailParams.push(`RET=${env.ret}`);
     if (dsn && env.envid) mailParams.push(`ENVID=${env.envid}`);
+    if (env.requireTls) mailParams.push('REQUIRETLS');
     const mail = `MAIL FROM:<${env.from}>${mailParams.length ? ' ' + mailParams.join(' ') : ''}`;
     const rcpts = env.recipients.map((r) => {
       const p: string[] = [];

@@ -19,6 +19,7 @@ import type { NewMessage, QueueStore } from '../queue/store.js';
 import { normaliseDomain } from '../tls/names.js';
 import type { NetworkList } from './networks.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
+import { tlsRequiredOf } from './tls-required.js';
 import { decideRecipient, type InboundPolicy } from '../bounce/inbound.js';
 
 export interface ListenerOptions {
@@ -112,7 +113,9 @@ export class RelayListener {
       size: o.maxMessageSize,
       authOptional: true,
       disabledCommands: ['AUTH'],
-      hideREQUIRETLS: true,
+      // RFC 8689: advertised after STARTTLS only (the library shows it on TLS sessions and refuses
+      // the MAIL FROM parameter in clear text).
+      hideREQUIRETLS: false,
       // Address checks are Postern's own (addressProblem below): the domain must be a host name
       // as written. The library's strict mode would refuse some of the same names with a reply
       // of its own wording; lenient mode still refuses controls and malformed paths.
@@ -251,7 +254,7 @@ export class RelayListener {
           `\t${new Date().toUTCString().replace('GMT', '+0000')}\r\n`,
       );
       const body = Buffer.concat([marked, received, ...chunks]);
-      const extra = env as unknown as { bodyType?: string; smtpUtf8?: boolean; dsn?: { ret?: string; envid?: string } };
+      const extra = env as unknown as { bodyType?: string; smtpUtf8?: boolean; requireTLS?: boolean; dsn?: { ret?: string; envid?: string } };
       const msg: NewMessage = {
         sender: from,
         body,
@@ -262,6 +265,8 @@ export class RelayListener {
         envid: extra.dsn?.envid,
         client: session.remoteAddress,
         inbound: this.o.inbound !== undefined,
+        // The library sets requireTLS only for a TLS session; the check is repeated here.
+        tlsRequired: tlsRequiredOf(extra.requireTLS === true && session.secure, body),
         recipients: env.rcptTo.map((r) => {
           // The public listener delivers a tagged recipient to the address without its tag.
           const address = t?.deliverTo.get(r.address) ?? r.address;
@@ -283,7 +288,7 @@ export class RelayListener {
           const icid = this.icids.get(session.id) ?? 0;
           const all = msg.recipients.map((r) => r.address);
           // Bounded lines: the first recipients on the Start line, the rest RECIPIENTS_PER_LINE a line.
-          this.o.log.write({ event: 'message-accepted', icid, mid, from, recipients: all.slice(0, RECIPIENTS_PER_LINE), size: body.length, receivedId: queueId, total: all.length });
+          this.o.log.write({ event: 'message-accepted', icid, mid, from, recipients: all.slice(0, RECIPIENTS_PER_LINE), size: body.length, receivedId: queueId, total: all.length, ...(msg.tlsRequired ? { tlsRequired: msg.tlsRequired } : {}) });
           for (let i = RECIPIENTS_PER_LINE; i < all.length; i += RECIPIENTS_PER_LINE) {
             this.o.log.write({ event: 'message-recipients', icid, mid, recipients: all.slice(i, i + RECIPIENTS_PER_LINE), first: i + 1, total: all.length });
           }

@@ -49,6 +49,8 @@ export type HostPlan =
       dane: TlsaRecord[] | null;
       /** MTA-STS enforce: the chain must be trusted (PKIX) and the certificate valid for this name. */
       pkixName: string | null;
+      /** Who asks for that check, in log lines (default `MTA-STS enforce`). */
+      pkixBy?: string;
       /** MTA-STS testing: what enforce would have refused is recorded, not acted on. */
       stsTesting: boolean;
       governedBy: PolicySource;
@@ -107,6 +109,37 @@ export function planHost(entry: EntryTlsSettings, host: { name: string }, tlsa: 
   }
   const testing = entry.mtaSts && sts !== null && sts.mode === 'testing';
   return { use: true, mode: entry.tls, dane: null, pkixName: null, stsTesting: testing, governedBy: 'table', why: testing ? 'the table (MTA-STS testing: what enforce would refuse is reported)' : 'the table' };
+}
+
+/**
+ * A plan made stricter for a REQUIRETLS message (RFC 8689 §5): the host must have been found
+ * securely (MX records authenticated by DNSSEC, an administrator's SMTP route, or the host named
+ * by the domain's MTA-STS policy, testing counting as enforce), STARTTLS is required and the
+ * certificate verified: by DANE where the host has usable TLSA records, else a trusted chain
+ * valid for the host's name. Whether the server offers REQUIRETLS is checked after STARTTLS.
+ */
+export function requireTlsPlan(plan: HostPlan, host: { name: string }, foundSecurely: boolean, sts: StsFinding): HostPlan {
+  if (!plan.use) return plan;
+  const byPolicy = sts !== null && sts.mode !== 'none' && sts.mx.some((p) => stsMxMatches(p, host.name));
+  if (!foundSecurely && !byPolicy) {
+    return {
+      use: false,
+      governedBy: plan.governedBy,
+      enhanced: '5.7.30',
+      reason: `REQUIRETLS: ${host.name} was not found securely (the MX records are not DNSSEC-authenticated and no MTA-STS policy names it)`,
+      failure: 'validation-failure',
+    };
+  }
+  const mode = atLeastRequired(plan.mode);
+  if (plan.dane) return { ...plan, mode, why: `${plan.why}; REQUIRETLS: the server must offer REQUIRETLS` };
+  return {
+    ...plan,
+    mode,
+    pkixName: plan.pkixName ?? host.name,
+    pkixBy: plan.pkixName ? `${plan.pkixBy ?? 'MTA-STS enforce'} and REQUIRETLS` : 'REQUIRETLS',
+    stsTesting: false,
+    why: `${plan.why}; REQUIRETLS: STARTTLS required, a trusted certificate valid for ${host.name}, and the server must offer REQUIRETLS`,
+  };
 }
 
 /** What DNS said of a host's TLSA records, for people (`explain`, `tlsverify`). */

@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../controls/validate.js';
 import { escapeLines, escapeText } from '../../observe/text.js';
-import { parseQueueDomain, QueueActionError, recipientsText, showMessage, type ActionResult, type MessageView, type Selection } from '../../queue/control.js';
+import { parseQueueDomain, QueueActionError, recipientsText, showMessage, describeTlsRequired, type ActionResult, type MessageView, type Selection } from '../../queue/control.js';
 import type { ListedRecipient, ListedState } from '../../queue/store.js';
 import type { AdminContext } from '../context.js';
 import { forbiddenText, may, notify, page } from '../render.js';
@@ -218,6 +218,7 @@ export function registerQueuePages(app: FastifyInstance, ctx: AdminContext, _o: 
       client: safe(v.client),
       dsnParams: v.envid !== null || v.ret !== null ? safe(`${v.ret ? `RET=${v.ret}` : ''}${v.ret && v.envid ? ' ' : ''}${v.envid ? `ENVID=${v.envid}` : ''}`) : '',
       isBounce: v.isBounce === true,
+      tlsRequired: v.tlsRequired ? describeTlsRequired(v.tlsRequired) : '',
       recipients: v.recipients.map((r) => ({
         rid: r.rid,
         to: safe(r.to),

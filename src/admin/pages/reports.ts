@@ -1,7 +1,9 @@
 /**
  * Monitor > TLS Connections: the report's table over a chosen range, per domain when one is
  * clicked, CSV export, and a graph of TLS and clear connections drawn in the browser (uPlot,
- * served from node_modules) from the same JSON the API returns (/api/v1/reports/tls).
+ * served from node_modules) from the same JSON the API returns (/api/v1/reports/tls). Below it,
+ * the settings of the daily SMTP TLS reports (RFC 8460) sent to recipient domains, over
+ * manage/tlsrpt-settings.ts (the service `postern tlsrptconfig` and /api/v1/tlsrpt-settings use).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../controls/validate.js';
@@ -9,10 +11,20 @@ import { cells, REPORT_HEADER, reportCsv, tlsReport } from '../../manage/tls-rep
 import type { AdminContext } from '../context.js';
 import { readMembership } from '../../cluster/membership.js';
 import { clusterTlsReport, nodesLine } from '../../cluster/reports.js';
-import { page } from '../render.js';
+import { TLSRPT_FIELDS, tlsRptState } from '../../manage/tlsrpt-settings.js';
+import { forbiddenText, may, notify, page } from '../render.js';
 import type { AdminServerOptions } from '../server.js';
 
 export const TLS_PAGE = '/monitor/tls';
+/** Where the TLS reporting settings form posts. */
+export const TLSRPT_SETTINGS = `${TLS_PAGE}/tlsrpt-settings`;
+
+type TlsRptField = keyof typeof TLSRPT_FIELDS;
+/** What the settings form shows: the field values, and an error beside a field. */
+interface TlsRptForm {
+  values?: Record<TlsRptField, string>;
+  errors?: Partial<Record<TlsRptField, string>>;
+}
 
 const RANGES: { value: string; label: string }[] = [
   { value: '1h', label: 'Hour' },
@@ -49,7 +61,19 @@ export function registerReportPages(app: FastifyInstance, ctx: AdminContext, _o:
   // On a cluster node the report can sum every node's counts (cluster/reports.ts).
   const inCluster = () => readMembership(ctx.dataDir) !== null;
   const report = (q: Query) => (q.cluster && inCluster() ? clusterTlsReport(ctx.dataDir, windowOf(q), Date.now()) : Promise.resolve({ ...tlsReport(ctx.report, windowOf(q), Date.now()), nodes: null, missing: [] as string[] }));
-  const show = async (req: FastifyRequest, reply: FastifyReply, q: Query) => {
+  const tlsrpt = (form: TlsRptForm) => {
+    const { settings: s, effective } = tlsRptState(ctx.config.globals(), ctx.hostname);
+    return {
+      base: TLSRPT_SETTINGS,
+      host: ctx.hostname,
+      effective,
+      isDefault: { enabled: s.enabled, organization: s.organization === null, contact: s.contact === null, sender: s.sender === null },
+      // A text setting at its default is an empty field (empty: the default again).
+      values: form.values ?? { enabled: s.enabled ? 'yes' : 'no', organization: s.organization ?? '', contact: s.contact ?? '', sender: s.sender ?? '' },
+      errors: form.errors ?? {},
+    };
+  };
+  const show = async (req: FastifyRequest, reply: FastifyReply, q: Query, form: TlsRptForm = {}) => {
     let r: Awaited<ReturnType<typeof report>> | null = null;
     let error: string | undefined;
     try {
@@ -81,12 +105,31 @@ export function registerReportPages(app: FastifyInstance, ctx: AdminContext, _o:
         csv: `${TLS_PAGE}.csv?${params}`,
         api: `/api/v1/reports/tls?${api}`,
         linkFor: (domain: string) => `${TLS_PAGE}?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== '')), domain }).toString()}`,
+        tlsrpt: tlsrpt(form),
       },
-      error ? 400 : 200,
+      error || Object.keys(form.errors ?? {}).length > 0 ? 400 : 200,
     );
   };
 
   app.get(TLS_PAGE, async (req, reply) => show(req, reply, readQuery(req.query)));
+
+  app.post(TLSRPT_SETTINGS, async (req, reply) => {
+    if (!may(req.principal, 'configure')) return page(req, reply, 'error', { title: 'Forbidden', message: `${forbiddenText(req.principal, 'configure')}; nothing was changed` }, 403);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const str = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : '');
+    const values = { enabled: str('enabled'), organization: str('organization'), contact: str('contact'), sender: str('sender') };
+    // An empty text field: the setting's default.
+    const text = (v: string) => (v.trim() === '' ? 'default' : v);
+    try {
+      ctx.services({ actor: req.principal!.name, client: req.ip }).tlsrpt.setup({ enabled: values.enabled, organization: text(values.organization), contact: text(values.contact), sender: text(values.sender) });
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      const field = (Object.keys(TLSRPT_FIELDS) as TlsRptField[]).find((k) => TLSRPT_FIELDS[k] === e.field) ?? 'enabled';
+      return show(req, reply, readQuery({}), { values, errors: { [field]: e.message } });
+    }
+    notify(req, 'Saved the TLS reporting settings.');
+    return reply.redirect(`${TLS_PAGE}#tlsrpt-settings`);
+  });
 
   app.get(`${TLS_PAGE}.csv`, async (req, reply) => {
     const r = await report(readQuery(req.query));
