@@ -31,6 +31,11 @@ export interface InjectConfig {
   starttls?: { ca: string; servername: string };
   /** Stop after this many ms even if not all messages are sent (0 = no limit). */
   maxMs?: number;
+  /**
+   * Instead of `domains` and `size`: message i goes to mix[i].to (every recipient) with a body of
+   * mix[i].size bytes (the `internet` scenario's traffic).
+   */
+  mix?: { to: string[]; size: number }[];
 }
 
 export interface InjectResult {
@@ -61,6 +66,19 @@ function makeBody(size: number): Buffer {
   }
   if (size - len >= 3) lines.push('Y'.repeat(size - len - 2) + '\r\n');
   return Buffer.from(lines.join('') + '.\r\n', 'latin1');
+}
+
+/**
+ * A body of about `size` bytes, cut from one long body at a line boundary (so that the mix's
+ * thousands of sizes cost one buffer).
+ */
+let longBody: Buffer | undefined;
+function bodyOfSize(size: number): Buffer {
+  longBody ??= makeBody(110 * 1024).subarray(0, -3);
+  const line = 78;
+  const head = longBody.indexOf('\r\n\r\n') + 4;
+  const end = Math.min(longBody.length, Math.max(head, head + Math.floor((size - head) / line) * line));
+  return Buffer.concat([longBody.subarray(0, end), Buffer.from('.\r\n')]);
 }
 
 /** Reads SMTP replies from a socket, one complete (possibly multi-line) reply per call. */
@@ -200,17 +218,20 @@ export async function inject(cfg: InjectConfig): Promise<InjectResult> {
           onConn = 0;
         }
         const { sock, r } = conn;
-        const to = `u${i}@${cfg.domains[i % cfg.domains.length]}`;
+        const m = cfg.mix?.[i];
+        const recipients = m ? m.to : [`u${i}@${cfg.domains[i % cfg.domains.length]}`];
         sock.write('MAIL FROM:<sender@client.bench.test>\r\n');
         let rep = await r.next();
         if (lastCode(rep.text) !== 250) throw new Error(`MAIL: ${rep.text}`);
-        sock.write(`RCPT TO:<${to}>\r\n`);
-        rep = await r.next();
-        if (lastCode(rep.text) !== 250) throw new Error(`RCPT: ${rep.text}`);
+        for (const to of recipients) {
+          sock.write(`RCPT TO:<${to}>\r\n`);
+          rep = await r.next();
+          if (lastCode(rep.text) !== 250) throw new Error(`RCPT: ${rep.text}`);
+        }
         sock.write('DATA\r\n');
         rep = await r.next();
         if (lastCode(rep.text) !== 354) throw new Error(`DATA: ${rep.text}`);
-        sock.write(body);
+        sock.write(m ? bodyOfSize(m.size) : body);
         const t0 = now();
         rep = await r.next();
         const t1 = now();

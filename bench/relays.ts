@@ -14,12 +14,12 @@
  * about the outgoing TLS sessions; `stop()` ends every process and removes its directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFile, cp, readFile, utimes, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startPostfix, type PostfixInstance } from '../test/peers/postfix.js';
 import { POSTERN_BIN, runCliOk } from '../test/process.js';
-import { cleanup, cpuSeconds, groupMembers, sleep, startMemSampler, statusKb, stopChild } from './util.js';
+import { cleanup, cpuSeconds, groupMembers, startMemSampler, statusKb, stopChild } from './util.js';
 
 export const ADDR = {
   posternListen: '127.0.40.1',
@@ -80,10 +80,13 @@ export interface PosternRunOptions {
   listen?: { host: string; port: number };
   /** Extra `postern start` arguments, e.g. ['--cluster', URL, '--node-name', N]. */
   args?: string[];
+  /** DNS server HOST:PORT (default the bench's) and the port of the receiving servers (default the sink's). */
+  dnsServer?: string;
+  smtpPort?: number;
   config?: Record<string, unknown>;
 }
 
-export async function startPosternRelay(setup: PosternSetup | undefined, o: PosternRunOptions): Promise<Relay & { child: ChildProcess; output: () => string; startedAt: number; readyAt: number }> {
+export async function startPosternRelay(setup: PosternSetup | undefined, o: PosternRunOptions): Promise<Relay & { child: ChildProcess; output: () => string; startedAt: number; readyAt: number; dataDir: string }> {
   if (setup) await cp(setup.template, o.dataDir, { recursive: true });
   const listen = o.listen ?? { host: ADDR.posternListen, port: PORT.posternListen };
   const args = [
@@ -95,9 +98,9 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
     '--listen',
     `${listen.host}:${listen.port}`,
     '--dns-server',
-    `${ADDR.dns}:${PORT.dns}`,
+    o.dnsServer ?? `${ADDR.dns}:${PORT.dns}`,
     '--smtp-port',
-    String(PORT.sink),
+    String(o.smtpPort ?? PORT.sink),
     '--hostname',
     'relay.bench.test',
     ...(o.args ?? []),
@@ -145,6 +148,7 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
     name: 'Postern',
     host: listen.host,
     port: listen.port,
+    dataDir: o.dataDir,
     child,
     output: () => out,
     startedAt,
@@ -211,11 +215,7 @@ export async function writePostfixMaps(dir: string, routes: PostfixRoute[]): Pro
 }
 
 export async function startPostfixRelay(o: { maps: { transport: string; policy: string }; caFile: string; tls: boolean; concurrency: number }): Promise<Relay & { instance: PostfixInstance }> {
-  const extra: Record<string, string> = {
-    myhostname: 'relay-pf.bench.test',
-    // A pure relay: nothing is delivered locally or to virtual mailboxes.
-    virtual_mailbox_domains: '',
-    relay_domains: '',
+  return startPostfixWith({
     transport_maps: `texthash:${o.maps.transport}`,
     default_destination_concurrency_limit: String(o.concurrency),
     smtp_tls_security_level: o.tls ? 'secure' : 'none',
@@ -224,7 +224,22 @@ export async function startPostfixRelay(o: { maps: { transport: string; policy: 
     smtp_tls_loglevel: '1',
     // Connection reuse for TLS sessions too (through tlsproxy), as Postern reuses connections.
     smtp_tls_connection_reuse: o.tls ? 'yes' : 'no',
+    // Debian's master.cf has tlsproxy commented out; TLS connection reuse needs it.
+  }, o.tls ? 'tlsproxy unix - - n - 0 tlsproxy' : undefined);
+}
+
+/**
+ * Postfix as a relay with these main.cf parameters (beside the relay basics) and master.cf
+ * lines; its Relay figures: Σ of its processes' memory and CPU, the TLS evidence of its log.
+ */
+export async function startPostfixWith(mainCf: Record<string, string>, masterCf?: string): Promise<Relay & { instance: PostfixInstance }> {
+  const extra: Record<string, string> = {
+    myhostname: 'relay-pf.bench.test',
+    // A pure relay: nothing is delivered locally or to virtual mailboxes.
+    virtual_mailbox_domains: '',
+    relay_domains: '',
     smtp_helo_name: 'relay-pf.bench.test',
+    ...mainCf,
   };
   const instance = await startPostfix({
     address: ADDR.postfixListen,
@@ -233,19 +248,10 @@ export async function startPostfixRelay(o: { maps: { transport: string; policy: 
     tls: 'none',
     delivery: 'discard',
     extraMainCf: extra,
+    ...(masterCf ? { extraMasterCf: masterCf } : {}),
   });
   const unregister = cleanup.add(`postfix ${instance.dir}`, () => instance.stop());
   const masterPid = Number(readFileSync(path.join(instance.dir, 'queue', 'pid', 'master.pid'), 'utf8').trim());
-  if (o.tls) {
-    // Debian's master.cf has tlsproxy commented out; TLS connection reuse needs it. The master
-    // reads master.cf again on SIGHUP (what `postfix reload` sends).
-    const cf = path.join(instance.dir, 'etc', 'master.cf');
-    await appendFile(cf, '\ntlsproxy unix - - n - 0 tlsproxy\n');
-    const past = new Date(Date.now() - 60_000);
-    await utimes(cf, past, past);
-    process.kill(masterPid, 'SIGHUP');
-    await sleep(300);
-  }
   const members = (): number[] => groupMembers(masterPid);
   const cpuNow = (): number => cpuSeconds(masterPid, true) + members().filter((p) => p !== masterPid).reduce((s, p) => s + cpuSeconds(p), 0);
   const cpu0 = cpuNow();

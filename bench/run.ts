@@ -22,6 +22,7 @@ import { startDnsServer, type Zone } from '../test/peers/dns-server.js';
 import type { InjectConfig, InjectResult } from './inject.js';
 import { lookupBench, type LookupRow } from './lookup.js';
 import { clusterScenario, clusterTable, type ClusterReport } from './cluster.js';
+import { internetScenario, internetTable, type InternetReport } from './internet.js';
 import { summariseProfile } from './profile.js';
 import { ADDR, PORT, configurePostern, startPosternRelay, startPostfixRelay, writePostfixMaps, type PosternSetup, type PostfixRoute, type Relay, type TlsEvidence } from './relays.js';
 import type { SinkConfig, SinkStats } from './sink.js';
@@ -30,8 +31,8 @@ import { cleanup, fmt, forkBench, installSignalHandlers, log, median, request, s
 
 // ---- options ---------------------------------------------------------------------------------
 
-type ScenarioName = 'tls' | 'plain' | 'domains' | 'lookup' | 'queue-1m' | 'cluster';
-const ALL: ScenarioName[] = ['tls', 'plain', 'domains', 'lookup', 'queue-1m', 'cluster'];
+type ScenarioName = 'tls' | 'plain' | 'domains' | 'lookup' | 'queue-1m' | 'cluster' | 'internet';
+const ALL: ScenarioName[] = ['tls', 'plain', 'domains', 'lookup', 'queue-1m', 'cluster', 'internet'];
 
 interface Options {
   scenarios: ScenarioName[];
@@ -52,6 +53,10 @@ interface Options {
   down: 'refused' | 'silent';
   install: boolean;
   domains: number;
+  internetMessages: number;
+  internetDomains: number;
+  internetHosts: number;
+  internetMaxMinutes: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -72,6 +77,10 @@ function parseArgs(argv: string[]): Options {
     down: 'refused',
     install: false,
     domains: 100,
+    internetMessages: 100_000,
+    internetDomains: 10_000,
+    internetHosts: 1000,
+    internetMaxMinutes: 30,
   };
   const set = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
@@ -119,6 +128,10 @@ function parseArgs(argv: string[]): Options {
         break;
       }
       case '--install': o.install = true; break;
+      case '--internet-messages': o.internetMessages = num(); break;
+      case '--internet-domains': o.internetDomains = num(); break;
+      case '--internet-hosts': o.internetHosts = num(); break;
+      case '--internet-max-minutes': o.internetMaxMinutes = num(); break;
       case '--help':
       case '-h':
         process.stdout.write(readHelp());
@@ -134,13 +147,17 @@ function parseArgs(argv: string[]): Options {
     if (!set.has('--queue-messages')) o.queueMessages = 1000;
     if (!set.has('--probe-seconds')) o.probeSeconds = 1;
     if (!set.has('--queue-max-minutes')) o.queueMaxMinutes = 1;
+    if (!set.has('--internet-messages')) o.internetMessages = 2000;
+    if (!set.has('--internet-domains')) o.internetDomains = 500;
+    if (!set.has('--internet-hosts')) o.internetHosts = 100;
+    if (!set.has('--internet-max-minutes')) o.internetMaxMinutes = 5;
   }
   return o;
 }
 
 function readHelp(): string {
   return `npm run bench -- [options]
-  --scenario tls|plain|domains|lookup|queue-1m|cluster|all   (comma-separated list allowed; default all)
+  --scenario tls|plain|domains|lookup|queue-1m|cluster|internet|all   (comma-separated list allowed; default all)
   --messages N          messages per rate run (default 20000)
   --runs K              runs per scenario and system; the table gives medians (default 3)
   --quick               small smoke run of every scenario (under 2 minutes)
@@ -157,6 +174,9 @@ function readHelp(): string {
   --queue-max-minutes M queue-1m: stop injecting after M minutes and report what was reached (default 30)
   --down refused|silent queue-1m: destination refuses connections, or accepts and never greets
   --install             apt-get install what is missing (postfix, redis-server, ...) and continue
+  --internet-messages N internet: messages (default 100000), over --internet-domains D (default 10000)
+                        recipient domains on --internet-hosts H MX hosts (default 1000)
+  --internet-max-minutes M  internet: stop waiting for the deliverable mail after M minutes (default 30)
 cluster: Postern alone, 1 node on Redis and 3 nodes on Redis (a local redis-server), plain delivery
   to one sink under one system-wide limit; --messages, --sessions, --size and --runs apply.
 `;
@@ -847,6 +867,7 @@ async function main(): Promise<void> {
   let lookup: LookupRow[] | undefined;
   let queue: QueueReport | undefined;
   let cluster: ClusterReport | undefined;
+  let internet: InternetReport | undefined;
   for (const s of o.scenarios) {
     if (s === 'lookup') {
       log('scenario lookup: DestinationTable.match / resolve at 1k, 10k, 100k entries');
@@ -854,6 +875,18 @@ async function main(): Promise<void> {
       for (const l of lookup) log(`  ${fmt(l.entries)} entries: match ${fmt(l.matchNs, 1)} ns, resolve ${fmt(l.resolveNs, 1)} ns per lookup, of which normaliseDomain ${fmt(l.normaliseNs, 1)} ns (hits ${(l.hitShare * 100).toFixed(0)}%)`);
     } else if (s === 'queue-1m') {
       queue = await queueScenario(o, world!);
+    } else if (s === 'internet') {
+      internet = await internetScenario({
+        dir: world!.dir,
+        runs: o.runs,
+        messages: o.internetMessages,
+        domains: o.internetDomains,
+        hosts: o.internetHosts,
+        postfix: o.postfix,
+        maxMinutes: o.internetMaxMinutes,
+        sessions: o.sessions,
+        runInjector: (cfg) => runInjector(cfg),
+      });
     } else if (s === 'cluster') {
       cluster = await clusterScenario({
         dir: world!.dir,
@@ -917,6 +950,11 @@ async function main(): Promise<void> {
     out.push(`cluster (plain, one destination under concurrency ${o.concurrency} and a recipient window, enforced system wide; Redis on loopback, round trip from the bench p50 ${fmt(cluster.rttP50Ms, 3)} ms, p99 ${fmt(cluster.rttP99Ms, 3)} ms):`);
     out.push(clusterTable(cluster));
   }
+  if (internet) {
+    out.push('');
+    out.push(`internet: ${internet.summary.join('; ')}`);
+    out.push(...internetTable(internet));
+  }
   const t = targets(reports, queue, lookup);
   if (t.length) {
     out.push('');
@@ -927,7 +965,7 @@ async function main(): Promise<void> {
   if (queue?.profile) out.push('', 'CPU profile, scenario queue-1m (Postern, injection phase):', queue.profile);
   out.push('', `bench took ${fmt((Date.now() - started) / 1000)} s`);
   process.stdout.write(out.join('\n') + '\n');
-  if (o.json) writeFileSync(o.json, JSON.stringify({ machine: machine(), options: o, reports, lookup, queue, cluster }, null, 2));
+  if (o.json) writeFileSync(o.json, JSON.stringify({ machine: machine(), options: o, reports, lookup, queue, cluster, internet }, null, 2));
 }
 
 main()

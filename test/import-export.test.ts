@@ -18,6 +18,7 @@
  *     refuses without --yes and removes every entry but (Default) with it.
  */
 import assert from 'node:assert/strict';
+import { mulberry32 } from './tools/prng.js';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -256,16 +257,7 @@ tls = required_verify
   });
 
   // A small deterministic generator, so a failure names a seed that reproduces it.
-  function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
+  const rng = mulberry32;
 
   const NAME_POOL = [
     'example.com', 'Example.ORG.', 'mail.example.net', 'bücher.test', 'münchen.example', '例え.テスト', 'default', 'xn--fiqs8s.test',

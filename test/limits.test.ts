@@ -10,6 +10,7 @@ import { GatewayStore } from '../src/config/gateways.js';
 import type { Zone } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer, type SmtpPeerOptions } from './peers/smtp-peer.js';
 import { sendMail, startTestGateway, waitFor, type TestGateway } from './harness.js';
+import { LimitCounters } from '../src/delivery/limits.js';
 
 const PORT = 2660;
 const A = (n: number) => `127.0.36.${n}`;
@@ -197,5 +198,27 @@ describe('limits', () => {
     assert.equal(p.sessions[0]!.commands.at(-1), 'QUIT');
     // Without the hand-over the second gateway waits for the first one's idle time (2 s).
     assert.ok(waited < 1500, `the idle connection gave way at once (waited ${waited} ms)`);
+  });
+});
+
+describe('the recipient window, as receivers measure it', () => {
+  const T0 = 1_764_000_000_000;
+  it('never frees a recipient early: a bucket leaves once the window has passed the end of its second', () => {
+    const c = new LimitCounters();
+    c.countRecipients('k', T0 + 900, 10); // 0.9 s into its second
+    assert.equal(c.recipientsFreeAt('k', T0 + 30_000, 10, 1), T0 + 61_000);
+    assert.equal(c.recipientsAvailable('k', T0 + 60_500, 10, 1), 0, '59.6 s after it: still in the window');
+    assert.equal(c.recipientsAvailable('k', T0 + 60_999, 10, 1), 0);
+    assert.equal(c.recipientsAvailable('k', T0 + 61_000, 10, 1), 10);
+  });
+
+  it('recipients count from when their transaction ended (moved), so a slow delivery cannot overlap the next window', () => {
+    const c = new LimitCounters();
+    c.countRecipients('k', T0, 6);
+    c.countRecipients('k', T0 + 2_000, 4);
+    c.moveRecipients('k', T0, T0 + 5_000, 6); // delivered 5 s after it began
+    assert.equal(c.recipientsAvailable('k', T0 + 61_000, 10, 1), 0, 'the moved six are still counted');
+    assert.equal(c.recipientsAvailable('k', T0 + 63_500, 10, 1), 4, 'the four of T0+2 s left the window');
+    assert.equal(c.recipientsAvailable('k', T0 + 66_000, 10, 1), 10);
   });
 });

@@ -37,7 +37,7 @@ return 1`;
  * second that may still hold a bucket (`o`), so a take costs O(1) however many recipients the
  * window holds (buckets leaving it are dropped as time passes; at most 3,600 for 60 minutes).
  * Exact to the second, as the local window (delivery/limits.ts): a bucket leaves the window
- * once its second is window-seconds old. ARGV[4], when given, is the time in ms (tests compare
+ * once the window has passed the end of its second (never early). ARGV[4], when given, is the time in ms (tests compare
  * the script with the local window on the same clock); nodes always use Redis's own clock.
  */
 export const TAKE = `local now
@@ -48,7 +48,7 @@ end
 local sec = math.floor(now / 1000)
 local span = tonumber(ARGV[2])
 local spanS = span / 1000
-local cutoff = sec - spanS
+local cutoff = sec - spanS - 1
 local o = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
 local total = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
 if o <= cutoff then
@@ -67,7 +67,7 @@ if o <= cutoff then
   o = cutoff + 1
 end
 redis.call('HSET', KEYS[1], 'o', o, 't', total)
-redis.call('PEXPIRE', KEYS[1], span + 1000)
+redis.call('PEXPIRE', KEYS[1], span + 2000)
 local avail = tonumber(ARGV[1]) - total
 if avail <= 0 then
   local excess = total - tonumber(ARGV[1]) + 1

@@ -97,7 +97,8 @@ export interface ConnectFailure {
 
 export type ConnectOutcome = { ok: true; conn: Connection } | ConnectFailure;
 
-type HostFailure = { enhanced: string; reason: string; tls: boolean };
+/** `againInClear`: the handshake failed after 220 and the host is now remembered as broken: a new connection to it goes in clear text (Preferred). */
+type HostFailure = { enhanced: string; reason: string; tls: boolean; againInClear?: boolean };
 
 /**
  * The hosts to try, in order. `secure`: the way to them was authenticated by DNSSEC (the MX
@@ -174,7 +175,10 @@ export async function connect(policy: DeliveryPolicy, deps: ConnectDeps): Promis
         skippedBusy++;
         continue;
       }
-      const r = await tryAddress(host, address, policy, plan, report, deps);
+      let r = await tryAddress(host, address, policy, plan, report, deps);
+      // A broken TLS stack just remembered: the next attempt (a new connection, now) goes in
+      // clear text, as SPEC §2 allows, rather than waiting for the retry.
+      if (!('session' in r) && r.againInClear) r = await tryAddress(host, address, policy, plan, report, deps);
       if ('session' in r) return { ok: true, conn: r };
       deps.addressSlot?.give(address);
       failures.push(r);
@@ -369,9 +373,11 @@ async function negotiateTls(
       return fail('rejected', `STARTTLS answered ${replyText(r.reply)}`);
     case 'injected':
       return fail('handshake-failed', `${r.bytes} bytes received after the 220 to STARTTLS, before the handshake (response injection)`);
-    case 'failed':
+    case 'failed': {
       deps.broken.remember(address, host.port, now, policy.globals.brokenTlsMemoryHours);
-      return fail('handshake-failed', `handshake failed after 220: ${r.detail}`);
+      const f = await fail('handshake-failed', `handshake failed after 220: ${r.detail}`);
+      return typeof f !== 'string' && deps.broken.isBroken(address, host.port, now) && shouldStartTls(mode, true) === false ? { ...f, againInClear: true } : f;
+    }
     case 'ok':
       break;
   }

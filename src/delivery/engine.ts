@@ -734,6 +734,8 @@ class DestinationQueue {
           continue;
         }
         let batch = this.pending.shift()!;
+        /** Recipients counted in the local window for this transaction, and when. */
+        let counted: { at: number; n: number } | null = null;
         if (s.recipientLimit) {
           const now = this.engine.now();
           const { recipients: limit, minutes } = s.recipientLimit;
@@ -748,7 +750,10 @@ class DestinationQueue {
           } else {
             available = limits.recipientsAvailable(windowKey, now, limit, minutes);
             waitMs = available === 0 ? limits.recipientsFreeAt(windowKey, now, limit, minutes) - now : 0;
-            if (available > 0) limits.countRecipients(windowKey, now, Math.min(available, batch.recipients.length));
+            if (available > 0) {
+              counted = { at: now, n: Math.min(available, batch.recipients.length) };
+              limits.countRecipients(windowKey, now, counted.n);
+            }
           }
           if (available === 0) {
             this.pending.unshift(batch);
@@ -807,6 +812,7 @@ class DestinationQueue {
           const reason = e instanceof SmtpFailureError ? `${remote}: ${e.message}` : `${remote}: ${(e as Error).message}`;
           outcomes = batch.recipients.map(() => ({ kind: 'soft' as const, enhanced: '4.4.2', reason }));
         }
+        if (counted) limits.moveRecipients(windowKey, counted.at, this.engine.now(), counted.n);
         this.engine.record(batch, outcomes, policy, conn.dcid, info);
       }
     } finally {

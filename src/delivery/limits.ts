@@ -35,8 +35,10 @@ class RecipientWindow {
   private total = 0;
 
   private expire(now: number, minutes: number): void {
+    // A bucket holds recipients of any moment of its second: it leaves the window only once the
+    // window has passed the end of that second (never early).
     const oldest = Math.floor(now / 1000) - minutes * 60;
-    while (this.buckets.length > 0 && this.buckets[0]!.second <= oldest) this.total -= this.buckets.shift()!.count;
+    while (this.buckets.length > 0 && this.buckets[0]!.second < oldest) this.total -= this.buckets.shift()!.count;
   }
 
   available(now: number, limit: number, minutes: number): number {
@@ -59,10 +61,25 @@ class RecipientWindow {
 
   add(now: number, count: number): void {
     const second = Math.floor(now / 1000);
-    const last = this.buckets[this.buckets.length - 1];
-    if (last && last.second === second) last.count += count;
-    else this.buckets.push({ second, count });
+    // Almost always the newest second; a moved count may land a little before it.
+    let i = this.buckets.length;
+    while (i > 0 && this.buckets[i - 1]!.second > second) i--;
+    const at = this.buckets[i - 1];
+    if (at && at.second === second) at.count += count;
+    else this.buckets.splice(i, 0, { second, count });
     this.total += count;
+  }
+
+  /** Recipients counted at `from` are counted at `to` instead (later: when their delivery ended). */
+  move(from: number, to: number, count: number): void {
+    const second = Math.floor(from / 1000);
+    const b = this.buckets.find((x) => x.second === second);
+    if (!b) return; // already out of the window
+    const n = Math.min(count, b.count);
+    b.count -= n;
+    this.total -= n;
+    if (b.count === 0) this.buckets.splice(this.buckets.indexOf(b), 1);
+    this.add(to, n);
   }
 }
 
@@ -98,6 +115,14 @@ export class LimitCounters {
 
   countRecipients(key: string, now: number, count: number): void {
     this.window(key).add(now, count);
+  }
+
+  /**
+   * Recipients counted when their transaction began count from when it ended: a receiver sees
+   * them arrive then, and the window must hold where it is measured.
+   */
+  moveRecipients(key: string, from: number, to: number, count: number): void {
+    this.windows.get(key)?.move(from, to, count);
   }
 
   /** Forgets the recipient windows of a domain (every key that starts with it), or of all. */

@@ -36,6 +36,8 @@ export interface PostfixOptions {
   delivery: 'maildir' | 'discard';
   /** Extra or overriding main.cf parameters (the last word on any parameter). */
   extraMainCf?: Record<string, string>;
+  /** Lines appended to master.cf (extra services, e.g. clones of smtp with their own -o settings). */
+  extraMasterCf?: string;
 }
 
 export interface DeliveredMessage {
@@ -436,7 +438,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     await chown(path.join(dir, 'mail'), nobody.uid, nobody.gid);
     const service = opts.address.includes(':') ? `[${opts.address}]:${opts.port}` : `${opts.address}:${opts.port}`;
     const cfFiles = [path.join(dir, 'etc', 'master.cf'), path.join(dir, 'etc', 'main.cf')] as const;
-    await writeFile(cfFiles[0], await masterCf(service));
+    await writeFile(cfFiles[0], (await masterCf(service)) + (opts.extraMasterCf ? `\n${opts.extraMasterCf}\n` : ''));
     await writeFile(cfFiles[1], mainCf(dir, opts, { nobodyUid: nobody.uid, nobodyGid: nobody.gid }));
     // Postfix pauses in 300 ms steps ("to let it cool down") while a table or main.cf was
     // modified within the last second or so: each Postfix command that reads a fresh
