@@ -19,8 +19,10 @@
  * - Recipients per window: Postfix has nothing like it (its rate delay serialises a destination
  *   to one connection), so those destinations run with their concurrency only — an advantage to
  *   Postfix, and the receivers' window check applies to Postern only.
- * - Timeouts: the greeting (smtp_helo_timeout) 30 s like Postern's `timeouts.greeting` here; a
- *   failed handshake under `may` is retried in clear text at once, as Postfix always does.
+ * - Timeouts: the greeting (smtp_helo_timeout) 30 s like Postern's `timeouts.greeting` here.
+ *   Retries keep Debian's defaults (minimal_backoff_time 300 s): a message whose handshake failed
+ *   under `may` is deferred and tried again after the backoff (Postern opens a new connection in
+ *   clear text at once, SPEC §2's remembered broken TLS).
  * - Processes: default_process_limit 500 (Debian's 100 would cap all 10,000 destinations at 100
  *   connections; Postern has no global cap).
  */
