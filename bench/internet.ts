@@ -11,7 +11,8 @@
  * the receivers (concurrency, messages per connection, recipient windows) against the table.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { summariseProfile } from './profile.js';
 import os from 'node:os';
 import path from 'node:path';
 import { TestCA } from '../test/peers/ca.js';
@@ -39,6 +40,8 @@ export interface InternetOptions {
   maxMinutes: number;
   sessions: number;
   runInjector: (cfg: InjectConfig) => Promise<InjectResult>;
+  /** One extra Postern run under node --cpu-prof, its profile kept here. */
+  profileDir?: string;
 }
 
 export interface InternetRun {
@@ -75,6 +78,8 @@ export interface InternetRun {
 export interface InternetReport {
   summary: string[];
   runs: InternetRun[];
+  /** The CPU profile of an extra Postern run, summarised (with --profile). */
+  profile?: string;
 }
 
 const entryOf = (world: World): ((domain: string) => TableEntry) => {
@@ -167,109 +172,119 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
   const mix = world.messages.map((m) => ({ to: m.to, size: m.size }));
   const runs: InternetRun[] = [];
   let seq = 0;
-  for (let r = 0; r < o.runs; r++) {
-    for (const system of o.postfix ? (['Postern', 'Postfix'] as const) : (['Postern'] as const)) {
-      await sink.reset();
-      log(`scenario internet: run ${r + 1}/${o.runs} ${system}: ${fmt(world.messages.length)} messages ...`);
-      const relay: Relay =
-        system === 'Postern'
-          ? await startPosternRelay({ template }, {
-              dataDir: path.join(o.dir, `internet-run-${++seq}`),
-              listen: { host: INET.posternListen, port: INET.posternPort },
-              dnsServer: `${INET.dns}:${INET.dnsPort}`,
-              smtpPort: INET.smtpPort,
-              config: { timeouts: { greeting: 30 } },
-            })
-          : await startPostfixWith({ ...pf.mainCf, transport_maps: `texthash:${transportFile}` }, pf.masterCf);
-      const pids = () => (system === 'Postern' ? [relay.pid()] : groupMembers(relay.pid()));
-      let maxSockets = 0;
-      const sampler = setInterval(() => (maxSockets = Math.max(maxSockets, socketCount(pids()))), 500);
-      try {
-        const inj = await o.runInjector({ host: relay.host, port: relay.port, sessions: o.sessions, messages: mix.length, size: 0, domains: [], rate: 0, messagesPerConnection: 0, mix });
-        if (inj.sent < mix.length) throw new Error(`${system}: only ${inj.sent} of ${mix.length} messages accepted: ${inj.errors.join('; ')}`);
-        // Until every deliverable recipient has arrived (or the time is up).
-        const until = Date.now() + o.maxMinutes * 60_000;
-        let s: InternetSinkStats;
-        let last = 0;
-        let lastChange = Date.now();
-        const progress: { at: number; n: number }[] = [];
-        for (;;) {
-          // Counts only while short of the number; every address once it may be complete.
-          s = await sink.stats({ addresses: false });
-          let got = s.global.recipients;
-          progress.push({ at: Date.now(), n: got });
-          if (got >= deliverable.length) {
-            s = await sink.stats();
-            got = deliverable.reduce((n, a) => n + ((s.delivered[a] ?? 0) > 0 ? 1 : 0), 0);
-            if (got === deliverable.length) break;
-          }
-          if (got !== last) (last = got), (lastChange = Date.now());
-          if (Date.now() > until) {
-            log(`scenario internet: ${system}: ${got} of ${deliverable.length} deliverable recipients after ${o.maxMinutes} min (last progress ${Math.round((Date.now() - lastChange) / 1000)} s ago)`);
-            break;
-          }
-          await sleep(1000);
+  const runOnce = async (system: 'Postern' | 'Postfix', label: string, nodeArgs?: string[]): Promise<InternetRun> => {
+    await sink.reset();
+    log(`scenario internet: ${label} ${system}: ${fmt(world.messages.length)} messages ...`);
+    const relay: Relay =
+      system === 'Postern'
+        ? await startPosternRelay({ template }, {
+            dataDir: path.join(o.dir, `internet-run-${++seq}`),
+            listen: { host: INET.posternListen, port: INET.posternPort },
+            dnsServer: `${INET.dns}:${INET.dnsPort}`,
+            smtpPort: INET.smtpPort,
+            config: { timeouts: { greeting: 30 } },
+            ...(nodeArgs ? { nodeArgs } : {}),
+          })
+        : await startPostfixWith({ ...pf.mainCf, transport_maps: `texthash:${transportFile}` }, pf.masterCf);
+    const pids = () => (system === 'Postern' ? [relay.pid()] : groupMembers(relay.pid()));
+    let maxSockets = 0;
+    const sampler = setInterval(() => (maxSockets = Math.max(maxSockets, socketCount(pids()))), 500);
+    try {
+      const inj = await o.runInjector({ host: relay.host, port: relay.port, sessions: o.sessions, messages: mix.length, size: 0, domains: [], rate: 0, messagesPerConnection: 0, mix });
+      if (inj.sent < mix.length) throw new Error(`${system}: only ${inj.sent} of ${mix.length} messages accepted: ${inj.errors.join('; ')}`);
+      // Until every deliverable recipient has arrived (or the time is up).
+      const until = Date.now() + o.maxMinutes * 60_000;
+      let s: InternetSinkStats;
+      let last = 0;
+      let lastChange = Date.now();
+      const progress: { at: number; n: number }[] = [];
+      for (;;) {
+        // Counts only while short of the number; every address once it may be complete.
+        s = await sink.stats({ addresses: false });
+        let got = s.global.recipients;
+        progress.push({ at: Date.now(), n: got });
+        if (got >= deliverable.length) {
+          s = await sink.stats();
+          got = deliverable.reduce((n, a) => n + ((s.delivered[a] ?? 0) > 0 ? 1 : 0), 0);
+          if (got === deliverable.length) break;
         }
-        if (Object.keys(s.delivered).length === 0) s = await sink.stats();
-        const missing = deliverable.filter((a) => !s.delivered[a]).length;
-        const finishSeconds = missing === 0 ? (s.global.lastAt - inj.startAt) / 1000 : NaN;
-        const waitedSeconds = (Date.now() - inj.startAt) / 1000;
-        const wrong: string[] = [];
-        for (const a of deliverable) if (!(s.delivered[a] ?? 0)) wrong.push(`missing ${a} (${JSON.stringify(fates.get(a))})`);
-        for (const a of Object.keys(s.delivered)) if (!deliverableSet.has(a)) wrong.push(`delivered though not deliverable: ${a} (${JSON.stringify(fates.get(a))})`);
-        const exceeded: string[] = [];
-        for (const [d, m] of Object.entries(s.domains)) {
-          const e = entry(d);
-          if (m.maxConcurrent > e.concurrency) exceeded.push(`${d}: ${m.maxConcurrent} connections at once (limit ${e.concurrency})`);
-          if (m.maxMessagesPerSession > e.messagesPerConnection) exceeded.push(`${d}: ${m.maxMessagesPerSession} messages on one connection (limit ${e.messagesPerConnection})`);
-          if (system === 'Postern' && e.window && m.maxInWindow > e.window.recipients) exceeded.push(`${d}: ${m.maxInWindow} recipients in ${e.window.minutes} min (limit ${e.window.recipients})`);
+        if (got !== last) (last = got), (lastChange = Date.now());
+        if (Date.now() > until) {
+          log(`scenario internet: ${system}: ${got} of ${deliverable.length} deliverable recipients after ${o.maxMinutes} min (last progress ${Math.round((Date.now() - lastChange) / 1000)} s ago)`);
+          break;
         }
-        const { deferred, wrongReasons } = await checkQueue(system, relay, fates, o.dir);
-        const reach = (share: number) => {
-          const p = progress.find((x) => x.n >= share * deliverable.length);
-          return p ? (p.at - inj.startAt) / 1000 : NaN;
-        };
-        const missingBy: Record<string, number> = {};
-        for (const a of deliverable) {
-          if (s.delivered[a]) continue;
-          const d = world.domains.find((x) => x.name === a.slice(a.indexOf('@') + 1))!;
-          const k = `${entry(d.name).tls}${entry(d.name).window ? '+window' : ''} / ${d.mx.map((h) => world.hosts[h]!.fault).join(',')}`;
-          missingBy[k] = (missingBy[k] ?? 0) + 1;
-        }
-        const mem = relay.memory();
-        const run: InternetRun = {
-          system,
-          injected: inj.sent,
-          injectSeconds: (inj.endAt - inj.startAt) / 1000,
-          finishSeconds,
-          waitedSeconds,
-          deliverable: deliverable.length,
-          delivered: deliverable.length - wrong.filter((w) => w.startsWith('missing')).length,
-          wrong: wrong.slice(0, 10),
-          deferred,
-          wrongReasons: wrongReasons.slice(0, 10),
-          acceptP50Ms: inj.latencyMs.p50,
-          acceptP99Ms: inj.latencyMs.p99,
-          peakRssMb: mem.rssKb / 1024,
-          cpuPer1k: (relay.cpuSeconds() * 1000) / inj.sent,
-          maxSockets,
-          exceeded: exceeded.slice(0, 10),
-          load: os.loadavg()[0]!,
-          p50Seconds: reach(0.5),
-          p90Seconds: reach(0.9),
-          p99Seconds: reach(0.99),
-          missingBy,
-        };
-        log(`scenario internet: ${system}: 50/90/99 % of the deliverable recipients after ${fmt(run.p50Seconds, 1)} / ${fmt(run.p90Seconds, 1)} / ${fmt(run.p99Seconds, 1)} s; missing by setting / faults: ${JSON.stringify(missingBy)}`);
-        log(`scenario internet: ${system}: deliverable mail ${Number.isNaN(run.finishSeconds) ? `NOT all delivered after ${fmt(run.waitedSeconds)} s` : `done in ${fmt(run.finishSeconds, 1)} s`} (${fmt(run.delivered)}/${fmt(run.deliverable)}), ${fmt(run.deferred)} left deferred, accept p99 ${fmt(run.acceptP99Ms, 1)} ms, peak RSS ${fmt(run.peakRssMb)} MB, ${fmt(run.maxSockets)} sockets at most, ${run.exceeded.length} limits exceeded, ${run.wrong.length + run.wrongReasons.length} wrong outcomes`);
-        runs.push(run);
-      } finally {
-        clearInterval(sampler);
-        await relay.stop();
+        await sleep(1000);
       }
+      if (Object.keys(s.delivered).length === 0) s = await sink.stats();
+      const missing = deliverable.filter((a) => !s.delivered[a]).length;
+      const finishSeconds = missing === 0 ? (s.global.lastAt - inj.startAt) / 1000 : NaN;
+      const waitedSeconds = (Date.now() - inj.startAt) / 1000;
+      const wrong: string[] = [];
+      for (const a of deliverable) if (!(s.delivered[a] ?? 0)) wrong.push(`missing ${a} (${JSON.stringify(fates.get(a))})`);
+      for (const a of Object.keys(s.delivered)) if (!deliverableSet.has(a)) wrong.push(`delivered though not deliverable: ${a} (${JSON.stringify(fates.get(a))})`);
+      const exceeded: string[] = [];
+      for (const [d, m] of Object.entries(s.domains)) {
+        const e = entry(d);
+        if (m.maxConcurrent > e.concurrency) exceeded.push(`${d}: ${m.maxConcurrent} connections at once (limit ${e.concurrency})`);
+        if (m.maxMessagesPerSession > e.messagesPerConnection) exceeded.push(`${d}: ${m.maxMessagesPerSession} messages on one connection (limit ${e.messagesPerConnection})`);
+        if (system === 'Postern' && e.window && m.maxInWindow > e.window.recipients) exceeded.push(`${d}: ${m.maxInWindow} recipients in ${e.window.minutes} min (limit ${e.window.recipients})`);
+      }
+      const { deferred, wrongReasons } = await checkQueue(system, relay, fates, o.dir);
+      const reach = (share: number) => {
+        const p = progress.find((x) => x.n >= share * deliverable.length);
+        return p ? (p.at - inj.startAt) / 1000 : NaN;
+      };
+      const missingBy: Record<string, number> = {};
+      for (const a of deliverable) {
+        if (s.delivered[a]) continue;
+        const d = world.domains.find((x) => x.name === a.slice(a.indexOf('@') + 1))!;
+        const k = `${entry(d.name).tls}${entry(d.name).window ? '+window' : ''} / ${d.mx.map((h) => world.hosts[h]!.fault).join(',')}`;
+        missingBy[k] = (missingBy[k] ?? 0) + 1;
+      }
+      const mem = relay.memory();
+      const run: InternetRun = {
+        system,
+        injected: inj.sent,
+        injectSeconds: (inj.endAt - inj.startAt) / 1000,
+        finishSeconds,
+        waitedSeconds,
+        deliverable: deliverable.length,
+        delivered: deliverable.length - wrong.filter((w) => w.startsWith('missing')).length,
+        wrong: wrong.slice(0, 10),
+        deferred,
+        wrongReasons: wrongReasons.slice(0, 10),
+        acceptP50Ms: inj.latencyMs.p50,
+        acceptP99Ms: inj.latencyMs.p99,
+        peakRssMb: mem.rssKb / 1024,
+        cpuPer1k: (relay.cpuSeconds() * 1000) / inj.sent,
+        maxSockets,
+        exceeded: exceeded.slice(0, 10),
+        load: os.loadavg()[0]!,
+        p50Seconds: reach(0.5),
+        p90Seconds: reach(0.9),
+        p99Seconds: reach(0.99),
+        missingBy,
+      };
+      log(`scenario internet: ${system}: 50/90/99 % of the deliverable recipients after ${fmt(run.p50Seconds, 1)} / ${fmt(run.p90Seconds, 1)} / ${fmt(run.p99Seconds, 1)} s; missing by setting / faults: ${JSON.stringify(missingBy)}`);
+      log(`scenario internet: ${system}: deliverable mail ${Number.isNaN(run.finishSeconds) ? `NOT all delivered after ${fmt(run.waitedSeconds)} s` : `done in ${fmt(run.finishSeconds, 1)} s`} (${fmt(run.delivered)}/${fmt(run.deliverable)}), ${fmt(run.deferred)} left deferred, accept p99 ${fmt(run.acceptP99Ms, 1)} ms, peak RSS ${fmt(run.peakRssMb)} MB, ${fmt(run.maxSockets)} sockets at most, ${run.exceeded.length} limits exceeded, ${run.wrong.length + run.wrongReasons.length} wrong outcomes`);
+      return run;
+    } finally {
+      clearInterval(sampler);
+      await relay.stop();
     }
+  };
+  for (let r = 0; r < o.runs; r++) {
+    for (const system of o.postfix ? (['Postern', 'Postfix'] as const) : (['Postern'] as const)) runs.push(await runOnce(system, `run ${r + 1}/${o.runs}`));
   }
-  return { summary: lines, runs };
+  let profile: string | undefined;
+  if (o.profileDir) {
+    const dir = path.join(o.profileDir, 'internet');
+    mkdirSync(dir, { recursive: true });
+    await runOnce('Postern', 'profiling run (under --cpu-prof, not part of the table)', ['--cpu-prof', '--cpu-prof-dir', dir]);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
+    if (files.length) profile = summariseProfile(path.join(dir, files[files.length - 1]!));
+  }
+  return { summary: lines, runs, ...(profile ? { profile } : {}) };
 }
 
 /** The recipients still queued: each deferred for a reason the world gives for it. */
@@ -326,5 +341,6 @@ export function internetTable(r: InternetReport): string[] {
   for (const x of r.runs) {
     for (const w of [...x.wrong, ...x.wrongReasons, ...x.exceeded]) out.push(`  ${x.system}: ${w}`);
   }
+  if (r.profile) out.push('', 'CPU profile, scenario internet (Postern):', r.profile);
   return out;
 }

@@ -886,6 +886,7 @@ async function main(): Promise<void> {
         maxMinutes: o.internetMaxMinutes,
         sessions: o.sessions,
         runInjector: (cfg) => runInjector(cfg),
+        ...(o.profile ? { profileDir: o.profile } : {}),
       });
     } else if (s === 'cluster') {
       cluster = await clusterScenario({

@@ -381,16 +381,20 @@ async function negotiateTls(
     case 'ok':
       break;
   }
-  const c = r.certificate;
-  deps.trace?.({
-    step: 'tls',
-    protocol: r.protocol,
-    cipher: r.cipher,
-    subject: c?.subject ? Object.entries(c.subject).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '',
-    issuer: c?.issuer ? Object.entries(c.issuer).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '',
-    validFrom: c?.valid_from ?? '',
-    validTo: c?.valid_to ?? '',
-  });
+  // The certificate is read from the TLS stack only when something looks at it (a Verify
+  // setting, DANE, MTA-STS, tlsverify): Preferred and Required sessions never pay for it.
+  if (deps.trace) {
+    const c = r.certificate;
+    deps.trace({
+      step: 'tls',
+      protocol: r.protocol,
+      cipher: r.cipher,
+      subject: c?.subject ? Object.entries(c.subject).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '',
+      issuer: c?.issuer ? Object.entries(c.issuer).map(([k, v]) => `${k}=${String(v)}`).join(', ') : '',
+      validFrom: c?.valid_from ?? '',
+      validTo: c?.valid_to ?? '',
+    });
+  }
   const refuse = async (reason: string, result: ResultType): Promise<HostFailure> => {
     report(result);
     deps.log.write({ event: 'verify-failed', dcid, domain, reason });
@@ -401,7 +405,7 @@ async function negotiateTls(
   };
   if (plan.dane) {
     // A matching TLSA record is a verified peer for every Verify setting; no match, no delivery.
-    const d = verifyDane(chainOf(c), plan.dane, { names: [host.name, domain], now });
+    const d = verifyDane(chainOf(r.certificate), plan.dane, { names: [host.name, domain], now });
     deps.trace?.({ step: 'source-verification', source: 'dane', ok: d.ok, text: d.ok ? `verified by TLSA ${d.record}` : `not verified: ${d.reason}` });
     if (!d.ok) return refuse(`DANE: ${d.reason}`, 'tlsa-invalid');
     report('success');
@@ -410,7 +414,7 @@ async function negotiateTls(
   }
   if (plan.pkixName) {
     // MTA-STS enforce: a trusted chain and a certificate valid for the MX host name, besides the entry's own checks.
-    const names = validForAny(presentedFrom(c), [plan.pkixName]);
+    const names = validForAny(presentedFrom(r.certificate), [plan.pkixName]);
     const why = !r.chainTrusted ? describeChainError(r.chainError) : names.ok ? null : `the certificate is not valid for ${plan.pkixName} (it names ${names.presented.join(', ') || 'nothing'})`;
     deps.trace?.({ step: 'source-verification', source: 'mta-sts', ok: why === null, text: why ?? `a trusted certificate valid for ${plan.pkixName}` });
     if (why !== null) return refuse(`${plan.pkixBy ?? 'MTA-STS enforce'}: ${why}`, !r.chainTrusted ? chainResult(r.chainError) : 'certificate-host-mismatch');
