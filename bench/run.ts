@@ -160,7 +160,7 @@ function readHelp(): string {
   --scenario tls|plain|domains|lookup|queue-1m|cluster|internet|all   (comma-separated list allowed; default all)
   --messages N          messages per rate run (default 20000)
   --runs K              runs per scenario and system; the table gives medians (default 3)
-  --quick               small smoke run of every scenario (under 2 minutes)
+  --quick               small smoke run of every scenario (about 12 minutes: the internet world waits up to 5 min per system)
   --size BYTES          message size (default 10240)
   --sessions S          injector sessions with connection reuse (default 20)
   --concurrency C       destination concurrency for both relays (default 20)
