@@ -17,6 +17,7 @@
  * TlsReportStore: hourly rows for the recent days and each domain's running totals per day;
  * queries over a window; retention.
  */
+import type Database from 'better-sqlite3';
 import { openDb, type Db } from '../config/db.js';
 import type { TlsMode } from '../controls/types.js';
 import { isRequired, verifies } from '../tls/policy.js';
@@ -87,18 +88,23 @@ export class TlsReportStore {
     this.db.close();
   }
 
+  /** The statements of add(), prepared once (add runs at the end of every busy event-loop turn). */
+  private addStatements?: Record<'hourly' | 'later' | 'has' | 'before' | 'insert' | 'known', Database.Statement>;
+
   /** Adds counts; `batch` maps `hourStart|domain` to counts. One transaction. */
   add(batch: Map<string, { hour: number; domain: string; counts: Counts }>): void {
-    const hourly = this.db.prepare(
-      `INSERT INTO tls_hourly (start, domain, ${COLS.join(', ')}) VALUES (?, ?, ${COLS.map(() => '?').join(', ')})
-       ON CONFLICT (start, domain) DO UPDATE SET ${COLS.map((c) => `${c} = ${c} + excluded.${c}`).join(', ')}`,
-    );
-    // Every running total from that day on grows by the counts (normally only today's row).
-    const later = this.db.prepare(`UPDATE tls_running SET ${COLS.map((c) => `${c} = ${c} + ?`).join(', ')} WHERE domain = ? AND day >= ?`);
-    const has = this.db.prepare('SELECT 1 FROM tls_running WHERE domain = ? AND day = ?');
-    const before = this.db.prepare(`SELECT ${COLS.join(', ')} FROM tls_running WHERE domain = ? AND day < ? ORDER BY day DESC LIMIT 1`);
-    const insert = this.db.prepare(`INSERT INTO tls_running (domain, day, ${COLS.join(', ')}) VALUES (?, ?, ${COLS.map(() => '?').join(', ')})`);
-    const known = this.db.prepare('INSERT OR IGNORE INTO tls_domains (domain) VALUES (?)');
+    const { hourly, later, has, before, insert, known } = (this.addStatements ??= {
+      hourly: this.db.prepare(
+        `INSERT INTO tls_hourly (start, domain, ${COLS.join(', ')}) VALUES (?, ?, ${COLS.map(() => '?').join(', ')})
+         ON CONFLICT (start, domain) DO UPDATE SET ${COLS.map((c) => `${c} = ${c} + excluded.${c}`).join(', ')}`,
+      ),
+      // Every running total from that day on grows by the counts (normally only today's row).
+      later: this.db.prepare(`UPDATE tls_running SET ${COLS.map((c) => `${c} = ${c} + ?`).join(', ')} WHERE domain = ? AND day >= ?`),
+      has: this.db.prepare('SELECT 1 FROM tls_running WHERE domain = ? AND day = ?'),
+      before: this.db.prepare(`SELECT ${COLS.join(', ')} FROM tls_running WHERE domain = ? AND day < ? ORDER BY day DESC LIMIT 1`),
+      insert: this.db.prepare(`INSERT INTO tls_running (domain, day, ${COLS.join(', ')}) VALUES (?, ?, ${COLS.map(() => '?').join(', ')})`),
+      known: this.db.prepare('INSERT OR IGNORE INTO tls_domains (domain) VALUES (?)'),
+    });
     const running = (domain: string, day: number, values: number[]) => {
       later.run(...values, domain, day);
       if (has.get(domain, day)) return;

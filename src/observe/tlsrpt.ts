@@ -6,6 +6,7 @@
  * `tlsrpt_sessions`). Counted per session, not per message; written at the end of the event loop
  * turn in one transaction, kept and tried again when a write fails.
  */
+import type Database from 'better-sqlite3';
 import { openDb, type Db } from '../config/db.js';
 import { flushBatch } from './flush.js';
 
@@ -64,11 +65,14 @@ export class TlsRptStore {
     this.db.close();
   }
 
+  private upsert?: Database.Statement;
+
   add(rows: SessionRow[]): void {
-    const up = this.db.prepare(
+    // Prepared once: add runs at the end of every event-loop turn that made sessions.
+    const up = (this.upsert ??= this.db.prepare(
       `INSERT INTO tlsrpt_sessions (${COLUMNS.join(', ')}, count) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)
        ON CONFLICT (${COLUMNS.join(', ')}) DO UPDATE SET count = count + excluded.count`,
-    );
+    ));
     const tx = this.db.transaction(() => {
       for (const r of rows) up.run(r.day, r.policyDomain, r.policyType, JSON.stringify(r.policyStrings), JSON.stringify(r.mxHosts), r.result, r.sendingIp, r.receivingMx, r.receivingIp, r.count);
     });
