@@ -119,18 +119,18 @@ export class Gateway {
     }));
     const dns = deliveryDns({ dnsServers: options.dnsServers, dnssecResolvers: options.dnssecResolvers, observe: (type, seconds) => this.metrics.dnsSeconds.observe({ type }, seconds) });
     this.mtaStsStore = MtaStsStore.open(options.dataDir);
+    // The delivery trust store: system roots (unless turned off) and certconfig's authorities.
+    const deliveryTrust = () => secureContextFor({ useSystem: this.snapshot.globals.useSystemAuthorities, custom: this.snapshot.authorities.map((a) => a.pem) });
     const sts = new MtaStsResolver({
       dns,
       store: this.mtaStsStore,
-      // The delivery trust store: system roots (unless turned off) and certconfig's authorities.
-      secureContext: () => secureContextFor({ useSystem: this.snapshot.globals.useSystemAuthorities, custom: this.snapshot.authorities.map((a) => a.pem) }),
+      secureContext: deliveryTrust,
       port: options.httpsPort,
     });
     this.tlsRptStore = TlsRptStore.open(options.dataDir);
     const sessions = (this.tlsRpt = new TlsRptCounter(this.tlsRptStore, Date.now, (reason) =>
       reason === null ? this.conditions.clear('TLS sessions') : this.conditions.raise('TLS sessions', `TLS sessions for reporting cannot be written to report.db: ${reason}; they are kept in memory meanwhile`),
     ));
-    const deliveryTrust = () => secureContextFor({ useSystem: this.snapshot.globals.useSystemAuthorities, custom: this.snapshot.authorities.map((a) => a.pem) });
     this.tlsRptSender = new TlsRptSender({
       ...networkDeps(dns, deliveryTrust),
       // In a cluster, every node's sessions summed, and one node sends each report.

@@ -85,20 +85,28 @@ export async function startTestGateway(o: { zone: Zone; smtpPort: number; option
 }
 
 /** Hands a message to a listener over SMTP; resolves with the reply to the final dot. */
-export async function sendMail(
+export function sendMail(
   port: number,
   from: string,
   to: string[],
   body = 'Subject: test\r\n\r\nHello.\r\n',
   host = '127.0.0.1',
 ): Promise<{ code: number; text: string }> {
-  const s = await SmtpSession.open({ address: host, port, timeouts: RFC5321_TIMEOUTS });
+  return submit(port, host, { from, to, body, requireTls: false });
+}
+
+/** Hands a message over STARTTLS with MAIL FROM … REQUIRETLS (RFC 8689); resolves with the reply to the final dot. */
+export function sendMailRequireTls(port: number, from: string, to: string[], body: string, host = '127.0.0.1'): Promise<{ code: number; text: string }> {
+  return submit(port, host, { from, to, body, requireTls: true });
+}
+
+/** One transaction on a new session (over STARTTLS for REQUIRETLS): the reply to the final dot, or the refusal. */
+async function submit(port: number, host: string, m: { from: string; to: string[]; body: string; requireTls: boolean }): Promise<{ code: number; text: string }> {
+  const s = await clientSession(port, host, m.requireTls);
   try {
-    await s.ehlo('client.test');
-    const r = await s.send({ from, recipients: to.map((address) => ({ address })), size: Buffer.byteLength(body) }, Buffer.from(body));
+    const r = await s.send({ from: m.from, recipients: m.to.map((address) => ({ address })), size: Buffer.byteLength(m.body), ...(m.requireTls ? { requireTls: true } : {}) }, Buffer.from(m.body));
     if (r.kind === 'message-refused') return { code: r.reply.code, text: r.reply.lines.join(' ') };
-    const bad = r.recipients.find((x) => x.code >= 300);
-    const final = r.data ?? bad!;
+    const final = r.data ?? r.recipients.find((x) => x.code >= 300)!;
     return { code: final.code, text: final.lines.join(' ') };
   } finally {
     await s.quit();
@@ -118,19 +126,6 @@ export async function clientSession(port: number, host: string, withTls: boolean
     await s.ehlo('client.test');
   }
   return s;
-}
-
-/** Hands a message over STARTTLS with MAIL FROM … REQUIRETLS (RFC 8689); resolves with the reply to the final dot. */
-export async function sendMailRequireTls(port: number, from: string, to: string[], body: string, host = '127.0.0.1'): Promise<{ code: number; text: string }> {
-  const s = await clientSession(port, host, true);
-  try {
-    const r = await s.send({ from, recipients: to.map((address) => ({ address })), size: Buffer.byteLength(body), requireTls: true }, Buffer.from(body));
-    if (r.kind === 'message-refused') return { code: r.reply.code, text: r.reply.lines.join(' ') };
-    const final = r.data ?? r.recipients.find((x) => x.code >= 300)!;
-    return { code: final.code, text: final.lines.join(' ') };
-  } finally {
-    await s.quit();
-  }
 }
 
 /** Waits until `check` returns a value (polling), or fails with `what` after `timeoutMs`. */

@@ -31,6 +31,12 @@ export function mostSpecificName(domain: string, has: (name: string) => boolean)
 }
 
 /** Both forms for display: `xn--bcher-kva.test (bücher.test)` when they differ. */
+/** The domain part of an address, lower-case ('' without an @). */
+export function domainOfAddress(address: string): string {
+  const at = address.lastIndexOf('@');
+  return (at === -1 ? '' : address.slice(at + 1)).toLowerCase();
+}
+
 export function displayName(name: string): string {
   const suffix = name.startsWith('.');
   const unicode = toUnicode(suffix ? name.slice(1) : name);

@@ -32,6 +32,7 @@ import { outcomesOf, type RecipientOutcome } from './outcome.js';
 import { resolvePolicy, type DeliveryPolicy } from './policy.js';
 import { outboundSender } from '../bounce/tagging.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
+import { domainOfAddress } from '../controls/names.js';
 
 export interface EngineOptions {
   queue: QueueStore;
@@ -420,7 +421,7 @@ export class DeliveryEngine {
           headersOnly: action === 'delayed' || info.ret === 'HDRS' || info.tlsRequired === 'requiretls',
           boundarySeed: randomBytes(8).toString('hex'),
         }),
-        recipients: [{ address: dsnTo, domain: domainOf(dsnTo) }],
+        recipients: [{ address: dsnTo, domain: domainOfAddress(dsnTo) }],
       });
       if (failures.length > 0) dsns.push(notice('failed', failures));
       if (warned.length > 0) dsns.push(notice('delayed', warned));
@@ -478,11 +479,6 @@ export class DeliveryEngine {
 /** The policy with the entry's DANE and MTA-STS switched off (TLS-Required: No). */
 function withoutRecipientPolicies(p: DeliveryPolicy): DeliveryPolicy {
   return { ...p, entry: { ...p.entry, settings: { ...p.entry.settings, dane: 'off', mtaSts: false } } };
-}
-
-function domainOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return (at === -1 ? '' : address.slice(at + 1)).toLowerCase();
 }
 
 /** A connection slot per MX IP address (limits applied "per each mail exchanger IP"). */

@@ -3,6 +3,7 @@
  * lives in maillog.ts. Each event has one text line and one JSON line with the same facts.
  */
 import type { TlsMode } from '../controls/types.js';
+import type { SendStatus } from '../tlsrpt/sends.js';
 
 export type MailEvent =
   | { event: 'incoming-connection'; icid: number; interface: string; address: string; port: number }
@@ -43,7 +44,7 @@ export type MailEvent =
   | { event: 'alert-sent'; alertClass: string; severity: string; domain: string; mid: number; to: string[]; detail: string }
   | { event: 'alert-suppressed'; alertClass: string; severity: string; domain: string; reason: string }
   /** A daily TLS report (RFC 8460) of one policy domain: what became of it at one destination ('' for the domain itself). */
-  | { event: 'tlsrpt-report'; domain: string; day: string; destination: string; status: 'sent' | 'queued' | 'retry' | 'failed' | 'no-record' | 'invalid-record' | 'other-node'; detail: string }
+  | { event: 'tlsrpt-report'; domain: string; day: string; destination: string; status: SendStatus; detail: string }
   /** The public listener's decision on a recipient's bounce-verification tag (SPEC §8). */
   | { event: 'bounce-verification'; icid: number; to: string; deliverTo: string; result: 'valid' | 'invalid' | 'untagged'; kind: 'bounce' | 'reply'; action: 'accepted' | 'rejected' | 'header'; reason: string };
 

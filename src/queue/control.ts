@@ -36,18 +36,16 @@ import type { ConfigSnapshot } from '../config/store.js';
 import { resolvePolicy, type DeliveryPolicy } from '../delivery/policy.js';
 import type { EventSink } from '../observe/maillog.js';
 import { normaliseDomain } from '../tls/names.js';
+import { headerFields, headerSection, type HeaderField } from './headers.js';
 import type { ListedRecipient, MessageInfo, NewMessage, QueueStore, QueuedRecipient, QueuedSelection, TlsRequired } from './store.js';
+
+export { headerFields, headerSection, type HeaderField };
 
 export type Selection = { mid: number } | { domain: string } | { all: true };
 
 /** A recipient as `queue show` lists it: a queue-list row without the message's own fields. */
 export type ShownRecipient = Omit<ListedRecipient, 'mid' | 'from'>;
 
-export interface HeaderField {
-  name: string;
-  /** Unfolded (CRLF before continuation whitespace removed), without the leading space. */
-  value: string;
-}
 
 /** What the sender asked of TLS, for people (`queue show`, the page). */
 export function describeTlsRequired(t: TlsRequired): string {
@@ -103,29 +101,6 @@ export function recipientsText(recipients: number, messages: number): string {
   return `${plural(recipients, 'recipient')} of ${plural(messages, 'message')}`;
 }
 
-/** The header section of a message (up to and including the line break before the blank line). */
-export function headerSection(msg: Buffer): string {
-  const crlf = msg.indexOf('\r\n\r\n');
-  const lf = msg.indexOf('\n\n');
-  const end = crlf !== -1 && (lf === -1 || crlf < lf) ? crlf + 2 : lf !== -1 ? lf + 1 : msg.length;
-  return msg.subarray(0, end).toString('utf8');
-}
-
-export function headerFields(section: string): HeaderField[] {
-  const out: HeaderField[] = [];
-  for (const line of section.split(/\r?\n/)) {
-    if (line === '') continue;
-    const last = out[out.length - 1];
-    if ((line.startsWith(' ') || line.startsWith('\t')) && last) {
-      last.value += line;
-      continue;
-    }
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    out.push({ name: line.slice(0, colon), value: line.slice(colon + 1).replace(/^[ \t]+/, '') });
-  }
-  return out;
-}
 
 export function showMessage(queue: QueueStore, mid: number, o: { body?: boolean } = {}): MessageView | undefined {
   const info = queue.message(mid);

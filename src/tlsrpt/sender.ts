@@ -18,6 +18,7 @@ import type { NewMessage } from '../queue/store.js';
 import { buildTlsRptReport, reportId, type TlsRptReport } from '../manage/tlsrpt-report.js';
 import type { EffectiveTlsRptSettings } from '../manage/tlsrpt-settings.js';
 import { tlsRequiredOf } from '../smtp/tls-required.js';
+import { domainOfAddress } from '../controls/names.js';
 import { composeReportMail, gzipReport } from './message.js';
 import type tls from 'node:tls';
 import type { WireDnsClient } from '../dns/wire.js';
@@ -131,7 +132,7 @@ export class TlsRptSender {
     const rows: SendRow[] = [];
     const mailto = record.destinations.filter((x): x is Extract<ReportDestination, { kind: 'mailto' }> => x.kind === 'mailto');
     if (mailto.length > 0) {
-      const body = composeReportMail({ report, policyDomain: domain, submitter: domainOf(s.sender), from: s.sender, to: mailto.map((m) => m.address), hostname: this.d.hostname, now });
+      const body = composeReportMail({ report, policyDomain: domain, submitter: domainOfAddress(s.sender), from: s.sender, to: mailto.map((m) => m.address), hostname: this.d.hostname, now });
       const made = await this.queueMail(body, mailto.map((m) => m.address), now);
       for (const m of mailto) rows.push(this.row(day, domain, m.uri, now, { ...first, reportId: id, body, ...made }));
     }
@@ -168,7 +169,7 @@ export class TlsRptSender {
       tlsRequired: tlsRequiredOf(false, body),
       // Made by Postern: a report that cannot be delivered is not bounced back to its sender.
       isBounce: true,
-      recipients: to.map((address) => ({ address, domain: domainOf(address) })),
+      recipients: to.map((address) => ({ address, domain: domainOfAddress(address) })),
     };
     try {
       const mid = await this.d.accept(msg);
@@ -221,6 +222,3 @@ export function networkDeps(dns: Pick<WireDnsClient, 'txt' | 'addresses'>, secur
   };
 }
 
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-}
