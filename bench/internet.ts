@@ -24,7 +24,8 @@ import { startInternetSink, type InternetSinkStats } from './internet-sink.js';
 import { postfixInternetConfig } from './internet-postfix.js';
 import type { Expected, TableEntry, World } from './internet-types.js';
 import { startPosternRelay, startPostfixWith, type Relay } from './relays.js';
-import { cleanup, fmt, groupMembers, log, median, sleep } from './util.js';
+import { cleanup, cpuSeconds, fmt, groupMembers, log, median, sleep } from './util.js';
+import { sinkCeiling, type CeilingResult } from './internet-ceiling.js';
 
 /** This scenario's own addresses and ports (the MX hosts are 127.0.100.1 and up). */
 const INET = { dns: '127.0.40.54', dnsPort: 2754, smtpPort: 2727, posternListen: '127.0.40.1', posternPort: 2703 };
@@ -72,12 +73,19 @@ export interface InternetRun {
   p99Seconds: number;
   /** Missing deliverable recipients by their domain's TLS setting and first MX host's fault. */
   missingBy: Record<string, number>;
+  /** The machine's 1-minute load average at the start and at the end of the run. */
+  loadStart: number;
   load: number;
+  /** The sink's CPU seconds during the run, and the most messages per second it took in any 10 s. */
+  sinkCpuSeconds: number;
+  peakRate: number;
 }
 
 export interface InternetReport {
   summary: string[];
   runs: InternetRun[];
+  /** The sink driven straight (no relay), before the runs and after them. */
+  ceilings: (CeilingResult & { when: string })[];
   /** The CPU profile of an extra Postern run, summarised (with --profile). */
   profile?: string;
 }
@@ -170,6 +178,17 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
 
   const mix = world.messages.map((m) => ({ to: m.to, size: m.size }));
   const runs: InternetRun[] = [];
+  // The sink's own ceiling: straight at its fault-free hosts over verified TLS, with as many
+  // connections as the relays keep open at most, the world's message sizes.
+  const ceilings: InternetReport['ceilings'] = [];
+  const measureCeiling = async (when: string): Promise<void> => {
+    const c = await sinkCeiling({ hosts: world.hosts, port: INET.smtpPort, caPem: ca.certPem, connections: 500, seconds: 15, sizes: world.messages.slice(0, 200).map((m) => m.size) });
+    ceilings.push({ ...c, when });
+    log(`scenario internet: sink ceiling (${when}): ${fmt(c.messagesPerSecond)} msg/s over ${c.connections} TLS connections for ${c.seconds} s${c.errors.length ? `; errors: ${c.errors.slice(0, 3).join('; ')}` : ''}`);
+    // Its sessions must be gone before the measures are zeroed for a run.
+    for (let i = 0; i < 100 && (await sink.stats({ addresses: false })).global.openSessions > 0; i++) await sleep(100);
+  };
+  await measureCeiling('before the runs');
   let seq = 0;
   const runOnce = async (system: 'Postern' | 'Postfix', label: string, nodeArgs?: string[]): Promise<InternetRun> => {
     await sink.reset();
@@ -186,6 +205,8 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
           })
         : await startPostfixWith({ ...pf.mainCf, transport_maps: `texthash:${transportFile}` }, pf.masterCf);
     const pids = () => (system === 'Postern' ? [relay.pid()] : groupMembers(relay.pid()));
+    const loadStart = os.loadavg()[0]!;
+    const sinkCpu0 = cpuSeconds(sink.pid);
     let maxSockets = 0;
     const sampler = setInterval(() => (maxSockets = Math.max(maxSockets, socketCount(pids()))), 500);
     try {
@@ -229,6 +250,13 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
         if (system === 'Postern' && e.window && m.maxInWindow > e.window.recipients) exceeded.push(`${d}: ${m.maxInWindow} recipients in ${e.window.minutes} min (limit ${e.window.recipients})`);
       }
       const { deferred, wrongReasons } = await checkQueue(system, relay, fates);
+      // Recipients per second at the sink over any 10 s (the polls are a second apart).
+      let peakRate = 0;
+      for (let i = 0, j = 0; i < progress.length; i++) {
+        while (progress[i]!.at - progress[j]!.at > 10_000) j++;
+        const span = (progress[i]!.at - progress[j]!.at) / 1000;
+        if (span >= 5) peakRate = Math.max(peakRate, (progress[i]!.n - progress[j]!.n) / span);
+      }
       const reach = (share: number) => {
         const p = progress.find((x) => x.n >= share * deliverable.length);
         return p ? (p.at - inj.startAt) / 1000 : NaN;
@@ -258,7 +286,10 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
         cpuPer1k: (relay.cpuSeconds() * 1000) / inj.sent,
         maxSockets,
         exceeded: exceeded.slice(0, 10),
+        loadStart,
         load: os.loadavg()[0]!,
+        sinkCpuSeconds: cpuSeconds(sink.pid) - sinkCpu0,
+        peakRate,
         p50Seconds: reach(0.5),
         p90Seconds: reach(0.9),
         p99Seconds: reach(0.99),
@@ -275,6 +306,7 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
   for (let r = 0; r < o.runs; r++) {
     for (const system of o.postfix ? (['Postern', 'Postfix'] as const) : (['Postern'] as const)) runs.push(await runOnce(system, `run ${r + 1}/${o.runs}`));
   }
+  await measureCeiling('after the runs');
   let profile: string | undefined;
   if (o.profileDir) {
     const dir = path.join(o.profileDir, 'internet');
@@ -283,7 +315,7 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
     if (files.length) profile = summariseProfile(path.join(dir, files[files.length - 1]!));
   }
-  return { summary: lines, runs, ...(profile ? { profile } : {}) };
+  return { summary: lines, runs, ceilings, ...(profile ? { profile } : {}) };
 }
 
 /** The recipients still queued: each deferred for a reason the world gives for it. */
@@ -314,7 +346,10 @@ async function checkQueue(system: 'Postern' | 'Postfix', relay: Relay, fates: Ma
 }
 
 export function internetTable(r: InternetReport): string[] {
-  const out = ['| system | deliverable done s | delivered | left deferred | wrong outcomes | accept p50 / p99 ms | peak RSS MB | CPU s per 1k msg | most sockets | limits exceeded |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const out = [
+    '| system | deliverable done s | 50 / 90 / 99 % s | delivered | left deferred | wrong outcomes | accept p50 / p99 ms | peak RSS MB | CPU s per 1k msg | most sockets | limits exceeded | peak rcpt/s at the sink | sink CPU s | load start → end |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
   for (const system of ['Postern', 'Postfix'] as const) {
     const rs = r.runs.filter((x) => x.system === system);
     if (!rs.length) continue;
@@ -322,7 +357,7 @@ export function internetTable(r: InternetReport): string[] {
     const unfinished = rs.filter((x) => Number.isNaN(x.finishSeconds));
     const done = unfinished.length ? `not finished in ${unfinished.length}/${rs.length} runs (waited ${fmt(Math.min(...unfinished.map((x) => x.waitedSeconds)))} s)` : fmt(m((x) => x.finishSeconds), 1);
     out.push(
-      `| ${system} | ${done} | ${fmt(m((x) => x.delivered))}/${fmt(rs[0]!.deliverable)} | ${fmt(m((x) => x.deferred))} | ${fmt(m((x) => x.wrong.length + x.wrongReasons.length))} | ${fmt(m((x) => x.acceptP50Ms), 1)} / ${fmt(m((x) => x.acceptP99Ms), 1)} | ${fmt(m((x) => x.peakRssMb))} | ${fmt(m((x) => x.cpuPer1k), 2)} | ${fmt(m((x) => x.maxSockets))} | ${fmt(m((x) => x.exceeded.length))} |`,
+      `| ${system} | ${done} | ${fmt(m((x) => x.p50Seconds))} / ${fmt(m((x) => x.p90Seconds))} / ${fmt(m((x) => x.p99Seconds))} | ${fmt(m((x) => x.delivered))}/${fmt(rs[0]!.deliverable)} | ${fmt(m((x) => x.deferred))} | ${fmt(m((x) => x.wrong.length + x.wrongReasons.length))} | ${fmt(m((x) => x.acceptP50Ms), 1)} / ${fmt(m((x) => x.acceptP99Ms), 1)} | ${fmt(m((x) => x.peakRssMb))} | ${fmt(m((x) => x.cpuPer1k), 2)} | ${fmt(m((x) => x.maxSockets))} | ${fmt(m((x) => x.exceeded.length))} | ${fmt(m((x) => x.peakRate))} | ${fmt(m((x) => x.sinkCpuSeconds))} | ${fmt(m((x) => x.loadStart), 1)} → ${fmt(m((x) => x.load), 1)} |`,
     );
   }
   // A system that did not finish counts as finishing when the wait ended (a lower bound on the ratio).
@@ -335,6 +370,8 @@ export function internetTable(r: InternetReport): string[] {
     const pUnfinished = pr.some((x) => Number.isNaN(x.finishSeconds));
     out.push('', pUnfinished ? 'Postern did not deliver all the deliverable mail in the time allowed: no ratio.' : `Postern finished the deliverable mail ${bound}${fmt(ratio, 2)}× faster than Postfix (medians${bound ? '; Postfix had not finished when the wait ended' : ''}).`);
   }
+  if (r.runs.length) out.push(`Runs: ${r.runs.map((x) => `${x.system} ${Number.isNaN(x.finishSeconds) ? `not done (${fmt(x.waitedSeconds)} s)` : `${fmt(x.finishSeconds, 1)} s`}`).join(', ')}.`);
+  for (const c of r.ceilings) out.push(`Sink ceiling (${c.when}): ${fmt(c.messagesPerSecond)} msg/s, ${fmt(c.recipientsPerSecond)} rcpt/s straight over ${c.connections} verified TLS connections for ${c.seconds} s${c.errors.length ? ` (errors: ${c.errors.slice(0, 3).join('; ')})` : ''}.`);
   for (const x of r.runs) if (Object.keys(x.missingBy).length) out.push(`  ${x.system} missing, by TLS setting / MX faults: ${JSON.stringify(x.missingBy)}`);
   for (const x of r.runs) {
     for (const w of [...x.wrong, ...x.wrongReasons, ...x.exceeded]) out.push(`  ${x.system}: ${w}`);

@@ -170,6 +170,7 @@ export class Gateway {
       smtpPort: options.smtpPort,
       timeouts: options.timeouts,
       pollMs: options.pollMs,
+      beforeLease: () => this.applyQueueControl(),
     });
     const icids = new IdSequence(this.queue, 'icid');
     this.makeListener = (tls, inbound) => new RelayListener({
@@ -182,7 +183,8 @@ export class Gateway {
       log: this.log,
       maxMessageSize: options.maxMessageSize,
       maxRecipients: options.maxRecipients,
-      onAccepted: () => this.engine.wake(),
+      beforeAccept: (m) => this.engine.deferOnArrival(m),
+      onAccepted: (mid, m) => this.engine.accepted(mid, m),
       acceptTime: (seconds) => this.metrics.acceptSeconds.observe(seconds),
       nextIcid: () => icids.take(),
       tlsKey: tls.keyPem,

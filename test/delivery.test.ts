@@ -213,11 +213,14 @@ describe('delivery', () => {
     const kept = t.gw.queue.brokenTls(Date.now()).find((b) => b.address === A(7) && b.port === PORT);
     assert.ok(kept, 'the broken address is kept in queue.db');
     assert.ok(kept.until > Date.now() + 23 * 3_600_000, 'for the configured 24 hours');
+    // What `queue delivernow` does: due now, and the destination's suspension after its failed try forgotten.
     t.gw.queue.releaseNow(Date.now());
-    t.gw.engine.wake();
+    t.gw.engine.resetLimits();
+    const sessionsBefore = peer.brokenreq!.sessions.length;
     await waitFor('a second attempt for brokenreq.test', () =>
       t.events.slice(before).filter((e) => e.event === 'delayed' && e.to === 'a@brokenreq.test').length >= 2,
     );
+    assert.ok(peer.brokenreq!.sessions.length > sessionsBefore, 'the second attempt connected again');
     assert.equal(peer.brokenreq!.messages.length, 0);
     assert.ok(peer.brokenreq!.sessions.every((s) => s.commands.includes('STARTTLS')), 'Required always tries STARTTLS');
   });

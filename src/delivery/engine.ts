@@ -22,7 +22,7 @@ import type { StsFailureCategory } from '../mtasts/fetch.js';
 import type { TlsSession } from '../observe/tlsrpt.js';
 import type { EventSink } from '../observe/maillog.js';
 import { IdSequence } from '../queue/ids.js';
-import type { MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient, TlsRequired } from '../queue/store.js';
+import type { LeasedRecipient, MessageInfo, NewMessage, OutcomeRecord, QueueStore, QueuedRecipient, TlsRequired } from '../queue/store.js';
 import { SmtpFailureError, type SmtpTimeouts } from '../smtp/client.js';
 import { secureContextFor } from '../tls/trust.js';
 import { BrokenTlsMemory } from './broken-tls.js';
@@ -53,6 +53,12 @@ export interface EngineOptions {
   timeouts: SmtpTimeouts;
   now?: () => number;
   random?: () => number;
+  /**
+   * Called before due recipients are taken: requests other processes left (deliver now) are
+   * applied first, so what they made due is not taken under the state they were meant to end
+   * (a suspended destination).
+   */
+  beforeLease?: () => void;
   /** How often the queue is polled when nothing wakes the engine (ms). */
   pollMs?: number;
   /** Largest number of recipients in one transaction (RFC 5321 requires servers to take 100). */
@@ -73,7 +79,21 @@ const DEFAULT_IDLE_MS = 2000;
 
 interface Batch {
   messageId: number;
-  recipients: QueuedRecipient[];
+  recipients: LeasedRecipient[];
+}
+
+/**
+ * A destination none of whose hosts could be reached at its last try: until `until` (ms) its
+ * new work is deferred without a connection attempt, as Postfix treats a dead destination.
+ * Held under the configuration it was made with; a change of configuration or "deliver now"
+ * forgets it.
+ */
+interface Suspension {
+  until: number;
+  since: number;
+  enhanced: string;
+  reason: string;
+  config: ConfigSnapshot;
 }
 
 /** Outcomes waiting for the end of this turn of the event loop, to be committed together. */
@@ -103,6 +123,7 @@ export class DeliveryEngine {
   private stopped = false;
   private outcomeFlush: NodeJS.Immediate | null = null;
   private readonly dcids: IdSequence;
+  private readonly suspended = new Map<string, Suspension>();
   readonly now: () => number;
 
   /** Remembered broken TLS, shared by a cluster node with the others (cluster/node.ts). */
@@ -207,6 +228,7 @@ export class DeliveryEngine {
    */
   resetLimits(domain?: string): void {
     this.limits.reset(domain);
+    for (const key of [...this.suspended.keys()]) if (domain === undefined || key.startsWith(`${domain}|`)) this.suspended.delete(key);
     for (const d of this.destinations.values()) if (domain === undefined || d.domain === domain) d.pump();
     this.wake();
   }
@@ -220,6 +242,7 @@ export class DeliveryEngine {
     this.lastTick = Date.now();
     if (!this.running) return;
     let full = false;
+    this.o.beforeLease?.();
     try {
       const room = (this.o.maxInFlight ?? 20_000) - this.inflight;
       const limit = Math.min(2000, room);
@@ -227,7 +250,7 @@ export class DeliveryEngine {
       full = limit > 0 && rows.length >= limit;
       this.inflight += rows.length;
       const snapshot = this.o.config();
-      const byQueue = new Map<string, { domain: string; gateway?: VirtualGateway; tlsRequired: TlsRequired | null; msgs: Map<number, QueuedRecipient[]> }>();
+      const byQueue = new Map<string, { domain: string; gateway?: VirtualGateway; tlsRequired: TlsRequired | null; msgs: Map<number, LeasedRecipient[]> }>();
       for (const r of rows) {
         const gateway = gatewayFor(snapshot.gateways, r.sender);
         // Messages with REQUIRETLS or TLS-Required: No travel on connections of their own.
@@ -354,7 +377,9 @@ export class DeliveryEngine {
     if (this.stopped) return;
     const { queue } = this.o;
     const profile = policy.profile;
-    const info = known ?? queue.message(batch.messageId);
+    // The envelope read with the lease is enough to decide; the message itself only for a DSN.
+    const first = batch.recipients[0];
+    const info: Pick<MessageInfo, 'sender' | 'receivedAt' | 'isBounce'> | undefined = known ?? (first ? first : queue.message(batch.messageId));
     const now = this.now();
     const dsnTo = info ? dsnAddressOf(profile, info.sender, info.isBounce) : null;
     const delivered: number[] = [];
@@ -393,7 +418,8 @@ export class DeliveryEngine {
 
     const dsns: NewMessage[] = [];
     const failures = dsnTo !== null && profile.sendHardBounces ? bounced.filter((b) => notifyWants(b.r.notify, 'FAILURE')) : [];
-    if (info && dsnTo !== null && (failures.length > 0 || warned.length > 0)) {
+    const message = info && dsnTo !== null && (failures.length > 0 || warned.length > 0) ? (known ?? queue.message(batch.messageId)) : undefined;
+    if (message && dsnTo !== null) {
       const original = queue.body(batch.messageId) ?? Buffer.alloc(0);
       const notice = (action: 'failed' | 'delayed', list: Notice[]): NewMessage => ({
         sender: '',
@@ -403,22 +429,22 @@ export class DeliveryEngine {
           reportingMta: this.o.hostname,
           to: dsnTo,
           originalMid: batch.messageId,
-          arrivalDate: new Date(info.receivedAt),
+          arrivalDate: new Date(message.receivedAt),
           now: new Date(now),
-          envid: info.envid,
+          envid: message.envid,
           recipients: list.map((n) => ({
             address: n.r.address,
             orcpt: n.r.orcpt,
             action,
             status: n.enhanced,
             diagnostic: n.reason,
-            willRetryUntil: action === 'delayed' ? new Date(info.receivedAt + profile.maxQueueSeconds * 1000) : undefined,
+            willRetryUntil: action === 'delayed' ? new Date(message.receivedAt + profile.maxQueueSeconds * 1000) : undefined,
           })),
           original,
           maxCopy: profile.maxBounceCopy,
           // A delay warning returns the headers only: the message itself is still on its way.
           // A REQUIRETLS message's body never travels back over a path that may be in clear (RFC 8689 §5).
-          headersOnly: action === 'delayed' || info.ret === 'HDRS' || info.tlsRequired === 'requiretls',
+          headersOnly: action === 'delayed' || message.ret === 'HDRS' || message.tlsRequired === 'requiretls',
           boundarySeed: randomBytes(8).toString('hex'),
         }),
         recipients: [{ address: dsnTo, domain: domainOfAddress(dsnTo) }],
@@ -437,6 +463,119 @@ export class DeliveryEngine {
       warned: warned.length > 0 ? { ids: warned.map((w) => w.r.id), at: now } : undefined,
     };
     this.outcomes.push({ batch, record, after: (made) => this.recorded(batch, made, { dcid, deliveredRids, deliveredReply, deferredList, bounced, dsns }) });
+    this.outcomeFlush ??= setImmediate(() => this.flushOutcomes());
+  }
+
+  /**
+   * No host of a destination could be reached: everything waiting for it is deferred (or
+   * bounced where its retries or time ran out, with the DSNs that calls for). Recipients that
+   * need nothing but a new retry time go back in one statement per retry time for the whole
+   * destination, not one per message; and the destination is suspended for the shortest retry
+   * wait, so what becomes due for it meanwhile is deferred without a connection attempt.
+   */
+  failAll(key: string, batches: Batch[], o: RecipientOutcome, policy: DeliveryPolicy, suspend = true): void {
+    if (o.kind === 'delivered' || o.kind === 'hard') {
+      for (const b of batches) this.record(b, b.recipients.map(() => o), policy);
+      return;
+    }
+    const profile = policy.profile;
+    const now = this.now();
+    if (suspend) this.suspended.set(key, { until: now + retryDelaySeconds(profile, 1) * 1000, since: now, enhanced: o.enhanced, reason: o.reason, config: this.o.config() });
+    const reply = `${o.enhanced} ${o.reason}`;
+    const byNext = new Map<number, LeasedRecipient[]>();
+    const simple: Batch[] = [];
+    for (const b of batches) {
+      // A bounce or a delay warning is decided per message, with its DSN (record()).
+      const special = b.recipients.some((r) => {
+        const attempts = r.attempts + 1;
+        if (exhausted(profile, attempts, r.receivedAt, now)) return true;
+        return dsnAddressOf(profile, r.sender, r.isBounce) !== null && notifyWants(r.notify, 'DELAY') && delayWarningDue(profile, attempts, r.warningsSent, r.lastWarningAt, now);
+      });
+      if (special) {
+        this.record(b, b.recipients.map(() => o), policy);
+        continue;
+      }
+      simple.push(b);
+      for (const r of b.recipients) {
+        const next = now + retryDelaySeconds(profile, r.attempts + 1) * 1000;
+        const list = byNext.get(next) ?? [];
+        list.push(r);
+        byNext.set(next, list);
+      }
+    }
+    this.deferTogether(simple, [...byNext].map(([next, rows]) => ({ next, rows })), reply, o);
+  }
+
+  /**
+   * New work for a suspended destination: it fails as the last try did, without a connection
+   * attempt (the reply says so). It counts as an attempt — the try would have failed the same
+   * way, and Postfix counts a dead destination's deferrals alike — so the bounce profile's
+   * doubling waits keep a large backlog from coming back every minute. False: not suspended.
+   */
+  deferUntried(key: string, batches: Batch[], policy: DeliveryPolicy): boolean {
+    const s = this.suspended.get(key);
+    if (!s) return false;
+    const now = this.now();
+    if (now >= s.until || s.config !== this.o.config()) {
+      this.suspended.delete(key);
+      return false;
+    }
+    const reason = notTried(s, now);
+    this.failAll(key, batches, { kind: 'soft', enhanced: s.enhanced, reason }, policy, false);
+    return true;
+  }
+
+  /**
+   * A message arriving for a suspended destination: its recipients there are stored deferred
+   * (one attempt counted, as deferUntried), so they cost the queue no lease and no second write.
+   * Those whose bounce profile would end them at this attempt go the normal way (a DSN).
+   */
+  deferOnArrival(msg: NewMessage): void {
+    if (this.suspended.size === 0) return;
+    const snapshot = this.o.config();
+    const gateway = gatewayFor(snapshot.gateways, msg.sender)?.name ?? '';
+    const now = this.now();
+    for (const r of msg.recipients) {
+      const s = this.suspended.get(`${r.domain}|${gateway}|${msg.tlsRequired ?? ''}`);
+      if (!s || now >= s.until || s.config !== snapshot) continue;
+      const profile = this.policy(r.domain).profile;
+      if (exhausted(profile, 1, msg.receivedAt, now)) continue;
+      r.deferred = { nextAttempt: now + retryDelaySeconds(profile, 1) * 1000, enhanced: s.enhanced, reason: notTried(s, now) };
+    }
+  }
+
+  /** A message was stored: what it had deferred on arrival is logged; the queue is looked at for the rest. */
+  accepted(mid: number, msg: NewMessage): void {
+    let due = false;
+    msg.recipients.forEach((r, rid) => {
+      const d = r.deferred;
+      if (d) this.o.log.write({ event: 'delayed', mid, rid, to: r.address, enhanced: d.enhanced, reason: d.reason, nextAttempt: new Date(d.nextAttempt).toISOString() });
+      else due = true;
+    });
+    if (due) this.wake();
+  }
+
+  /** A connection to the destination was made: it is not suspended (any more). */
+  reachable(key: string): void {
+    this.suspended.delete(key);
+  }
+
+  /** One outcome record for the deferrals of many messages; the log and the release after its commit. */
+  private deferTogether(batches: Batch[], groups: { next: number; rows: LeasedRecipient[] }[], reply: string, o: { enhanced: string; reason: string }): void {
+    if (batches.length === 0) return;
+    const record: OutcomeRecord = { deferred: groups.map((g) => ({ ids: g.rows.map((r) => r.id), reply, nextAttempt: g.next, countAttempt: true })) };
+    const all: Batch = { messageId: batches[0]!.messageId, recipients: batches.flatMap((b) => b.recipients) };
+    this.outcomes.push({
+      batch: all,
+      record,
+      after: () => {
+        for (const g of groups) {
+          const nextAttempt = new Date(g.next).toISOString();
+          for (const r of g.rows) this.o.log.write({ event: 'delayed', mid: r.messageId, rid: r.rid, to: r.address, enhanced: o.enhanced, reason: o.reason, nextAttempt });
+        }
+        for (const b of batches) this.release(b, true);
+      },
+    });
     this.outcomeFlush ??= setImmediate(() => this.flushOutcomes());
   }
 
@@ -474,6 +613,11 @@ export class DeliveryEngine {
   get isRunning(): boolean {
     return this.running;
   }
+}
+
+/** Why a recipient of a suspended destination was deferred without a connection attempt. */
+function notTried(s: Suspension, now: number): string {
+  return `not tried: no host could be reached ${Math.round((now - s.since) / 1000)} s ago (${s.reason})`;
 }
 
 /** The policy with the entry's DANE and MTA-STS switched off (TLS-Required: No). */
@@ -546,6 +690,11 @@ class DestinationQueue {
   pump(): void {
     if (!this.engine.isRunning) return;
     const policy = this.engine.policy(this.domain);
+    if (this.active === 0 && this.pending.length > 0 && this.engine.deferUntried(this.key, this.pending, policy)) {
+      this.pending.length = 0;
+      if (this.idleConns.length === 0 && !this.windowTimer) this.engine.forget(this.key);
+      return;
+    }
     const s = policy.entry.settings;
     const scope = this.scope(policy);
     const perIp = s.limitPer === 'mx-ip';
@@ -706,10 +855,11 @@ class DestinationQueue {
       // The destination cannot be reached now: everything waiting for it shares the outcome.
       const failure = out;
       const o: RecipientOutcome = { kind: failure.hard ? 'hard' : 'soft', enhanced: failure.enhanced, reason: failure.reason };
-      for (const b of this.pending.splice(0)) this.engine.record(b, b.recipients.map(() => o), policy);
+      this.engine.failAll(this.key, this.pending.splice(0), o, policy);
       return false;
     }
     const conn = out.conn;
+    this.engine.reachable(this.key);
     this.sessions.add(conn);
     const s = policy.entry.settings;
     const limits = this.engine.limits;

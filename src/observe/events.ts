@@ -146,10 +146,16 @@ export const RECIPIENTS_PER_LINE = 20;
 
 /** `Sat Nov 28 08:02:37 2026`, the appliance's timestamp. */
 export function logTimestamp(d: Date): string {
+  // Every line of a busy second has the same text: made once per second.
+  const second = Math.floor(d.getTime() / 1000);
+  if (second === stamp.second) return stamp.text;
   const s = d.toUTCString(); // "Sat, 28 Nov 2026 08:02:37 GMT"
   const [wd, day, mon, year, time] = s.replace(',', '').split(' ');
-  return `${wd} ${mon} ${day!.padStart(2, ' ')} ${time} ${year}`;
+  stamp.second = second;
+  stamp.text = `${wd} ${mon} ${day!.padStart(2, ' ')} ${time} ${year}`;
+  return stamp.text;
 }
+const stamp = { second: NaN, text: '' };
 
 export function levelOf(e: MailEvent): 'Info' | 'Warning' {
   return e.event === 'tls-failed' || e.event === 'verify-failed' || e.event === 'bounced' || e.event === 'connection-failed' || e.event === 'condition-start' || e.event === 'incoming-refused' || e.event === 'delivery-cut' || (e.event === 'bounce-verification' && e.result !== 'valid' && e.action !== 'accepted')

@@ -31,6 +31,11 @@ export interface NewRecipient {
   domain: string;
   notify?: string;
   orcpt?: string;
+  /**
+   * Deferred on arrival (its destination is suspended: no host could be reached at the last try):
+   * stored with one attempt counted, this reply (`enhanced reason`), and this next attempt (ms).
+   */
+  deferred?: { nextAttempt: number; enhanced: string; reason: string };
 }
 
 export interface NewMessage {
@@ -72,6 +77,9 @@ export interface QueuedRecipient {
 export interface LeasedRecipient extends QueuedRecipient {
   sender: string;
   tlsRequired: TlsRequired | null;
+  /** The message's arrival (ms) and whether it is a DSN: what a deferral decides with, read with the lease. */
+  receivedAt: number;
+  isBounce: boolean;
 }
 
 /**
@@ -147,7 +155,6 @@ CREATE TABLE IF NOT EXISTS recipients (
   last_reply TEXT,
   notify TEXT, orcpt TEXT
 );
-CREATE INDEX IF NOT EXISTS recipients_due ON recipients(state, next_attempt);
 CREATE INDEX IF NOT EXISTS recipients_message ON recipients(message_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- Recipients that reached a final state, kept for a while after their message left the queue
@@ -175,8 +182,16 @@ CREATE INDEX IF NOT EXISTS history_finished ON history(finished_at);
 const INSERT_MESSAGE = `INSERT INTO messages (sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, tls_required, body)
   VALUES (@sender, @receivedAt, @size, @eightBit, @smtputf8, @ret, @envid, @client, @isBounce, @inbound, @tlsRequired, @body)`;
 const INSERT_RECIPIENT = `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt) VALUES (?, ?, ?, ?, ?, ?, ?)`;
-const LEASE_SELECT = `SELECT r.*, m.sender, m.tls_required FROM recipients r JOIN messages m ON m.id = r.message_id
+const INSERT_DEFERRED_RECIPIENT = `INSERT INTO recipients (message_id, rid, address, domain, next_attempt, notify, orcpt, attempts, last_reply) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)`;
+const LEASE_SELECT = `SELECT r.*, m.sender, m.tls_required, m.received_at, m.is_bounce FROM recipients r JOIN messages m ON m.id = r.message_id
   WHERE r.state = 'queued' AND r.leased = 0 AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?`;
+
+/**
+ * A list of recipient ids bound as one JSON parameter: a whole lease or a destination's deferral
+ * is one statement (one B-tree pass) instead of one per recipient.
+ */
+const ID_LIST = '(SELECT value FROM json_each(?))';
+const idList = (ids: readonly number[]): string => JSON.stringify(ids);
 
 const CONTROL_SCHEMA = `
 CREATE TABLE IF NOT EXISTS queue_control (
@@ -286,6 +301,16 @@ const toRecipient = (r: RecipientRow): QueuedRecipient => ({
   lastWarningAt: r.last_warning_at,
 });
 
+type LeaseRow = RecipientRow & { sender: string; tls_required: string | null; received_at: number; is_bounce: number };
+
+const toLeased = (r: LeaseRow): LeasedRecipient => ({
+  ...toRecipient(r),
+  sender: r.sender,
+  tlsRequired: tlsRequiredOf(r.tls_required),
+  receivedAt: r.received_at,
+  isBounce: r.is_bounce === 1,
+});
+
 interface PendingAccept {
   msg: NewMessage;
   resolve: (id: number) => void;
@@ -326,6 +351,9 @@ export class QueueStore {
     const columns = (db.prepare('PRAGMA table_info(recipients)').all() as { name: string }[]).map((c) => c.name);
     if (!columns.includes('leased')) db.exec('ALTER TABLE recipients ADD COLUMN leased INTEGER NOT NULL DEFAULT 0');
     db.exec('CREATE INDEX IF NOT EXISTS recipients_lease ON recipients(state, leased, next_attempt)');
+    // Earlier releases also kept (state, next_attempt): no query needs it that the lease index
+    // does not serve, and every insert and deferral paid for it.
+    db.exec('DROP INDEX IF EXISTS recipients_due');
     return new QueueStore(db, o.fsync ?? fsync);
   }
 
@@ -384,19 +412,15 @@ export class QueueStore {
    */
   lease(now: number, limit: number): LeasedRecipient[] {
     return this.db.transaction(() => {
-      const rows = this.st(LEASE_SELECT).all(now, limit) as (RecipientRow & { sender: string; tls_required: string | null })[];
-      const mark = this.st('UPDATE recipients SET leased = 1 WHERE id = ?');
-      for (const r of rows) mark.run(r.id);
-      return rows.map((r) => ({ ...toRecipient(r), sender: r.sender, tlsRequired: tlsRequiredOf(r.tls_required) }));
+      const rows = this.st(LEASE_SELECT).all(now, limit) as LeaseRow[];
+      if (rows.length) this.st(`UPDATE recipients SET leased = 1 WHERE id IN ${ID_LIST}`).run(idList(rows.map((r) => r.id)));
+      return rows.map(toLeased);
     })();
   }
 
   /** Gives leased recipients back without an outcome (they are due again at once). */
   unlease(ids: number[]): void {
-    const st = this.st('UPDATE recipients SET leased = 0 WHERE id = ?');
-    this.db.transaction(() => {
-      for (const id of ids) st.run(id);
-    })();
+    if (ids.length) this.st(`UPDATE recipients SET leased = 0 WHERE id IN ${ID_LIST}`).run(idList(ids));
   }
 
   close(): void {
@@ -438,7 +462,8 @@ export class QueueStore {
     const id = Number(info.lastInsertRowid);
     const insertRecipient = this.st(INSERT_RECIPIENT);
     msg.recipients.forEach((r, rid) => {
-      insertRecipient.run(id, rid, r.address, r.domain, msg.receivedAt, r.notify ?? null, r.orcpt ?? null);
+      if (r.deferred) this.st(INSERT_DEFERRED_RECIPIENT).run(id, rid, r.address, r.domain, r.deferred.nextAttempt, r.notify ?? null, r.orcpt ?? null, `${r.deferred.enhanced} ${r.deferred.reason}`);
+      else insertRecipient.run(id, rid, r.address, r.domain, msg.receivedAt, r.notify ?? null, r.orcpt ?? null);
     });
     return id;
   }
@@ -606,10 +631,12 @@ export class QueueStore {
     };
     if (o.delivered) mark(o.delivered.ids, 'delivered', o.delivered.reply);
     for (const f of o.failed ?? []) mark([f.id], o.failedState ?? 'bounced', f.reply);
+    // `+state`: the ids are the way in (rowid look-ups); with a bare `state = 'queued'` SQLite
+    // walks the state index over every queued recipient instead, a million rows per deferral.
     const defer = this.st(
-      `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ?, leased = 0 WHERE id = ? AND state = 'queued'`,
+      `UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + ?, leased = 0 WHERE id IN ${ID_LIST} AND +state = 'queued'`,
     );
-    for (const d of o.deferred ?? []) for (const id of d.ids) defer.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, id);
+    for (const d of o.deferred ?? []) if (d.ids.length) defer.run(d.reply, d.nextAttempt, d.countAttempt ? 1 : 0, idList(d.ids));
     if (o.warned) {
       const warn = this.st(`UPDATE recipients SET warnings_sent = warnings_sent + 1, last_warning_at = ? WHERE id = ? AND state = 'queued'`);
       for (const id of o.warned.ids) warn.run(o.warned.at, id);

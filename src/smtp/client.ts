@@ -609,19 +609,15 @@ export function dotStuff(body: Buffer): Buffer {
   if (body.length === 0) return END;
   const parts: Buffer[] = [];
   let start = 0;
-  let atLineStart = true;
-  const extra: number[] = [];
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]!;
-    if (atLineStart && c === 0x2e) extra.push(i);
-    if (c === 0x0a && (i === 0 || body[i - 1] !== 0x0d)) extra.push(-(i + 1)); // bare LF at i
-    atLineStart = c === 0x0a;
-  }
-  for (const mark of extra) {
-    const at = mark >= 0 ? mark : -mark - 1;
-    parts.push(body.subarray(start, at));
-    parts.push(mark >= 0 ? DOT : CR);
+  const insert = (at: number, what: Buffer): void => {
+    parts.push(body.subarray(start, at), what);
     start = at;
+  };
+  // From line end to line end with the native search, not byte by byte (bodies are large).
+  if (body[0] === 0x2e) insert(0, DOT);
+  for (let i = body.indexOf(0x0a); i !== -1; i = body.indexOf(0x0a, i + 1)) {
+    if (i === 0 || body[i - 1] !== 0x0d) insert(i, CR); // a bare LF becomes CRLF
+    if (body[i + 1] === 0x2e) insert(i + 1, DOT);
   }
   parts.push(body.subarray(start));
   const endsWithCrlf = body.length >= 2 && body[body.length - 2] === 0x0d && body[body.length - 1] === 0x0a;

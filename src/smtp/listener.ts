@@ -32,7 +32,10 @@ export interface ListenerOptions {
   maxMessageSize: number;
   maxRecipients: number;
   /** Called after each accepted message, to wake delivery. */
-  onAccepted: () => void;
+  /** Called once the message is stored (the engine logs what it deferred on arrival and looks at the queue). */
+  onAccepted: (mid: number, msg: NewMessage) => void;
+  /** Called before the message is stored: recipients of a suspended destination are marked deferred. */
+  beforeAccept?: (msg: NewMessage) => void;
   /** Seconds from the end of DATA to the 250 (for /metrics). */
   acceptTime?: (seconds: number) => void;
   nextIcid: () => number;
@@ -281,6 +284,7 @@ export class RelayListener {
         }),
       };
       const acceptStart = performance.now();
+      this.o.beforeAccept?.(msg);
       this.o.queue.accept(msg).then(
         (mid) => {
           this.o.acceptTime?.((performance.now() - acceptStart) / 1000);
@@ -293,7 +297,7 @@ export class RelayListener {
             this.o.log.write({ event: 'message-recipients', icid, mid, recipients: all.slice(i, i + RECIPIENTS_PER_LINE), first: i + 1, total: all.length });
           }
           cb(null, `2.0.0 Ok: queued as MID ${mid}`);
-          this.o.onAccepted();
+          this.o.onAccepted(mid, msg);
         },
         (e: Error) => {
           this.o.conditions?.raise(QUEUE_STORAGE, `messages cannot be stored, clients are answered 451 4.3.0: ${e.message}`);
