@@ -7,13 +7,15 @@
  * (a thousand hosts, a certificate naming them all) goes over IPC, not as argv[2]: Linux
  * refuses a single argument over 128 KiB (E2BIG).
  */
-import type { InternetSinkConfig, InternetSinkStats } from './internet-sink.js';
+import type { InternetSinkConfig, InternetSinkGlobal, InternetSinkStats } from './internet-sink.js';
 import { forkBench, request } from './util.js';
 
 export interface InternetSink {
   pid: number;
   /** `addresses: false` leaves `delivered` empty (cheap enough to poll every second). */
   stats(opts?: { addresses?: boolean }): Promise<InternetSinkStats>;
+  /** The global counters only (messages, recipients, sessions): for polling during a run. */
+  global(): Promise<InternetSinkGlobal>;
   reset(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -51,6 +53,7 @@ export async function startInternetSink(cfg: InternetSinkConfig, o: StartOptions
   return {
     pid: child.pid!,
     stats: (opts) => request<InternetSinkStats>(child, { cmd: 'stats', addresses: opts?.addresses ?? true }, 120_000),
+    global: () => request<InternetSinkGlobal>(child, { cmd: 'global' }, 120_000),
     reset: async () => {
       await request(child, { cmd: 'reset' }, 30_000);
     },

@@ -9,7 +9,8 @@
  *   Linux refuses an argument over 128 KiB) the process sends {wantConfig: true} and takes the
  *   first IPC message {config}. It sends {ready: true} once every address listens.
  * - IPC requests: {cmd: 'stats', addresses?: boolean} → InternetSinkStats (`addresses: false`
- *   leaves `delivered` empty, for cheap polling); {cmd: 'reset'} → zeroes every measure.
+ *   leaves `delivered` empty); {cmd: 'global'} → InternetSinkGlobal only (cheap enough to poll
+ *   every second while a relay delivers); {cmd: 'reset'} → zeroes every measure.
  * - Every reply, the greeting included, is written `delayMs` after what it answers arrived
  *   (replies to pipelined commands keep their order: one timer duration per host, and Node
  *   fires timers of one duration in the order they were set).
@@ -546,8 +547,9 @@ function snapshot(addresses: boolean): InternetSinkStats {
   };
 }
 
-function handle(msg: { cmd?: string; addresses?: boolean }): InternetSinkStats | true {
+function handle(msg: { cmd?: string; addresses?: boolean }): InternetSinkStats | InternetSinkGlobal | true {
   if (msg.cmd === 'stats') return snapshot(msg.addresses !== false);
+  if (msg.cmd === 'global') return { ...m.global, openSessions: live };
   if (msg.cmd === 'reset') {
     m = new Measures(windows);
     m.global.maxOpenSessions = live;

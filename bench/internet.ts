@@ -209,24 +209,36 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
     const sinkCpu0 = cpuSeconds(sink.pid);
     let maxSockets = 0;
     const sampler = setInterval(() => (maxSockets = Math.max(maxSockets, socketCount(pids()))), 500);
+    // Recipients arrived at the sink, every second from the first injection on (the relays
+    // deliver while mail still comes in).
+    const progress: { at: number; n: number }[] = [];
+    let polling = false;
+    const poll = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      sink.global().then(
+        (g) => progress.push({ at: Date.now(), n: g.recipients }),
+        () => undefined,
+      ).finally(() => (polling = false));
+    }, 1000);
     try {
       const inj = await o.runInjector({ host: relay.host, port: relay.port, sessions: o.sessions, messages: mix.length, size: 0, domains: [], rate: 0, messagesPerConnection: 0, mix });
       if (inj.sent < mix.length) throw new Error(`${system}: only ${inj.sent} of ${mix.length} messages accepted: ${inj.errors.join('; ')}`);
       // Until every deliverable recipient has arrived (or the time is up).
       const until = Date.now() + o.maxMinutes * 60_000;
-      let s: InternetSinkStats;
+      let complete: InternetSinkStats | undefined;
       let last = 0;
       let lastChange = Date.now();
-      const progress: { at: number; n: number }[] = [];
       for (;;) {
         // Counts only while short of the number; every address once it may be complete.
-        s = await sink.stats({ addresses: false });
-        let got = s.global.recipients;
-        progress.push({ at: Date.now(), n: got });
+        let got = (await sink.global()).recipients;
         if (got >= deliverable.length) {
-          s = await sink.stats();
-          got = deliverable.reduce((n, a) => n + ((s.delivered[a] ?? 0) > 0 ? 1 : 0), 0);
-          if (got === deliverable.length) break;
+          const full = await sink.stats();
+          got = deliverable.reduce((n, a) => n + ((full.delivered[a] ?? 0) > 0 ? 1 : 0), 0);
+          if (got === deliverable.length) {
+            complete = full;
+            break;
+          }
         }
         if (got !== last) (last = got), (lastChange = Date.now());
         if (Date.now() > until) {
@@ -235,7 +247,8 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
         }
         await sleep(1000);
       }
-      if (Object.keys(s.delivered).length === 0) s = await sink.stats();
+      clearInterval(poll);
+      const s = complete ?? (await sink.stats());
       const missing = deliverable.filter((a) => !s.delivered[a]).length;
       const finishSeconds = missing === 0 ? (s.global.lastAt - inj.startAt) / 1000 : NaN;
       const waitedSeconds = (Date.now() - inj.startAt) / 1000;
@@ -300,6 +313,7 @@ export async function internetScenario(o: InternetOptions): Promise<InternetRepo
       return run;
     } finally {
       clearInterval(sampler);
+      clearInterval(poll);
       await relay.stop();
     }
   };

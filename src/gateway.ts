@@ -21,6 +21,7 @@ import { TlsRptSendStore } from './tlsrpt/sends.js';
 import { effectiveTlsRptSettings } from './manage/tlsrpt-settings.js';
 import { secureContextFor } from './tls/trust.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
+import { Checkpointer } from './queue/checkpointer.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
 import { TlsCounter, TlsReportStore } from './observe/tls-report.js';
@@ -61,6 +62,8 @@ export class Gateway {
   readonly metrics: Metrics;
   private alerter!: Alerter;
   private alertTimer: NodeJS.Timeout | null = null;
+  /** The queue's WAL checkpoints, on a worker thread while the gateway runs (queue/checkpointer.ts). */
+  private checkpointer: Checkpointer | null = null;
   private readonly tlsCounter: TlsCounter;
   /** Made in start(), once the listener certificate exists (the demo is created then). */
   private listener: RelayListener | null = null;
@@ -229,6 +232,9 @@ export class Gateway {
     }
     this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}${this.publicAddress ? `, public listener on ${this.publicAddress.address}:${this.publicAddress.port}` : ''}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
+    this.checkpointer = new Checkpointer(join(this.options.dataDir, 'queue.db'), 100, (e) =>
+      this.conditions.raise(QUEUE_STORAGE, `the queue's background checkpoints stopped (the gateway's own go on): ${e.message}`),
+    );
     this.engine.start();
     if (this.options.cluster) this.joinCluster(this.options.cluster);
     this.reloadTimer = setInterval(() => {
@@ -359,6 +365,7 @@ export class Gateway {
     this.tlsRpt.flush();
     this.tlsRptStore.close();
     this.report.close();
+    await this.checkpointer?.stop();
     this.queue.close();
     this.certificates.close();
     this.mtaStsStore.close();

@@ -381,8 +381,9 @@ async function negotiateTls(
     case 'ok':
       break;
   }
-  // The certificate is read from the TLS stack only when something looks at it (a Verify
-  // setting, DANE, MTA-STS, tlsverify): Preferred and Required sessions never pay for it.
+  // The certificate is read from the TLS stack only when something looks at it: name checks
+  // (Verify settings, MTA-STS) read the leaf's DER, DANE and tlsverify's trace the whole chain as
+  // Node's objects (the costly form); Preferred and Required sessions pay for neither.
   if (deps.trace) {
     const c = r.certificate;
     deps.trace({
@@ -414,7 +415,7 @@ async function negotiateTls(
   }
   if (plan.pkixName) {
     // MTA-STS enforce: a trusted chain and a certificate valid for the MX host name, besides the entry's own checks.
-    const names = validForAny(presentedFrom(r.certificate), [plan.pkixName]);
+    const names = validForAny(presentedFrom(r.leaf), [plan.pkixName]);
     const why = !r.chainTrusted ? describeChainError(r.chainError) : names.ok ? null : `the certificate is not valid for ${plan.pkixName} (it names ${names.presented.join(', ') || 'nothing'})`;
     deps.trace?.({ step: 'source-verification', source: 'mta-sts', ok: why === null, text: why ?? `a trusted certificate valid for ${plan.pkixName}` });
     if (why !== null) return refuse(`${plan.pkixBy ?? 'MTA-STS enforce'}: ${why}`, !r.chainTrusted ? chainResult(r.chainError) : 'certificate-host-mismatch');
@@ -433,7 +434,7 @@ async function negotiateTls(
     algorithm,
     chainTrusted: r.chainTrusted,
     chainError: r.chainError,
-    certificate: r.certificate,
+    certificate: r.leaf,
     recipientDomain: domain,
     mxHost: host.source === 'route' ? undefined : host.name,
     routeHost: host.source === 'route' ? host.name : undefined,

@@ -10,7 +10,8 @@ export interface VerificationInput {
   algorithm: 'verify' | 'hosted';
   chainTrusted: boolean;
   chainError?: string;
-  certificate: DetailedPeerCertificate | null;
+  /** Node's certificate object, or the server's certificate as DER alone (what the names are read from). */
+  certificate: DetailedPeerCertificate | { raw: Uint8Array } | null;
   recipientDomain: string;
   /** The MX host name connected to (from DNS), if any. */
   mxHost?: string;

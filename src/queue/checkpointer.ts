@@ -1,0 +1,34 @@
+/**
+ * WAL checkpoints beside the event loop. SQLite copies the write-ahead log into the database
+ * file inside whichever commit crosses 1,000 WAL pages: on the gateway's one thread, with an
+ * fsync of the database file, the largest accept-latency spike measured (docs/performance.md).
+ * A worker thread with its own connection runs a PASSIVE checkpoint every `everyMs`: it copies
+ * what is in the WAL without ever blocking a writer, so when the gateway's own automatic
+ * checkpoint comes, the frames are already in the database file and it has next to nothing to
+ * copy or sync; that checkpoint (not this one) lets SQLite start the WAL over, as before.
+ * Durability is unchanged: a checkpoint syncs the WAL before copying and the database after, and
+ * the WAL is reused only once every frame is in the database file.
+ *
+ * Only the running gateway starts one (the CLI's short-lived stores do not).
+ */
+import { Worker } from 'node:worker_threads';
+
+export class Checkpointer {
+  private readonly worker: Worker;
+  private stopped = false;
+
+  constructor(dbFile: string, everyMs = 100, onTrouble?: (e: Error) => void) {
+    this.worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { dbFile, everyMs } });
+    // Never what keeps the process alive; a failure is told, and the gateway's own checkpoints go on.
+    this.worker.unref();
+    this.worker.on('error', (e) => {
+      if (!this.stopped) onTrouble?.(e);
+    });
+  }
+
+  /** Ends the worker; a checkpoint cut short is harmless to SQLite (it is crash-safe). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.worker.terminate();
+  }
+}
