@@ -19,6 +19,7 @@ import { TlsRptStore, utcDay } from '../src/observe/tlsrpt.js';
 import { dnssecAvailable, startDnssec, type DnssecPeer } from './peers/dnssec.js';
 import { startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
 import { formatEvent } from '../src/observe/events.js';
+import { COUNT_FLUSH_MS } from '../src/observe/flush.js';
 
 const inCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
 // Addresses 127.0.90.x and ports 2632-2633 are this file's own.
@@ -170,7 +171,8 @@ describe('DANE in delivery, with a validating resolver', { skip: !dnssecAvailabl
   });
 
   test('each session is counted for TLS reporting under the policy that governed it', async () => {
-    await new Promise((r) => setImmediate(r));
+    // Counts are written COUNT_FLUSH_MS after the session; a timer set now fires after that one.
+    await new Promise((r) => setTimeout(r, COUNT_FLUSH_MS));
     const store = TlsRptStore.open(t.dataDir);
     try {
       const day = utcDay(Date.now());

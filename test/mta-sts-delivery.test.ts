@@ -18,6 +18,7 @@ import { TestCA } from './peers/ca.js';
 import { runCliOk } from './process.js';
 import { TlsRptStore, utcDay } from '../src/observe/tlsrpt.js';
 import { DEFAULT_EXTENSIONS, startSmtpPeer, type SmtpPeer, type StarttlsBehaviour } from './peers/smtp-peer.js';
+import { COUNT_FLUSH_MS } from '../src/observe/flush.js';
 
 // Addresses 127.0.91.x and ports 2634-2635 are this file's own.
 const HTTPS = { host: '127.0.91.80', port: 2634 };
@@ -239,7 +240,8 @@ describe('MTA-STS in delivery', () => {
   });
 
   test('each session is counted for TLS reporting under the MTA-STS policy', async () => {
-    await new Promise((r) => setImmediate(r));
+    // Counts are written COUNT_FLUSH_MS after the session; a timer set now fires after that one.
+    await new Promise((r) => setTimeout(r, COUNT_FLUSH_MS));
     const store = TlsRptStore.open(t.dataDir);
     try {
       const day = utcDay(Date.now());

@@ -12,7 +12,7 @@
  *   `dropped` → Required (or Preferred) TLS Failed, never clear;
  * - `tls-skipped` (broken TLS remembered): Preferred TLS Failed and a clear connection;
  * - `message-done`: a message sent encrypted or in clear, by its connection's state.
- * Counts are added to the hour's row at the end of the event loop turn (one transaction).
+ * Counts are added to the hour's row in one transaction at most every COUNT_FLUSH_MS (flush.ts).
  *
  * TlsReportStore: hourly rows for the recent days and each domain's running totals per day;
  * queries over a window; retention.
@@ -23,7 +23,7 @@ import type { TlsMode } from '../controls/types.js';
 import { isRequired, verifies } from '../tls/policy.js';
 import type { MailEvent } from './events.js';
 import type { EventSink } from './maillog.js';
-import { flushBatch } from './flush.js';
+import { COUNT_FLUSH_MS, flushBatch } from './flush.js';
 
 export const REPORT_COLUMNS = ['attempted', 'requiredOk', 'requiredFailed', 'preferredOk', 'preferredFailed', 'clear', 'verified', 'unverified', 'encryptedMessages', 'clearMessages'] as const;
 export type ReportColumn = (typeof REPORT_COLUMNS)[number];
@@ -88,7 +88,7 @@ export class TlsReportStore {
     this.db.close();
   }
 
-  /** The statements of add(), prepared once (add runs at the end of every busy event-loop turn). */
+  /** The statements of add(), prepared once (add runs every COUNT_FLUSH_MS while sessions are made). */
   private addStatements?: Record<'hourly' | 'later' | 'has' | 'before' | 'insert' | 'known', Database.Statement>;
 
   /** Adds counts; `batch` maps `hourStart|domain` to counts. One transaction. */
@@ -228,7 +228,7 @@ interface OpenConnection {
 export class TlsCounter implements EventSink {
   private readonly open = new Map<number, OpenConnection>();
   private pending = new Map<string, { hour: number; domain: string; counts: Counts }>();
-  private flushing: NodeJS.Immediate | null = null;
+  private flushing: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly store: Pick<TlsReportStore, 'add'>,
@@ -244,7 +244,7 @@ export class TlsCounter implements EventSink {
     let p = this.pending.get(key);
     if (!p) this.pending.set(key, (p = { hour, domain, counts: zeroCounts() }));
     p.counts[column]++;
-    this.flushing ??= setImmediate(() => this.flush());
+    this.flushing ??= setTimeout(() => this.flush(), COUNT_FLUSH_MS);
   }
 
   write(e: MailEvent): void {
@@ -299,6 +299,7 @@ export class TlsCounter implements EventSink {
 
   /** Writes what was counted; kept for the next try when the write fails. */
   flush(): void {
+    if (this.flushing) clearTimeout(this.flushing);
     this.flushing = null;
     this.pending = flushBatch(this.pending, (b) => this.store.add(b), (into, from) => REPORT_COLUMNS.forEach((c) => (into.counts[c] += from.counts[c])), this.onTrouble);
   }

@@ -3,12 +3,12 @@
  * to a host of a recipient domain, by the policy that governed it (`sts` for MTA-STS, `tlsa` for
  * DANE, `no-policy-found`), its result (`success` or one of the RFC's result types), the sending
  * address and the receiving MX host and address, per UTC day, in `report.db` (table
- * `tlsrpt_sessions`). Counted per session, not per message; written at the end of the event loop
- * turn in one transaction, kept and tried again when a write fails.
+ * `tlsrpt_sessions`). Counted per session, not per message; written every COUNT_FLUSH_MS
+ * (flush.ts) in one transaction, kept and tried again when a write fails.
  */
 import type Database from 'better-sqlite3';
 import { openDb, type Db } from '../config/db.js';
-import { flushBatch } from './flush.js';
+import { COUNT_FLUSH_MS, flushBatch } from './flush.js';
 
 export const RESULT_TYPES = [
   'starttls-not-supported',
@@ -68,7 +68,7 @@ export class TlsRptStore {
   private upsert?: Database.Statement;
 
   add(rows: SessionRow[]): void {
-    // Prepared once: add runs at the end of every event-loop turn that made sessions.
+    // Prepared once: add runs every COUNT_FLUSH_MS while sessions are made.
     const up = (this.upsert ??= this.db.prepare(
       `INSERT INTO tlsrpt_sessions (${COLUMNS.join(', ')}, count) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)
        ON CONFLICT (${COLUMNS.join(', ')}) DO UPDATE SET count = count + excluded.count`,
@@ -105,7 +105,7 @@ export function utcDay(ms: number): string {
 
 export class TlsRptCounter {
   private pending = new Map<string, SessionRow>();
-  private flushing: NodeJS.Immediate | null = null;
+  private flushing: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly store: Pick<TlsRptStore, 'add'>,
@@ -119,11 +119,12 @@ export class TlsRptCounter {
     const p = this.pending.get(key);
     if (p) p.count++;
     else this.pending.set(key, row);
-    this.flushing ??= setImmediate(() => this.flush());
+    this.flushing ??= setTimeout(() => this.flush(), COUNT_FLUSH_MS);
   }
 
   /** Writes what was counted; kept for the next try when the write fails. */
   flush(): void {
+    if (this.flushing) clearTimeout(this.flushing);
     this.flushing = null;
     this.pending = flushBatch(this.pending, (b) => this.store.add([...b.values()]), (into, from) => (into.count += from.count), this.onTrouble);
   }

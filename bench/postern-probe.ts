@@ -1,0 +1,47 @@
+/**
+ * A probe loaded into a Postern the bench starts, for diagnosis (not part of any figure):
+ *   POSTERN_BENCH_NODE_ARGS="--import ./dist/bench/postern-probe.js" POSTERN_PROBE_FILE=/tmp/probe.txt npm run bench -- ...
+ * Every second it appends one line: resident memory, V8 heap (total and used), external memory,
+ * open handles, event-loop delay (p50 / p99 / max over that second) and the fsyncs of that second
+ * (count, mean and longest, in ms), so a latency spike can be told apart: the event loop busy,
+ * or the disk slow to sync. It wraps `fs.fsync`, which the queue's durable accept uses.
+ */
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
+
+if (isMainThread) {
+  const file = process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`;
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  let syncs = 0;
+  let syncMs = 0;
+  let syncMax = 0;
+  const fsync = fs.fsync;
+  const timed = (fd: number, cb: (e: NodeJS.ErrnoException | null) => void): void => {
+    const t = performance.now();
+    fsync(fd, (e) => {
+      const d = performance.now() - t;
+      syncs++;
+      syncMs += d;
+      syncMax = Math.max(syncMax, d);
+      cb(e);
+    });
+  };
+  (fs as { fsync: typeof timed }).fsync = timed;
+  syncBuiltinESMExports(); // ES module importers of node:fs see the wrapper too
+  const mb = (n: number): string => (n / 1048576).toFixed(0);
+  const ms = (ns: number): string => (ns / 1e6).toFixed(1);
+  setInterval(() => {
+    const m = process.memoryUsage();
+    const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
+    fs.appendFileSync(
+      file,
+      `${Date.now()} rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} handles ${handles} ` +
+        `lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} fsyncs ${syncs} fsyncMean ${(syncMs / Math.max(1, syncs)).toFixed(1)} fsyncMax ${syncMax.toFixed(1)}\n`,
+    );
+    loop.reset();
+    syncs = syncMs = syncMax = 0;
+  }, 1000).unref();
+}
