@@ -2,9 +2,10 @@
  * A probe loaded into a Postern the bench starts, for diagnosis (not part of any figure):
  *   POSTERN_BENCH_NODE_ARGS="--import ./dist/bench/postern-probe.js" POSTERN_PROBE_FILE=/tmp/probe.txt npm run bench -- ...
  * Every second it appends one line: resident memory, V8 heap (total and used), external memory,
- * open handles, event-loop delay (p50 / p99 / max over that second) and the fsyncs of that second
- * (count, mean and longest, in ms), so a latency spike can be told apart: the event loop busy,
- * or the disk slow to sync. It wraps `fs.fsync`, which the queue's durable accept uses.
+ * open handles, event-loop delay (p50 / p99 / max over that second) and the fsyncs and
+ * fdatasyncs of that second (count, mean and longest, in ms). It wraps `fs.fsync` (the queue's
+ * durable accept) and `fs.fdatasync`; a sync's time runs from the call to its callback, so it
+ * includes any wait for the event loop after the disk is done.
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -18,18 +19,22 @@ if (isMainThread) {
   let syncs = 0;
   let syncMs = 0;
   let syncMax = 0;
-  const fsync = fs.fsync;
-  const timed = (fd: number, cb: (e: NodeJS.ErrnoException | null) => void): void => {
-    const t = performance.now();
-    fsync(fd, (e) => {
-      const d = performance.now() - t;
-      syncs++;
-      syncMs += d;
-      syncMax = Math.max(syncMax, d);
-      cb(e);
-    });
-  };
-  (fs as { fsync: typeof timed }).fsync = timed;
+  type Sync = (fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => void;
+  const timed =
+    (sync: Sync): Sync =>
+    (fd, cb) => {
+      const t = performance.now();
+      sync(fd, (e) => {
+        const d = performance.now() - t;
+        syncs++;
+        syncMs += d;
+        syncMax = Math.max(syncMax, d);
+        cb(e);
+      });
+    };
+  const writable = fs as { fsync: Sync; fdatasync: Sync };
+  writable.fsync = timed(fs.fsync);
+  writable.fdatasync = timed(fs.fdatasync);
   syncBuiltinESMExports(); // ES module importers of node:fs see the wrapper too
   const mb = (n: number): string => (n / 1048576).toFixed(0);
   const ms = (ns: number): string => (ns / 1e6).toFixed(1);

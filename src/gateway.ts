@@ -173,6 +173,7 @@ export class Gateway {
       smtpPort: options.smtpPort,
       timeouts: options.timeouts,
       pollMs: options.pollMs,
+      idleKeptBelow: options.idleKeptBelow,
       beforeLease: () => this.applyQueueControl(),
     });
     const icids = new IdSequence(this.queue, 'icid');

@@ -31,11 +31,10 @@ async function startAdminPage(options: GatewayOptions, gw: Gateway): Promise<Run
  * V8 lets its heap grow to two to four times what is live before a full collection; under
  * delivery load that was 210 MB of heap for 60–90 MB live (docs/performance.md, internet).
  * Growth bounded to 1.5× keeps the gateway's resident memory near its working set. A value
- * given on node's command line or in NODE_OPTIONS wins.
+ * given on node's command line wins (node does not take this flag from NODE_OPTIONS).
  */
 function boundHeapGrowth(): void {
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--heap-growing-percent'));
-  if (!given) setFlagsFromString('--heap-growing-percent=50');
+  if (!process.execArgv.some((a) => a.startsWith('--heap-growing-percent'))) setFlagsFromString('--heap-growing-percent=50');
 }
 
 export function addStartCommand(program: Command): void {

@@ -55,6 +55,8 @@ export interface GatewayOptions {
   tlsRptDelayMs?: number;
   /** How often the TLS report sender looks for work (ms; default 60 s). Tests set it. */
   tlsRptCheckMs?: number;
+  /** Open connections above which a finished connection is not kept for reuse (default 500). Tests set it. */
+  idleKeptBelow?: number;
 }
 
 /** Keys accepted in the config file (JSON). */
