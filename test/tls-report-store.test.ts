@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TlsCounter, TlsReportStore, zeroCounts, type Counts } from '../src/observe/tls-report.js';
 import { tempDir } from './harness.js';
+import { COUNT_FLUSH_MS } from '../src/observe/flush.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -77,6 +78,17 @@ describe('TLS report store', () => {
     } finally {
       store.close();
     }
+  });
+
+  test('counts of several event-loop turns are written together, once, within COUNT_FLUSH_MS', async () => {
+    const added: Counts[][] = [];
+    const counter = new TlsCounter({ add: (b) => added.push([...b.values()].map((v) => ({ ...v.counts }))) }, () => NOW);
+    counter.write({ event: 'connection-failed', domain: 'd.test', host: 'mx', address: '192.0.2.2', port: 25, reason: 'refused', tls: 'required' });
+    await new Promise((r) => setImmediate(r));
+    counter.write({ event: 'connection-failed', domain: 'd.test', host: 'mx', address: '192.0.2.2', port: 25, reason: 'refused', tls: 'required' });
+    assert.equal(added.length, 0, 'nothing written at the end of the turn');
+    await new Promise((r) => setTimeout(r, COUNT_FLUSH_MS));
+    assert.deepEqual(added.map((b) => b.map((c) => c.attempted)), [[2]]);
   });
 
   test('the counter classifies connections by the TLS setting and counts messages by their connection', () => {

@@ -9,6 +9,7 @@ import { TlsRptCounter, TlsRptStore, utcDay, type SessionRow, type TlsSession } 
 import { tempDir } from './harness.js';
 import { buildTlsRptReport, type TlsRptReport } from '../src/manage/tlsrpt-report.js';
 import { runCli, runCliOk } from './process.js';
+import { COUNT_FLUSH_MS } from '../src/observe/flush.js';
 
 const session = (over: Partial<TlsSession> = {}): TlsSession => ({
   policyDomain: 'example.com',
@@ -47,6 +48,17 @@ describe('TLS sessions for reporting', () => {
     } finally {
       store.close();
     }
+  });
+
+  test('sessions of several event-loop turns are written together, once, within COUNT_FLUSH_MS', async () => {
+    const written: SessionRow[][] = [];
+    const counter = new TlsRptCounter({ add: (rows) => written.push(rows.map((r) => ({ ...r }))) }, () => Date.UTC(2026, 11, 1));
+    counter.record(session());
+    await new Promise((r) => setImmediate(r));
+    counter.record(session());
+    assert.equal(written.length, 0, 'nothing written at the end of the turn');
+    await new Promise((r) => setTimeout(r, COUNT_FLUSH_MS));
+    assert.deepEqual(written.map((rows) => rows.map((r) => r.count)), [[2]]);
   });
 
   test('a write that fails keeps the counts for the next one, and says so', () => {

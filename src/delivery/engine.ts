@@ -338,6 +338,7 @@ export class DeliveryEngine {
     for (const d of this.othersOf(domain, except)) d.closeIdle();
   }
 
+  /** A connection to some destination is being opened (counted until connectionClosed). */
   connectionStarted(): void {
     this.connections++;
   }
@@ -747,7 +748,6 @@ class DestinationQueue {
         break;
       }
       this.active++;
-      this.engine.connectionStarted();
       void this.runConnection(policy, perIp ? undefined : domainKey).then((busy) => {
         this.active--;
         // All MX addresses at their limit: look again shortly rather than spin.
@@ -808,6 +808,7 @@ class DestinationQueue {
     // With "system" enforcement in a cluster, each slot is also a lease among every node's.
     const shared = s.enforce === 'system' ? this.engine.o.shared : undefined;
     const leases = new Map<string, Lease>();
+    this.engine.connectionStarted(); // paired with connectionClosed in the finally below
     const slot: AddressSlot | undefined = domainKey
       ? undefined
       : {

@@ -4,8 +4,9 @@
  * fsync of the database file, the largest accept-latency spike measured (docs/performance.md).
  * A worker thread with its own connection runs a PASSIVE checkpoint every `everyMs`: it copies
  * what is in the WAL without ever blocking a writer, so when the gateway's own automatic
- * checkpoint comes, the frames are already in the database file and it has next to nothing to
- * copy or sync; that checkpoint (not this one) lets SQLite start the WAL over, as before.
+ * checkpoint comes, the frames are already in the database file and it has little left to copy
+ * (its two syncs remain: a higher threshold for it was tried and changed no loop delay); that
+ * checkpoint (not this one) lets SQLite start the WAL over, as before.
  * Durability is unchanged: a checkpoint syncs the WAL before copying and the database after, and
  * the WAL is reused only once every frame is in the database file.
  *
