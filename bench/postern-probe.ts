@@ -50,3 +50,17 @@ if (isMainThread) {
     syncs = syncMs = syncMax = 0;
   }, 1000).unref();
 }
+else {
+  // Another thread of Postern (the listener thread): its own heap and event-loop delay.
+  const file = `${process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`}.thread`;
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  const mb = (n: number): string => (n / 1048576).toFixed(0);
+  const ms = (ns: number): string => (ns / 1e6).toFixed(1);
+  setInterval(() => {
+    const m = process.memoryUsage();
+    fs.appendFileSync(file, `${Date.now()} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)} lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)}\n`);
+    loop.reset();
+  }, 1000).unref();
+}
+

@@ -92,6 +92,8 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
   const args = [
     // POSTERN_BENCH_NODE_ARGS: node flags for every Postern the bench starts (experiments, e.g. V8 heap sizes).
     ...(process.env.POSTERN_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    // As `npm start` and contrib/postern.service start it.
+    '--max-semi-space-size=2',
     ...(o.nodeArgs ?? []),
     POSTERN_BIN,
     'start',

@@ -31,15 +31,15 @@ import { AlertStore } from './config/alerts.js';
 import { BvKeyStore, tagKeys } from './config/bounce-verification.js';
 import { LocalDomainStore } from './config/local-domains.js';
 import { VERSION } from './version.js';
-import { IdSequence } from './queue/ids.js';
 import { QueueStore } from './queue/store.js';
-import { RelayListener, type InboundSettings } from './smtp/listener.js';
+import { WriteLock } from './queue/write-lock.js';
+import type { InboundSettings } from './smtp/listener.js';
+import { ListenerThread } from './smtp/listener-thread.js';
 import { ClusterNode, QUEUE_ROWS } from './cluster/node.js';
 import { RedisLimits } from './cluster/limits.js';
 import type { Membership } from './cluster/membership.js';
 import { secretSharing } from './cluster/cli-session.js';
 import { countsFor } from './manage/tls-report.js';
-import { NetworkList } from './smtp/networks.js';
 
 /** How long `queue list --state delivered|bounced` can still show a finished recipient. */
 export const HISTORY_DAYS = 7;
@@ -65,11 +65,10 @@ export class Gateway {
   /** The queue's WAL checkpoints, on a worker thread while the gateway runs (queue/checkpointer.ts). */
   private checkpointer: Checkpointer | null = null;
   private readonly tlsCounter: TlsCounter;
-  /** Made in start(), once the listener certificate exists (the demo is created then). */
-  private listener: RelayListener | null = null;
-  private readonly makeListener: (tls: { keyPem: string; certPem: string }, inbound?: () => InboundSettings) => RelayListener;
+  /** The listeners' thread; made in start(), once the listener certificate exists (the demo is created then). */
+  listeners: ListenerThread | null = null;
+  private holdsPush: NodeJS.Immediate | null = null;
   /** The public listener (`--public-listen`), when on. */
-  private publicListener: RelayListener | null = null;
   publicAddress: { address: string; port: number } | null = null;
   private snapshot: ConfigSnapshot;
   private version: number;
@@ -80,6 +79,8 @@ export class Gateway {
   address: { address: string; port: number } | null = null;
 
   private readonly lock: GatewayLock;
+  /** queue.db's write lock, shared with the listener thread. */
+  private readonly writeLock = new WriteLock();
 
   constructor(readonly options: GatewayOptions) {
     prepareDataDir(options.dataDir, { create: true });
@@ -87,7 +88,7 @@ export class Gateway {
     this.lock = acquireGatewayLock(options.dataDir);
     try {
       this.config = ConfigStore.open(options.dataDir);
-      this.queue = QueueStore.open(options.dataDir);
+      this.queue = QueueStore.open(options.dataDir, { lock: this.writeLock, autoCheckpointPages: 10_000 });
       this.log = new MailLog(options.dataDir, {
         text: options.logTo === 'stdout' ? new StdoutSink() : options.logTo === 'syslog' ? new SyslogSink(options.syslog) : undefined,
         onTrouble: (t) =>
@@ -174,28 +175,9 @@ export class Gateway {
       timeouts: options.timeouts,
       pollMs: options.pollMs,
       idleKeptBelow: options.idleKeptBelow,
+      maxConnections: options.maxConnections,
       beforeLease: () => this.applyQueueControl(),
-    });
-    const icids = new IdSequence(this.queue, 'icid');
-    this.makeListener = (tls, inbound) => new RelayListener({
-      host: inbound ? options.publicListen!.host : options.listen.host,
-      port: inbound ? options.publicListen!.port : options.listen.port,
-      inbound,
-      hostname: options.hostname,
-      allowed: new NetworkList(options.allowedNetworks),
-      queue: this.queue,
-      log: this.log,
-      maxMessageSize: options.maxMessageSize,
-      maxRecipients: options.maxRecipients,
-      beforeAccept: (m) => this.engine.deferOnArrival(m),
-      onAccepted: (mid, m) => this.engine.accepted(mid, m),
-      acceptTime: (seconds) => this.metrics.acceptSeconds.observe(seconds),
-      nextIcid: () => icids.take(),
-      tlsKey: tls.keyPem,
-      tlsCert: tls.certPem,
-      closeTimeoutMs: STOP_GRACE_MS,
-      conditions: this.conditions,
-      idleTimeoutMs: options.idleTimeoutMs,
+      onHoldsChanged: () => this.pushHolds(),
     });
   }
 
@@ -225,12 +207,34 @@ export class Gateway {
       this.snapshot = this.readSnapshot();
     }
     const credentials = this.certificates.listenerCredentials();
-    this.listener = this.makeListener(credentials);
-    this.address = await this.listener.listen();
-    if (this.options.publicListen) {
-      this.publicListener = this.makeListener(credentials, () => this.inboundSettings());
-      this.publicAddress = await this.publicListener.listen();
-    }
+    const o = this.options;
+    this.listeners = new ListenerThread(
+      () => ({
+        dataDir: o.dataDir,
+        hostname: o.hostname,
+        allowedNetworks: o.allowedNetworks,
+        maxMessageSize: o.maxMessageSize,
+        maxRecipients: o.maxRecipients,
+        tlsKey: credentials.keyPem,
+        tlsCert: credentials.certPem,
+        closeTimeoutMs: STOP_GRACE_MS,
+        idleTimeoutMs: o.idleTimeoutMs,
+        relay: o.listen,
+        ...(o.publicListen ? { public: { ...o.publicListen, settings: this.inboundSettings() } } : {}),
+        view: this.engine.arrivalView(),
+        writeLock: this.writeLock.buffer,
+      }),
+      {
+        log: this.log,
+        conditions: this.conditions,
+        accepted: (mid, recipients) => this.engine.accepted(mid, { recipients }),
+        acceptTime: (seconds) => this.metrics.acceptSeconds.observe(seconds),
+        releaseWriteLock: (threadId) => this.writeLock.releaseIfHeldBy(threadId),
+      },
+    );
+    const bound = await this.listeners.start();
+    this.address = bound.relay;
+    this.publicAddress = bound.public ?? null;
     this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}${this.publicAddress ? `, public listener on ${this.publicAddress.address}:${this.publicAddress.port}` : ''}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
     this.checkpointer = new Checkpointer(join(this.options.dataDir, 'queue.db'), 100, (e) =>
@@ -334,7 +338,19 @@ export class Gateway {
   private reload(why?: string): void {
     this.snapshot = this.readSnapshot();
     this.log.write({ event: 'config-reloaded', detail: `${this.snapshot.table.size} entries, ${this.snapshot.routes.size} routes${why ? ` (${why})` : ''}` });
+    // The listener thread decides with copies: the suspensions (a configuration change ends
+    // them) and the public listener's rules.
+    this.listeners?.send({ type: 'view', view: this.engine.arrivalView() });
+    if (this.options.publicListen) this.listeners?.send({ type: 'inbound', settings: this.inboundSettings() });
     this.engine.wake();
+  }
+
+  /** The suspended destinations changed: the listener thread gets a copy, once per turn. */
+  private pushHolds(): void {
+    this.holdsPush ??= setImmediate(() => {
+      this.holdsPush = null;
+      this.listeners?.send({ type: 'view', view: this.engine.arrivalView() });
+    });
   }
 
   /** Applies `postern queue delivernow` (left in queue.db by the CLI): resets the destination counters. */
@@ -357,7 +373,9 @@ export class Gateway {
     if (this.alertTimer) clearInterval(this.alertTimer);
 
     // Both get the same grace at the same time, so stopping takes at most that long.
-    await Promise.all([this.listener?.close(), this.publicListener?.close(), this.engine.stop(STOP_GRACE_MS)]);
+    if (this.holdsPush) clearImmediate(this.holdsPush);
+    // The thread gets a little more than its sessions' grace to close its queue connection.
+    await Promise.all([this.listeners?.close(STOP_GRACE_MS + 2000), this.engine.stop(STOP_GRACE_MS)]);
     this.sharedLimits?.close();
     await this.cluster?.stop();
     await this.tlsRptSender.stop();

@@ -95,6 +95,9 @@ describe('contrib/postern.service and contrib/logrotate.d/postern, run directly'
         execFileSync('logrotate', ['-f', '-s', join(dirname(conf), 'state'), conf]);
         assert.ok(existsSync(`${logFile(dataDir, 'mail.log')}.1`), 'mail.log rotated');
         assert.ok(existsSync(`${logFile(dataDir, 'mail.jsonl')}.1`), 'mail.jsonl rotated');
+        // The postrotate HUP is handled on the gateway's event loop; mail taken in on the listener
+        // thread before that is logged to the file being moved, as with any HUP-reopened log.
+        await waitFor('the reopen in the new mail.log', () => existsSync(logFile(dataDir, 'mail.log')) && readFileSync(logFile(dataDir, 'mail.log'), 'utf8').includes('log files reopened'));
         await send('two');
         await delivered('two');
         await waitFor('two in the new mail.log', () => existsSync(logFile(dataDir, 'mail.log')) && readFileSync(logFile(dataDir, 'mail.log'), 'utf8').includes('two@svc.test'));

@@ -51,6 +51,7 @@ export function addStartCommand(program: Command): void {
     .option('--hostname <name>', 'EHLO name (default: the machine name)')
     .option('--allow <cidr>', 'client network allowed to relay (repeatable; default loopback)', collect)
     .option('--log-to <where>', 'text mail log to: file (logs/mail.log), stdout or syslog; logs/mail.jsonl is always written (default file)')
+    .option('--max-connections <n>', 'delivery connections open at most, over every destination (default 500)')
     .option('--idle-timeout <seconds>', 'disconnect a client that sends nothing for this long (default 300, RFC 5321)')
     .option('--admin <host:port|off>', `administration page and API over HTTPS (default ${DEFAULT_OPTIONS.admin?.host}:${DEFAULT_OPTIONS.admin?.port}; off disables it)`)
     .option('--metrics-allow <cidr>', 'client network that may read /metrics without an API token (repeatable; default none)', collect)
@@ -61,7 +62,7 @@ export function addStartCommand(program: Command): void {
     .option('--cluster-lease-ttl <seconds>', 'lifetime of a connection slot lease in Redis (default 10)')
     .option('--cluster-secret-file <path|none>', 'share certificates and bounce-verification keys, sealed with the secret in this file (the same file on every node; mode 0600, at least 32 characters); none: keep them per node')
     .option('--syslog <host:port>', 'with --log-to syslog: a remote syslog server over UDP instead of the local /dev/log')
-    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; dnssecResolver?: string[]; httpsPort?: string; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
+    .action(async (o: { dataDir?: string; config?: string; listen?: string; dnsServer?: string[]; dnssecResolver?: string[]; httpsPort?: string; smtpPort?: string; hostname?: string; allow?: string[]; logTo?: string; syslog?: string; idleTimeout?: string; maxConnections?: string; admin?: string; adminSessionIdle?: string; metricsAllow?: string[]; publicListen?: string; cluster?: string; nodeName?: string; clusterLeaseTtl?: string; clusterSecretFile?: string }) => {
       boundHeapGrowth();
       const file = o.config ? readConfigFile(o.config) : {};
       const flags: ConfigFile = {
@@ -75,6 +76,7 @@ export function addStartCommand(program: Command): void {
         allowedNetworks: o.allow,
         logTo: o.logTo,
         idleTimeout: o.idleTimeout === undefined ? undefined : (o.idleTimeout as unknown as number),
+        maxConnections: o.maxConnections === undefined ? undefined : (o.maxConnections as unknown as number),
         syslog: o.syslog,
         admin: o.admin,
         publicListen: o.publicListen,

@@ -57,6 +57,8 @@ export interface GatewayOptions {
   tlsRptCheckMs?: number;
   /** Open connections above which a finished connection is not kept for reuse (default 500). Tests set it. */
   idleKeptBelow?: number;
+  /** Delivery connections open at most, over every destination (Postfix's default_process_limit). */
+  maxConnections: number;
 }
 
 /** Keys accepted in the config file (JSON). */
@@ -92,6 +94,8 @@ export interface ConfigFile {
   clusterLeaseTtl?: number;
   /** Path of the file whose secret seals the shared certificates and keys, or `none`. */
   clusterSecretFile?: string;
+  /** Delivery connections open at most, over every destination (default 500). */
+  maxConnections?: number;
 }
 
 export const DEFAULT_OPTIONS: GatewayOptions = {
@@ -116,6 +120,7 @@ export const DEFAULT_OPTIONS: GatewayOptions = {
   alertCheckMs: 60_000,
   publicListen: null,
   cluster: null,
+  maxConnections: 500,
 };
 
 export { parseHostPort } from './host-port.js';
@@ -166,7 +171,7 @@ export function readConfigFile(path: string): ConfigFile {
 
 export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOptions {
   const o: GatewayOptions = { ...DEFAULT_OPTIONS, timeouts: { ...DEFAULT_OPTIONS.timeouts } };
-  const known = new Set(['dataDir', 'listen', 'dnsServers', 'dnssecResolvers', 'httpsPort', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile']);
+  const known = new Set(['dataDir', 'listen', 'dnsServers', 'dnssecResolvers', 'httpsPort', 'smtpPort', 'hostname', 'allowedNetworks', 'maxMessageSize', 'maxRecipients', 'timeouts', 'logTo', 'syslog', 'idleTimeout', 'admin', 'adminSessionIdle', 'metricsAllow', 'alertCheckSeconds', 'publicListen', 'cluster', 'nodeName', 'clusterLeaseTtl', 'clusterSecretFile', 'maxConnections']);
   for (const k of Object.keys(file)) if (!known.has(k)) throw new ValidationError('config file key', k, [...known].join(', '));
   for (const src of [file, flags]) {
     if (src.dataDir !== undefined) o.dataDir = src.dataDir;
@@ -220,6 +225,11 @@ export function buildOptions(file: ConfigFile, flags: ConfigFile): GatewayOption
       const n = Number(src.clusterLeaseTtl);
       if (!Number.isInteger(n) || n < 2 || n > 300) throw new ValidationError('cluster-lease-ttl', src.clusterLeaseTtl, 'an integer number of seconds from 2 to 300');
       o.cluster.leaseTtlSeconds = n;
+    }
+    if (src.maxConnections !== undefined) {
+      const n = Number(src.maxConnections);
+      if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ValidationError('max-connections', src.maxConnections, 'an integer from 1 to 100000');
+      o.maxConnections = n;
     }
     if (src.maxMessageSize !== undefined) o.maxMessageSize = src.maxMessageSize;
     if (src.maxRecipients !== undefined) o.maxRecipients = src.maxRecipients;

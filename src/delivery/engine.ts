@@ -33,6 +33,7 @@ import { resolvePolicy, type DeliveryPolicy } from './policy.js';
 import { outboundSender } from '../bounce/tagging.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 import { domainOfAddress } from '../controls/names.js';
+import { deferArrivals, destinationKey, notTried, type ArrivalHold, type ArrivalView } from './arrival.js';
 
 export interface EngineOptions {
   queue: QueueStore;
@@ -77,6 +78,10 @@ export interface EngineOptions {
    * instead of waiting `idleMs` for its destination's next message.
    */
   idleKeptBelow?: number;
+  /** Delivery connections open at most, over every destination (unbounded when absent). */
+  maxConnections?: number;
+  /** Called when the suspended destinations change (the listener thread keeps a copy: arrival.ts). */
+  onHoldsChanged?: () => void;
 }
 
 /** Postfix's smtp_connection_cache_time_limit, the same idea: long enough to bridge queue scans. */
@@ -139,6 +144,8 @@ export class DeliveryEngine {
   readonly now: () => number;
   /** Connections started and not yet ended, over every destination. */
   private connections = 0;
+  /** Destination queues that wanted a connection while maxConnections were open, in order. */
+  private readonly waitingForConnection = new Set<DestinationQueue>();
 
   /** Remembered broken TLS, shared by a cluster node with the others (cluster/node.ts). */
   get brokenTls(): BrokenTlsMemory {
@@ -181,6 +188,7 @@ export class DeliveryEngine {
   async stop(graceMs = 10_000): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
+    this.waitingForConnection.clear();
     for (const d of this.destinations.values()) {
       d.stopWaiting();
       d.closeIdle();
@@ -242,7 +250,7 @@ export class DeliveryEngine {
    */
   resetLimits(domain?: string): void {
     this.limits.reset(domain);
-    for (const key of [...this.suspended.keys()]) if (domain === undefined || key.startsWith(`${domain}|`)) this.suspended.delete(key);
+    for (const key of [...this.suspended.keys()]) if (domain === undefined || key.startsWith(`${domain}|`)) this.unsuspend(key);
     for (const d of this.destinations.values()) if (domain === undefined || d.domain === domain) d.pump();
     this.wake();
   }
@@ -268,7 +276,7 @@ export class DeliveryEngine {
       for (const r of rows) {
         const gateway = gatewayFor(snapshot.gateways, r.sender);
         // Messages with REQUIRETLS or TLS-Required: No travel on connections of their own.
-        const key = `${r.domain}|${gateway?.name ?? ''}|${r.tlsRequired ?? ''}`;
+        const key = destinationKey(r.domain, gateway?.name ?? '', r.tlsRequired);
         let q = byQueue.get(key);
         if (!q) byQueue.set(key, (q = { domain: r.domain, gateway, tlsRequired: r.tlsRequired, msgs: new Map() }));
         const list = q.msgs.get(r.messageId) ?? [];
@@ -347,11 +355,30 @@ export class DeliveryEngine {
   connectionClosed(domain: string, from: DestinationQueue): void {
     this.connections--;
     for (const d of this.othersOf(domain, from)) if (d.hasWork) d.pump();
+    // Then the queues that waited for any connection, first come first served; one that gets a
+    // connection and still has work asks again at the end of the line (pump → mayConnect).
+    for (const d of this.waitingForConnection) {
+      if (this.connections >= (this.o.maxConnections ?? Infinity)) break;
+      this.waitingForConnection.delete(d);
+      if (d.hasWork) d.pump();
+    }
   }
 
-  /** How long a connection with nothing to send waits for more (ms); 0 while too many are open. */
+  /**
+   * Whether `d` may open one more connection under maxConnections; if not, it is remembered and
+   * pumped when a connection closes. Connections kept idle elsewhere are let go meanwhile.
+   */
+  mayConnect(d: DestinationQueue): boolean {
+    if (this.connections < (this.o.maxConnections ?? Infinity)) return true;
+    // The first to wait lets go what is idle; while any waits, no finished connection idles (idleMs).
+    if (this.waitingForConnection.size === 0) for (const other of this.destinations.values()) if (other !== d) other.closeIdle();
+    this.waitingForConnection.add(d);
+    return false;
+  }
+
+  /** How long a connection with nothing to send waits for more (ms); 0 while too many are open or any destination waits for one. */
   get idleMs(): number {
-    if (this.connections > (this.o.idleKeptBelow ?? DEFAULT_IDLE_KEPT_BELOW)) return 0;
+    if (this.connections > (this.o.idleKeptBelow ?? DEFAULT_IDLE_KEPT_BELOW) || this.waitingForConnection.size > 0) return 0;
     return this.o.idleMs ?? DEFAULT_IDLE_MS;
   }
 
@@ -502,7 +529,10 @@ export class DeliveryEngine {
     }
     const profile = policy.profile;
     const now = this.now();
-    if (suspend) this.suspended.set(key, { until: now + retryDelaySeconds(profile, 1) * 1000, since: now, enhanced: o.enhanced, reason: o.reason, config: this.o.config() });
+    if (suspend) {
+      this.suspended.set(key, { until: now + retryDelaySeconds(profile, 1) * 1000, since: now, enhanced: o.enhanced, reason: o.reason, config: this.o.config() });
+      this.o.onHoldsChanged?.();
+    }
     const reply = `${o.enhanced} ${o.reason}`;
     const byNext = new Map<number, LeasedRecipient[]>();
     const simple: Batch[] = [];
@@ -539,7 +569,7 @@ export class DeliveryEngine {
     if (!s) return false;
     const now = this.now();
     if (now >= s.until || s.config !== this.o.config()) {
-      this.suspended.delete(key);
+      this.unsuspend(key);
       return false;
     }
     const reason = notTried(s, now);
@@ -555,19 +585,34 @@ export class DeliveryEngine {
   deferOnArrival(msg: NewMessage): void {
     if (this.suspended.size === 0) return;
     const snapshot = this.o.config();
-    const gateway = gatewayFor(snapshot.gateways, msg.sender)?.name ?? '';
+    deferArrivals(msg, snapshot.gateways, (key) => this.hold(key, snapshot), this.now());
+  }
+
+  /** A suspension still in force under this configuration, as arrivals see it. */
+  private hold(key: string, snapshot: ConfigSnapshot): ArrivalHold | undefined {
+    const s = this.suspended.get(key);
+    if (!s || s.config !== snapshot) return undefined;
+    return { until: s.until, since: s.since, enhanced: s.enhanced, reason: s.reason, profile: this.policy(key.slice(0, key.indexOf('|'))).profile };
+  }
+
+  /** A copy of the suspensions in force, for the listener thread's deferrals on arrival. */
+  arrivalView(): ArrivalView {
+    const snapshot = this.o.config();
     const now = this.now();
-    for (const r of msg.recipients) {
-      const s = this.suspended.get(`${r.domain}|${gateway}|${msg.tlsRequired ?? ''}`);
-      if (!s || now >= s.until || s.config !== snapshot) continue;
-      const profile = this.policy(r.domain).profile;
-      if (exhausted(profile, 1, msg.receivedAt, now)) continue;
-      r.deferred = { nextAttempt: now + retryDelaySeconds(profile, 1) * 1000, enhanced: s.enhanced, reason: notTried(s, now) };
+    const holds = new Map<string, ArrivalHold>();
+    for (const key of this.suspended.keys()) {
+      const h = this.hold(key, snapshot);
+      if (h && now < h.until) holds.set(key, h);
     }
+    return { holds, gateways: snapshot.gateways };
+  }
+
+  private unsuspend(key: string): void {
+    if (this.suspended.delete(key)) this.o.onHoldsChanged?.();
   }
 
   /** A message was stored: what it had deferred on arrival is logged; the queue is looked at for the rest. */
-  accepted(mid: number, msg: NewMessage): void {
+  accepted(mid: number, msg: { recipients: readonly Pick<NewMessage['recipients'][number], 'address' | 'deferred'>[] }): void {
     let due = false;
     msg.recipients.forEach((r, rid) => {
       const d = r.deferred;
@@ -579,7 +624,7 @@ export class DeliveryEngine {
 
   /** A connection to the destination was made: it is not suspended (any more). */
   reachable(key: string): void {
-    this.suspended.delete(key);
+    this.unsuspend(key);
   }
 
   /** One outcome record for the deferrals of many messages; the log and the release after its commit. */
@@ -635,11 +680,6 @@ export class DeliveryEngine {
   get isRunning(): boolean {
     return this.running;
   }
-}
-
-/** Why a recipient of a suspended destination was deferred without a connection attempt. */
-function notTried(s: Suspension, now: number): string {
-  return `not tried: no host could be reached ${Math.round((now - s.since) / 1000)} s ago (${s.reason})`;
 }
 
 /** The policy with the entry's DANE and MTA-STS switched off (TLS-Required: No). */
@@ -743,6 +783,7 @@ class DestinationQueue {
     const now = this.engine.now();
     if (now < this.busyUntil) return this.waitForWindow(this.busyUntil - now);
     while (this.active < cap && this.pending.length > this.active) {
+      if (!this.engine.mayConnect(this)) break;
       if (!perIp && !this.engine.limits.tryOpen(domainKey, s.concurrency)) {
         this.engine.closeIdleOf(this.domain, this);
         break;

@@ -12,7 +12,9 @@
  * the database file, which a NORMAL checkpoint syncs (after syncing the WAL) before the WAL is
  * reused. Concurrent SMTP sessions share commits and fsyncs (group commit): `accept` calls in
  * the same turn of the event loop are one transaction, and every commit made while an fsync
- * runs is covered by the next one.
+ * runs is covered by the next one. The gateway's listener thread accepts through a connection
+ * of its own (smtp/listener-worker.ts); every write transaction takes the write lock at BEGIN
+ * (IMMEDIATE), so that neither fails for a snapshot the other's commit made stale.
  *
  * Delivery outcomes are not fsynced on their own (the next accept's fsync or checkpoint covers
  * them): a power loss can at worst undo the last outcomes, and a recipient that is `queued`
@@ -20,6 +22,7 @@
  * before they return.
  */
 import type Database from 'better-sqlite3';
+import type { WriteLock } from './write-lock.js';
 import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import type { Db } from '../config/db.js';
 import { openDb } from '../config/db.js';
@@ -336,6 +339,7 @@ export class QueueStore {
   private constructor(
     private readonly db: Db,
     private readonly fsync: FsyncFn,
+    private readonly lock: WriteLock | null,
   ) {
     // NORMAL: commits reach the WAL file without an fsync; `durable()` adds it where needed.
     db.pragma('synchronous = NORMAL');
@@ -343,8 +347,9 @@ export class QueueStore {
   }
 
   /** `fsync` is replaceable so that tests can hold a flush and watch what waits for it. */
-  static open(dataDir: string, o: { fsync?: FsyncFn } = {}): QueueStore {
+  static open(dataDir: string, o: { fsync?: FsyncFn; lock?: WriteLock; autoCheckpointPages?: number } = {}): QueueStore {
     const db = openDb(dataDir, 'queue.db');
+    if (o.autoCheckpointPages !== undefined) db.pragma(`wal_autocheckpoint = ${o.autoCheckpointPages}`);
     db.exec(SCHEMA);
     addWarningColumns(db);
     db.exec(CONTROL_SCHEMA);
@@ -354,7 +359,17 @@ export class QueueStore {
     // Earlier releases also kept (state, next_attempt): no query needs it that the lease index
     // does not serve, and every insert and deferral paid for it.
     db.exec('DROP INDEX IF EXISTS recipients_due');
-    return new QueueStore(db, o.fsync ?? fsync);
+    return new QueueStore(db, o.fsync ?? fsync, o.lock ?? null);
+  }
+
+  /** Runs a write holding the lock the gateway's threads share (write-lock.ts), when given. */
+  private write<T>(fn: () => T): T {
+    return this.lock ? this.lock.run(fn) : fn();
+  }
+
+  /** A write transaction: the write lock is taken at BEGIN (IMMEDIATE), see the file comment. */
+  private tx<T>(fn: () => T): T {
+    return this.write(() => this.db.transaction(fn).immediate());
   }
 
   /** A prepared statement, made once per SQL text (preparing costs more than running most). */
@@ -402,7 +417,7 @@ export class QueueStore {
    * Called once by the gateway at start, never while another process delivers from this queue.
    */
   clearLeases(): number {
-    return this.st('UPDATE recipients SET leased = 0 WHERE leased = 1').run().changes;
+    return this.write(() => this.st('UPDATE recipients SET leased = 0 WHERE leased = 1').run().changes);
   }
 
   /**
@@ -411,16 +426,16 @@ export class QueueStore {
    * this commit skips the fsync that accepted mail gets.
    */
   lease(now: number, limit: number): LeasedRecipient[] {
-    return this.db.transaction(() => {
+    return this.tx(() => {
       const rows = this.st(LEASE_SELECT).all(now, limit) as LeaseRow[];
       if (rows.length) this.st(`UPDATE recipients SET leased = 1 WHERE id IN ${ID_LIST}`).run(idList(rows.map((r) => r.id)));
       return rows.map(toLeased);
-    })();
+    });
   }
 
   /** Gives leased recipients back without an outcome (they are due again at once). */
   unlease(ids: number[]): void {
-    if (ids.length) this.st(`UPDATE recipients SET leased = 0 WHERE id IN ${ID_LIST}`).run(idList(ids));
+    if (ids.length) this.write(() => this.st(`UPDATE recipients SET leased = 0 WHERE id IN ${ID_LIST}`).run(idList(ids)));
   }
 
   close(): void {
@@ -475,7 +490,7 @@ export class QueueStore {
     if (batch.length === 0) return;
     let ids: number[];
     try {
-      ids = this.db.transaction(() => batch.map((p) => this.insertNow(p.msg)))();
+      ids = this.tx(() => batch.map((p) => this.insertNow(p.msg)));
     } catch (e) {
       for (const p of batch) p.reject(e as Error);
       return;
@@ -590,7 +605,7 @@ export class QueueStore {
 
   /** Forgets final outcomes older than `before` (ms since the epoch); returns how many. */
   pruneHistory(before: number): number {
-    return this.st('DELETE FROM history WHERE finished_at < ?').run(before).changes;
+    return this.write(() => this.st('DELETE FROM history WHERE finished_at < ?').run(before).changes);
   }
 
   /**
@@ -599,7 +614,7 @@ export class QueueStore {
    * removed with them, so the queue holds only work still to do.
    */
   record(o: OutcomeRecord): number[] {
-    return this.db.transaction(() => this.recordIn(o))();
+    return this.tx(() => this.recordIn(o));
   }
 
   /**
@@ -607,7 +622,7 @@ export class QueueStore {
    * of the event loop): one WAL append for all of them. Returns the DSN ids of each.
    */
   recordMany(list: OutcomeRecord[]): number[][] {
-    return this.db.transaction(() => list.map((o) => this.recordIn(o)))();
+    return this.tx(() => list.map((o) => this.recordIn(o)));
   }
 
   private recordIn(o: OutcomeRecord): number[] {
@@ -655,17 +670,17 @@ export class QueueStore {
       ? `UPDATE recipients SET next_attempt = ? WHERE state = 'queued' AND domain = ?`
       : `UPDATE recipients SET next_attempt = ? WHERE state = 'queued'`;
     const st = this.st(sql);
-    return (domain ? st.run(now, domain) : st.run(now)).changes;
+    return this.write(() => (domain ? st.run(now, domain) : st.run(now)).changes);
   }
 
   /** A monotonic counter kept across restarts (connection ids for the log). */
   allocate(key: string, count: number): number {
-    return this.db.transaction(() => {
+    return this.tx(() => {
       const r = this.st('SELECT value FROM meta WHERE key = ?').get(key) as { value: number } | undefined;
       const start = (r?.value ?? 0) + 1;
       this.st('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, start + count - 1);
       return start;
-    })();
+    });
   }
 
   counts(): { messages: number; queued: number } {
@@ -704,7 +719,7 @@ export class QueueStore {
    * destination counters). Returns how many recipients and messages were made due.
    */
   requestDeliverNow(now: number, domain?: string): { recipients: number; messages: number } {
-    const r = this.db.transaction(() => {
+    const r = this.tx(() => {
       const byDomain = domain === undefined ? '' : ' AND domain = ?';
       const args = domain === undefined ? [] : [domain];
       const c = this.st(`SELECT COUNT(*) AS r, COUNT(DISTINCT message_id) AS m FROM recipients WHERE state = 'queued'${byDomain}`)
@@ -712,7 +727,7 @@ export class QueueStore {
       this.st(`UPDATE recipients SET next_attempt = ? WHERE state = 'queued'${byDomain}`).run(now, ...args);
       this.st('INSERT INTO queue_control (action, domain, requested_at) VALUES (?, ?, ?)').run('delivernow', domain ?? null, now);
       return { recipients: c.r, messages: c.m };
-    }).immediate();
+    });
     this.syncNow();
     return r;
   }
@@ -723,12 +738,12 @@ export class QueueStore {
     type Row = { id: number; action: string; domain: string | null; requested_at: number };
     // Polled twice a second: a plain read first; the write lock only when there is something.
     if (select.get() === undefined) return [];
-    return this.db.transaction(() => {
+    return this.tx(() => {
       const rows = select.all() as Row[];
       if (rows.length === 0) return [];
       this.st('DELETE FROM queue_control WHERE id <= ?').run(rows[rows.length - 1]!.id);
       return rows.filter((r) => r.action === 'delivernow').map((r) => ({ action: 'delivernow' as const, domain: r.domain, requestedAt: r.requested_at }));
-    }).immediate();
+    });
   }
 
   /**
@@ -746,7 +761,7 @@ export class QueueStore {
     reply: string,
     makeDsns: (rows: QueuedRecipient[]) => NewMessage[] = () => [],
   ): { recipients: QueuedRecipient[]; made: number[] } {
-    const r = this.db.transaction(() => {
+    const r = this.tx(() => {
       const rows = this.queuedIn(sel);
       if (rows.length === 0) return { recipients: rows, made: [] };
       const newMessages = makeDsns(rows);
@@ -758,7 +773,7 @@ export class QueueStore {
         keepHistory.run(r.attempts, r.id);
       }
       return { recipients: rows, made };
-    }).immediate();
+    });
     this.syncNow();
     return r;
   }
@@ -766,17 +781,17 @@ export class QueueStore {
   /** Facts the gateway leaves for the CLI, e.g. `hostname` (the name its DSNs report). */
   /** Remembered broken TLS (delivery/broken-tls.ts), kept here so a restart and `explain` see it. */
   rememberBrokenTls(address: string, port: number, until: number): void {
-    this.st('INSERT OR REPLACE INTO broken_tls (address, port, until) VALUES (?, ?, ?)').run(address, port, until);
+    this.write(() => this.st('INSERT OR REPLACE INTO broken_tls (address, port, until) VALUES (?, ?, ?)').run(address, port, until));
   }
 
   /** The remembered addresses still broken at `now` (older ones are dropped). */
   brokenTls(now: number): { address: string; port: number; until: number }[] {
-    this.st('DELETE FROM broken_tls WHERE until <= ?').run(now);
+    this.write(() => this.st('DELETE FROM broken_tls WHERE until <= ?').run(now));
     return this.st('SELECT address, port, until FROM broken_tls ORDER BY address, port').all() as { address: string; port: number; until: number }[];
   }
 
   setFact(key: string, value: string): void {
-    this.st('INSERT OR REPLACE INTO gateway_facts (key, value) VALUES (?, ?)').run(key, value);
+    this.write(() => this.st('INSERT OR REPLACE INTO gateway_facts (key, value) VALUES (?, ?)').run(key, value));
   }
 
   fact(key: string): string | undefined {

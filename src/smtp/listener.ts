@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { onRefusal } from './smtp-server-patches.js';
-import type { MailLog } from '../observe/maillog.js';
+import type { EventSink } from '../observe/maillog.js';
 import { escapeText } from '../observe/text.js';
 import { RECIPIENTS_PER_LINE } from '../observe/events.js';
 import type { NewMessage, QueueStore } from '../queue/store.js';
@@ -28,10 +28,9 @@ export interface ListenerOptions {
   hostname: string;
   allowed: NetworkList;
   queue: QueueStore;
-  log: MailLog;
+  log: EventSink;
   maxMessageSize: number;
   maxRecipients: number;
-  /** Called after each accepted message, to wake delivery. */
   /** Called once the message is stored (the engine logs what it deferred on arrival and looks at the queue). */
   onAccepted: (mid: number, msg: NewMessage) => void;
   /** Called before the message is stored: recipients of a suspended destination are marked deferred. */
@@ -44,7 +43,7 @@ export interface ListenerOptions {
   /** How long client sessions still open at close() get before they are cut (ms). */
   closeTimeoutMs: number;
   /** Where a queue that cannot be written is reported (once, not per message). */
-  conditions?: Conditions;
+  conditions?: Pick<Conditions, 'raise' | 'clear'>;
   /** A client that sends nothing for this long is disconnected (421), ms. */
   idleTimeoutMs: number;
   /** Makes this the public listener: its rules and limits, read at each use. */
