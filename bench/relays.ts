@@ -86,6 +86,9 @@ export interface PosternRunOptions {
   config?: Record<string, unknown>;
 }
 
+/** As package.json's start script and contrib/postern.service set them. */
+const POSTERN_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_ARENA_MAX: '2' };
+
 export async function startPosternRelay(setup: PosternSetup | undefined, o: PosternRunOptions): Promise<Relay & { child: ChildProcess; output: () => string; startedAt: number; readyAt: number; dataDir: string }> {
   if (setup) await cp(setup.template, o.dataDir, { recursive: true });
   const listen = o.listen ?? { host: ADDR.posternListen, port: PORT.posternListen };
@@ -115,7 +118,8 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
     args.push('--config', f);
   }
   const startedAt = Date.now();
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The allocator settings `npm start` and contrib/postern.service give (docs/running-as-a-service.md).
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...POSTERN_MALLOC_ENV } });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };

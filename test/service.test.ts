@@ -66,7 +66,11 @@ describe('contrib/postern.service and contrib/logrotate.d/postern, run directly'
     assert.ok(unit.get('User') !== 'root', 'runs as an unprivileged user');
     const exec = local(unit.get('ExecStart')!).replace('127.0.0.1:2525', '127.0.0.1:0').replace('127.0.0.1:8443', '127.0.0.1:0').split(/\s+/);
     // The test's DNS server and MX port stand in for the internet's.
+    // Environment= as systemd passes it (KEY=VALUE pairs separated by spaces).
+    const environment = Object.fromEntries((unit.get('Environment') ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    assert.equal(environment.MALLOC_MMAP_THRESHOLD_, '32768', 'the allocator setting of docs/running-as-a-service.md');
     const child = spawn(exec[0]!, [...exec.slice(1), '--dns-server', dns.address, '--smtp-port', String(MX_PORT), '--hostname', 'postern-svc.test'], {
+      env: { ...process.env, ...environment },
       cwd: local(unit.get('WorkingDirectory')!),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
