@@ -5,7 +5,10 @@
  * open handles, event-loop delay (p50 / p99 / max over that second) and the fsyncs and
  * fdatasyncs of that second (count, mean and longest, in ms). It wraps `fs.fsync` (the queue's
  * durable accept) and `fs.fdatasync`; a sync's time runs from the call to its callback, so it
- * includes any wait for the event loop after the disk is done.
+ * includes any wait for the event loop after the disk is done. Since the listener thread, the
+ * accepts' fsyncs are made there, so the main thread's line counts none. Each other thread
+ * (listener, checkpointer) appends its own line to FILE.thread: its heap, external memory and
+ * event-loop delay.
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';

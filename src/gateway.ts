@@ -31,7 +31,7 @@ import { AlertStore } from './config/alerts.js';
 import { BvKeyStore, tagKeys } from './config/bounce-verification.js';
 import { LocalDomainStore } from './config/local-domains.js';
 import { VERSION } from './version.js';
-import { QueueStore } from './queue/store.js';
+import { GATEWAY_CHECKPOINT_PAGES, QueueStore } from './queue/store.js';
 import { WriteLock } from './queue/write-lock.js';
 import type { InboundSettings } from './smtp/listener.js';
 import { ListenerThread } from './smtp/listener-thread.js';
@@ -88,7 +88,7 @@ export class Gateway {
     this.lock = acquireGatewayLock(options.dataDir);
     try {
       this.config = ConfigStore.open(options.dataDir);
-      this.queue = QueueStore.open(options.dataDir, { lock: this.writeLock, autoCheckpointPages: 10_000 });
+      this.queue = QueueStore.open(options.dataDir, { lock: this.writeLock, autoCheckpointPages: GATEWAY_CHECKPOINT_PAGES });
       this.log = new MailLog(options.dataDir, {
         text: options.logTo === 'stdout' ? new StdoutSink() : options.logTo === 'syslog' ? new SyslogSink(options.syslog) : undefined,
         onTrouble: (t) =>

@@ -1,12 +1,14 @@
 /**
- * WAL checkpoints beside the event loop. SQLite copies the write-ahead log into the database
- * file inside whichever commit crosses 1,000 WAL pages: on the gateway's one thread, with an
- * fsync of the database file, the largest accept-latency spike measured (docs/performance.md).
+ * WAL checkpoints beside the event loops. SQLite copies the write-ahead log into the database
+ * file inside whichever commit crosses its automatic threshold, with an fsync of the database
+ * file, and while queue.db's write lock is held (queue/write-lock.ts), so the gateway's other
+ * thread waits for it: the largest accept-latency spike measured (docs/performance.md).
  * A worker thread with its own connection runs a PASSIVE checkpoint every `everyMs`: it copies
- * what is in the WAL without ever blocking a writer, so when the gateway's own automatic
- * checkpoint comes, the frames are already in the database file and it has little left to copy
- * (its two syncs remain: a higher threshold for it was tried and changed no loop delay); that
- * checkpoint (not this one) lets SQLite start the WAL over, as before.
+ * what is in the WAL without ever blocking a writer, so when an automatic checkpoint comes, the
+ * frames are already in the database file and it has little left to copy (its two syncs
+ * remain). The gateway's connections raise that threshold to GATEWAY_CHECKPOINT_PAGES, so those
+ * syncs come ten times more rarely; an automatic checkpoint (not this one) still lets SQLite
+ * start the WAL over, so the WAL stays bounded.
  * Durability is unchanged: a checkpoint syncs the WAL before copying and the database after, and
  * the WAL is reused only once every frame is in the database file.
  *

@@ -327,6 +327,12 @@ interface SyncWaiter {
   reject: (e: Error) => void;
 }
 
+/**
+ * The automatic checkpoint threshold (WAL pages) of the running gateway's queue connections,
+ * where the checkpointer thread copies meanwhile (queue/checkpointer.ts); SQLite's default is 1,000.
+ */
+export const GATEWAY_CHECKPOINT_PAGES = 10_000;
+
 export class QueueStore {
   private batch: PendingAccept[] = [];
   private flushScheduled = false;

@@ -10,7 +10,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { deferArrivals } from '../delivery/arrival.js';
 import { IdSequence } from '../queue/ids.js';
-import { QueueStore } from '../queue/store.js';
+import { GATEWAY_CHECKPOINT_PAGES, QueueStore } from '../queue/store.js';
 import { WriteLock } from '../queue/write-lock.js';
 import { RelayListener, type InboundSettings, type ListenerOptions } from './listener.js';
 import type { BoundAddress, FromListener, ListenerReport, ListenerThreadConfig, ToListener } from './listener-messages.js';
@@ -36,7 +36,7 @@ function flush(): void {
   if (outbox.length > 0) send({ type: 'reports', reports: outbox.splice(0) });
 }
 
-const queue = QueueStore.open(config.dataDir, { lock: new WriteLock(config.writeLock), autoCheckpointPages: 10_000 });
+const queue = QueueStore.open(config.dataDir, { lock: new WriteLock(config.writeLock), autoCheckpointPages: GATEWAY_CHECKPOINT_PAGES });
 const icids = new IdSequence(queue, 'icid');
 /** Conditions this thread raised: only those are cleared from here (a clear per message otherwise). */
 const raised = new Set<string>();
