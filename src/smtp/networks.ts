@@ -7,6 +7,8 @@ import { ValidationError } from '../controls/validate.js';
 
 export class NetworkList {
   private readonly list = new net.BlockList();
+  /** Answers by client address: BlockList.check builds a SocketAddress per call (every RCPT). */
+  private readonly known = new Map<string, boolean>();
 
   constructor(readonly cidrs: string[]) {
     for (const c of cidrs) {
@@ -22,6 +24,16 @@ export class NetworkList {
   }
 
   allows(address: string): boolean {
+    let ok = this.known.get(address);
+    if (ok === undefined) {
+      ok = this.check(address);
+      if (this.known.size >= 1024) this.known.clear();
+      this.known.set(address, ok);
+    }
+    return ok;
+  }
+
+  private check(address: string): boolean {
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
     const a = mapped ? mapped[1]! : address;
     const family = net.isIP(a);
