@@ -24,7 +24,7 @@ describe('a destination that cannot be reached is suspended', () => {
   const peers: SmtpPeer[] = [];
   const zone: Zone = {};
   // Each domain its own MX host: nothing listens there until a test starts a peer.
-  const domains = ['down.test', 'changed.test', 'expired.test', 'sender.test'];
+  const domains = ['down.test', 'changed.test', 'expired.test', 'sender.test', 'held.test'];
   domains.forEach((d, i) => {
     zone[d] = { MX: [{ preference: 10, exchange: `mx.${d}` }] };
     zone[`mx.${d}`] = { A: [A(i + 1)] };
@@ -95,6 +95,33 @@ describe('a destination that cannot be reached is suspended', () => {
     // The outcomes are committed just after the peer's 250s.
     await waitFor('the queue empty for down.test', () => queued('down.test').length === 0);
     assert.deepEqual(peer.messages.flatMap((m) => m.to).sort(), ['first@down.test', ...later].sort());
+  });
+
+  it('recipients that come due while their destination is held are deferred again in the lease, without a try', async () => {
+    await send('first@held.test');
+    await waitFor('the first deferral', () => fateOf(t, 'first@held.test'));
+    const more = ['a@held.test', 'b@held.test', 'c@held.test'];
+    for (const to of more) await send(to);
+    await waitFor('the others deferred on arrival', () => more.every((to) => fateOf(t, to)));
+    const tried = failedConnections('held.test');
+    const delayedLines = () => t.events.filter((e) => e.event === 'delayed' && e.to.endsWith('@held.test')).length;
+    await waitFor('a Delayed line for each of the four', () => delayedLines() === 4);
+    // Due again while the hold lasts (a retry time reached; here made so directly in the queue,
+    // which, unlike `queue delivernow`, does not end the hold).
+    const releasedAt = Date.now();
+    assert.equal(t.gw.queue.releaseNow(releasedAt, 'held.test'), 4);
+    t.gw.engine.wake();
+    await waitFor('all four deferred a second time', () => queued('held.test').every((r) => r.attempts === 2));
+    const rows = queued('held.test');
+    assert.equal(rows.length, 4);
+    for (const r of rows) {
+      assert.match(r.lastReply ?? '', /^4\.\d\.\d not tried: no host could be reached \d+ s ago \(.*refused.*\)$/i, r.to);
+      // The wait after a second failure (Default profile: 60 s doubled).
+      assert.ok(r.nextAttempt! >= releasedAt + 120_000 && r.nextAttempt! <= Date.now() + 120_000, `${r.to}: due two minutes later`);
+    }
+    assert.equal(failedConnections('held.test'), tried, 'no connection attempt while held');
+    assert.equal(t.gw.engine.inFlight, 0, 'nothing held in memory for delivery');
+    assert.equal(delayedLines(), 8, 'one more Delayed line per recipient deferred again');
   });
 
   it('a configuration change ends the suspension', async () => {

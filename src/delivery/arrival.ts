@@ -6,9 +6,10 @@
  * it whenever they change (smtp/listener-thread.ts). A copy a moment old only means a recipient
  * is stored queued and then deferred by the engine without a connection, as before.
  */
-import { exhausted, retryDelaySeconds, type BounceProfile } from '../bounce/profile.js';
+import { notifyWants } from '../bounce/dsn.js';
+import { delayWarningDue, dsnAddressOf, exhausted, retryDelaySeconds, type BounceProfile } from '../bounce/profile.js';
 import { gatewayFor, type GatewaySnapshot } from '../config/gateways.js';
-import type { NewMessage } from '../queue/store.js';
+import type { LeasedRecipient, NewMessage } from '../queue/store.js';
 
 /** A suspended destination as arrivals see it. */
 export interface ArrivalHold {
@@ -50,4 +51,48 @@ export function deferArrivals(msg: NewMessage, gateways: GatewaySnapshot | undef
     if (exhausted(s.profile, 1, msg.receivedAt, now)) continue;
     r.deferred = { nextAttempt: now + retryDelaySeconds(s.profile, 1) * 1000, enhanced: s.enhanced, reason: notTried(s, now) };
   }
+}
+
+/** Due recipients of one held destination deferred again together: one retry time, one reply. */
+export interface DueDeferral {
+  rows: LeasedRecipient[];
+  ids: number[];
+  nextAttempt: number;
+  enhanced: string;
+  reason: string;
+  /** `enhanced reason`, as the queue stores it. */
+  reply: string;
+}
+
+/**
+ * Recipients that came due for a destination still held, sorted out of a lease (the engine's
+ * tick): they are deferred again at once (one attempt counted, as deferUntried does), grouped
+ * by retry time, without being leased, queued in memory and written a second time. Left in
+ * `keep` for the normal way: every other destination's, and those the bounce profile ends now
+ * or a delay warning is due for (each needs its DSN).
+ */
+export function deferDue(rows: LeasedRecipient[], gateways: GatewaySnapshot | undefined, hold: (key: string) => ArrivalHold | undefined, now: number): { keep: LeasedRecipient[]; deferred: DueDeferral[] } {
+  const keep: LeasedRecipient[] = [];
+  const groups = new Map<string, DueDeferral>();
+  for (const r of rows) {
+    const s = hold(destinationKey(r.domain, gatewayFor(gateways, r.sender)?.name ?? '', r.tlsRequired));
+    const attempts = r.attempts + 1;
+    if (
+      !s ||
+      now >= s.until ||
+      exhausted(s.profile, attempts, r.receivedAt, now) ||
+      (dsnAddressOf(s.profile, r.sender, r.isBounce) !== null && notifyWants(r.notify, 'DELAY') && delayWarningDue(s.profile, attempts, r.warningsSent, r.lastWarningAt, now))
+    ) {
+      keep.push(r);
+      continue;
+    }
+    const nextAttempt = now + retryDelaySeconds(s.profile, attempts) * 1000;
+    const reason = notTried(s, now);
+    const k = `${nextAttempt} ${s.enhanced} ${reason}`;
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = { rows: [], ids: [], nextAttempt, enhanced: s.enhanced, reason, reply: `${s.enhanced} ${reason}` }));
+    g.rows.push(r);
+    g.ids.push(r.id);
+  }
+  return { keep, deferred: [...groups.values()] };
 }

@@ -33,7 +33,7 @@ import { resolvePolicy, type DeliveryPolicy } from './policy.js';
 import { outboundSender } from '../bounce/tagging.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 import { domainOfAddress } from '../controls/names.js';
-import { deferArrivals, destinationKey, notTried, type ArrivalHold, type ArrivalView } from './arrival.js';
+import { deferArrivals, deferDue, destinationKey, notTried, type ArrivalHold, type ArrivalView } from './arrival.js';
 
 export interface EngineOptions {
   queue: QueueStore;
@@ -268,10 +268,21 @@ export class DeliveryEngine {
     try {
       const room = (this.o.maxInFlight ?? 20_000) - this.inflight;
       const limit = Math.min(2000, room);
-      const rows = limit > 0 ? this.o.queue.lease(this.now(), limit) : [];
-      full = limit > 0 && rows.length >= limit;
-      this.inflight += rows.length;
+      const now = this.now();
       const snapshot = this.o.config();
+      // A held destination's due recipients are deferred again inside the lease (deferDue): a
+      // large backlog for a dead destination is not leased, queued in memory and written twice.
+      const holds = new Map<string, ArrivalHold | undefined>();
+      const held = (key: string): ArrivalHold | undefined => {
+        if (!holds.has(key)) holds.set(key, this.hold(key, snapshot));
+        return holds.get(key);
+      };
+      const settle = this.suspended.size > 0 ? (all: LeasedRecipient[]) => deferDue(all, snapshot.gateways, held, now) : undefined;
+      const got = limit > 0 ? this.o.queue.lease(now, limit, settle) : { leased: [], deferred: [], selected: 0 };
+      const rows = got.leased;
+      full = limit > 0 && got.selected >= limit;
+      this.inflight += rows.length;
+      this.logDelayed(got.deferred);
       const byQueue = new Map<string, { domain: string; gateway?: VirtualGateway; tlsRequired: TlsRequired | null; msgs: Map<number, LeasedRecipient[]> }>();
       for (const r of rows) {
         const gateway = gatewayFor(snapshot.gateways, r.sender);
@@ -636,14 +647,19 @@ export class DeliveryEngine {
       batch: all,
       record,
       after: () => {
-        for (const g of groups) {
-          const nextAttempt = new Date(g.next).toISOString();
-          for (const r of g.rows) this.o.log.write({ event: 'delayed', mid: r.messageId, rid: r.rid, to: r.address, enhanced: o.enhanced, reason: o.reason, nextAttempt });
-        }
+        this.logDelayed(groups.map((g) => ({ rows: g.rows, nextAttempt: g.next, enhanced: o.enhanced, reason: o.reason })));
         for (const b of batches) this.release(b, true);
       },
     });
     this.outcomeFlush ??= setImmediate(() => this.flushOutcomes());
+  }
+
+  /** One `Delayed` line per recipient deferred together (a dead destination's). */
+  private logDelayed(groups: { rows: LeasedRecipient[]; nextAttempt: number; enhanced: string; reason: string }[]): void {
+    for (const g of groups) {
+      const nextAttempt = new Date(g.nextAttempt).toISOString();
+      for (const r of g.rows) this.o.log.write({ event: 'delayed', mid: r.messageId, rid: r.rid, to: r.address, enhanced: g.enhanced, reason: g.reason, nextAttempt });
+    }
   }
 
   /** What follows a committed outcome: the mail log, and the batch leaves memory. */

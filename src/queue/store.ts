@@ -429,13 +429,23 @@ export class QueueStore {
   /**
    * Takes up to `limit` due recipients for delivery, oldest first, and marks them leased so the
    * next call does not return them again. Leases need not survive a crash (clearLeases), so
-   * this commit skips the fsync that accepted mail gets.
+   * this commit skips the fsync that accepted mail gets. With `settle` the caller sorts the due
+   * rows first, in the same transaction: those it defers (a held destination's: deferDue in
+   * delivery/arrival.ts) get their new retry time, one attempt counted, instead of a lease — one
+   * write each instead of a lease and a deferral after it.
    */
-  lease(now: number, limit: number): LeasedRecipient[] {
+  lease<D extends { ids: number[]; reply: string; nextAttempt: number }>(
+    now: number,
+    limit: number,
+    settle?: (rows: LeasedRecipient[]) => { keep: LeasedRecipient[]; deferred: D[] },
+  ): { leased: LeasedRecipient[]; deferred: D[]; selected: number } {
     return this.tx(() => {
-      const rows = this.st(LEASE_SELECT).all(now, limit) as LeaseRow[];
-      if (rows.length) this.st(`UPDATE recipients SET leased = 1 WHERE id IN ${ID_LIST}`).run(idList(rows.map((r) => r.id)));
-      return rows.map(toLeased);
+      const rows = (this.st(LEASE_SELECT).all(now, limit) as LeaseRow[]).map(toLeased);
+      const { keep, deferred } = settle ? settle(rows) : { keep: rows, deferred: [] as D[] };
+      const defer = this.st(`UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + 1 WHERE id IN ${ID_LIST} AND +state = 'queued'`);
+      for (const d of deferred) if (d.ids.length) defer.run(d.reply, d.nextAttempt, idList(d.ids));
+      if (keep.length) this.st(`UPDATE recipients SET leased = 1 WHERE id IN ${ID_LIST}`).run(idList(keep.map((r) => r.id)));
+      return { leased: keep, deferred, selected: rows.length };
     });
   }
 
