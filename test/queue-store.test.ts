@@ -88,3 +88,40 @@ describe('queue store durability', () => {
     }
   });
 });
+
+describe('deliver now over a large backlog', () => {
+  it('makes every queued recipient of the domain due, in slices of ids, with one request for the gateway', async () => {
+    const dir = tempDir();
+    const q = QueueStore.open(dir);
+    try {
+      const later = Date.now() + 3_600_000;
+      // 45 messages of 1,000 recipients: 45,000 ids, more than two slices; every other one for a.test.
+      const big = (n: number): NewMessage => ({
+        ...msg(n),
+        recipients: Array.from({ length: 1000 }, (_, i) => {
+          const domain = i % 2 === 0 ? 'a.test' : 'b.test';
+          return { address: `r${n}-${i}@${domain}`, domain, deferred: { nextAttempt: later, enhanced: '4.4.1', reason: 'refused' } };
+        }),
+      });
+      await Promise.all(Array.from({ length: 45 }, (_, n) => q.accept(big(n))));
+      const now = Date.now();
+      assert.deepEqual(q.requestDeliverNow(now, 'a.test'), { recipients: 22_500, messages: 45 });
+      const a = q.list({ domain: 'a.test' });
+      const b = q.list({ domain: 'b.test' });
+      assert.equal(a.length, 22_500);
+      assert.equal(a.filter((r) => r.nextAttempt !== now).length, 0, 'every a.test recipient due now');
+      assert.equal(b.filter((r) => r.nextAttempt !== later).length, 0, 'b.test untouched');
+      assert.deepEqual(q.takeControl().map((c) => [c.action, c.domain]), [['delivernow', 'a.test']]);
+
+      const all = now + 1;
+      assert.deepEqual(q.requestDeliverNow(all), { recipients: 45_000, messages: 45 });
+      assert.equal(q.list({}).filter((r) => r.nextAttempt !== all).length, 0, 'the whole queue due now');
+      assert.deepEqual(q.takeControl().map((c) => [c.action, c.domain]), [['delivernow', null]]);
+
+      assert.deepEqual(q.requestDeliverNow(all, 'none.test'), { recipients: 0, messages: 0 });
+      assert.deepEqual(q.takeControl().map((c) => [c.action, c.domain]), [['delivernow', 'none.test']], 'the request is left even when nothing matched');
+    } finally {
+      q.close();
+    }
+  });
+});
