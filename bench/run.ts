@@ -27,7 +27,7 @@ import { summariseProfile } from './profile.js';
 import { ADDR, PORT, configurePostern, startPosternRelay, startPostfixRelay, writePostfixMaps, type PosternSetup, type PostfixRoute, type Relay, type TlsEvidence } from './relays.js';
 import type { SinkConfig, SinkStats } from './sink.js';
 import { runCliOk } from '../test/process.js';
-import { cleanup, fmt, forkBench, installSignalHandlers, log, median, request, sleep, statusKb, tempDir } from './util.js';
+import { cleanup, fmt, forkBench, installSignalHandlers, log, median, request, sleep, statusKb, tempDir, waitForQuiet } from './util.js';
 
 // ---- options ---------------------------------------------------------------------------------
 
@@ -378,6 +378,9 @@ interface RunResult {
   tls: TlsEvidence;
   /** 1-minute load average of the machine at the end of the run (others' work included). */
   load: number;
+  /** How long the run waited for a quiet machine before it started, and the CPUs' busy share then. */
+  quietWaitSeconds: number;
+  busyBefore: number;
   sink: Pick<SinkStats, 'messages' | 'sessions' | 'tlsSessions' | 'sni' | 'protocols'>;
   errors: string[];
 }
@@ -410,6 +413,8 @@ let runSeq = 0;
 
 async function rateRun(system: SystemName, o: Options, world: World, sc: ScenarioDef, sink: Sink, nodeArgs?: string[]): Promise<RunResult> {
   await sink.reset();
+  // Each system starts on a quiet machine, not in what the previous run left behind.
+  const quiet = await waitForQuiet();
   const runDir = path.join(world.dir, `run-${++runSeq}-${system.toLowerCase()}`);
   const relay = await startRelay(system, world, sc, runDir, nodeArgs);
   try {
@@ -443,6 +448,8 @@ async function rateRun(system: SystemName, o: Options, world: World, sc: Scenari
       cpuSeconds: cpu,
       tls,
       load: os.loadavg()[0]!,
+      quietWaitSeconds: quiet.waitedMs / 1000,
+      busyBefore: quiet.busy,
       sink: { messages: s.messages, sessions: s.sessions, tlsSessions: s.tlsSessions, sni: s.sni, protocols: s.protocols },
       errors: inj.errors,
     };
@@ -926,6 +933,7 @@ async function main(): Promise<void> {
       if (r.name !== 'plain') out.push(`TLS sessions logged by the relays as verified/unverified/failed, per run (${r.name}): ${ev}`);
       out.push(`connections seen by the sink per run (${r.name}): ${r.runs.map((x) => `${x.system} ${x.sink.sessions}`).join(', ')}`);
       out.push(`machine load average (1 min) at the end of each run (${r.name}): ${r.runs.map((x) => `${x.system} ${x.load.toFixed(1)}`).join(', ')}`);
+      out.push(`wait for a quiet machine before each run (${r.name}; CPUs busy in the last second): ${r.runs.map((x) => `${x.system} ${x.quietWaitSeconds.toFixed(0)} s (${Math.round(x.busyBefore * 100)} %)`).join(', ')}`);
     }
   }
   if (lookup) {

@@ -283,3 +283,33 @@ export function log(line: string): void {
   const t = new Date().toISOString().slice(11, 19);
   process.stderr.write(`[bench ${t}] ${line}\n`);
 }
+
+/** The machine's CPU counters from /proc/stat: busy and total jiffies over every CPU. */
+function cpuJiffies(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number) as number[];
+  const busy = user! + nice! + system! + irq! + softirq! + steal!;
+  return { busy, total: busy + idle! + iowait! };
+}
+
+/**
+ * Waits until the machine is quiet before a measured run: the CPUs at most `maxBusy` busy over
+ * two consecutive seconds (what the previous run left behind — a relay's exiting processes, its
+ * log writer, the page cache's write-back — is over), or `limitMs` at most. Returns the wait
+ * and the busy share of the last second, for the report.
+ */
+export async function waitForQuiet(maxBusy = 0.15, limitMs = 30_000): Promise<{ waitedMs: number; busy: number }> {
+  const start = Date.now();
+  let quiet = 0;
+  let busy = 1;
+  let before = cpuJiffies();
+  while (Date.now() - start < limitMs) {
+    await sleep(1000);
+    const now = cpuJiffies();
+    busy = (now.busy - before.busy) / Math.max(1, now.total - before.total);
+    before = now;
+    quiet = busy <= maxBusy ? quiet + 1 : 0;
+    if (quiet >= 2) break;
+  }
+  return { waitedMs: Date.now() - start, busy };
+}
