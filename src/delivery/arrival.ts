@@ -53,6 +53,16 @@ export function deferArrivals(msg: NewMessage, gateways: GatewaySnapshot | undef
   }
 }
 
+/**
+ * Whether deferring this recipient once more must instead end it (a bounce) or send a delay
+ * warning now: either way it needs its DSN, i.e. the engine's record(), not a bare deferral.
+ */
+export function noticeDueNow(profile: BounceProfile, r: LeasedRecipient, now: number): boolean {
+  const attempts = r.attempts + 1;
+  if (exhausted(profile, attempts, r.receivedAt, now)) return true;
+  return dsnAddressOf(profile, r.sender, r.isBounce) !== null && notifyWants(r.notify, 'DELAY') && delayWarningDue(profile, attempts, r.warningsSent, r.lastWarningAt, now);
+}
+
 /** Due recipients of one held destination deferred again together: one retry time, one reply. */
 export interface DueDeferral {
   rows: LeasedRecipient[];
@@ -77,12 +87,7 @@ export function deferDue(rows: LeasedRecipient[], gateways: GatewaySnapshot | un
   for (const r of rows) {
     const s = hold(destinationKey(r.domain, gatewayFor(gateways, r.sender)?.name ?? '', r.tlsRequired));
     const attempts = r.attempts + 1;
-    if (
-      !s ||
-      now >= s.until ||
-      exhausted(s.profile, attempts, r.receivedAt, now) ||
-      (dsnAddressOf(s.profile, r.sender, r.isBounce) !== null && notifyWants(r.notify, 'DELAY') && delayWarningDue(s.profile, attempts, r.warningsSent, r.lastWarningAt, now))
-    ) {
+    if (!s || now >= s.until || noticeDueNow(s.profile, r, now)) {
       keep.push(r);
       continue;
     }

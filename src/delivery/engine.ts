@@ -33,7 +33,7 @@ import { resolvePolicy, type DeliveryPolicy } from './policy.js';
 import { outboundSender } from '../bounce/tagging.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 import { domainOfAddress } from '../controls/names.js';
-import { deferArrivals, deferDue, destinationKey, notTried, type ArrivalHold, type ArrivalView } from './arrival.js';
+import { deferArrivals, deferDue, destinationKey, noticeDueNow, notTried, type ArrivalHold, type ArrivalView } from './arrival.js';
 
 export interface EngineOptions {
   queue: QueueStore;
@@ -549,11 +549,7 @@ export class DeliveryEngine {
     const simple: Batch[] = [];
     for (const b of batches) {
       // A bounce or a delay warning is decided per message, with its DSN (record()).
-      const special = b.recipients.some((r) => {
-        const attempts = r.attempts + 1;
-        if (exhausted(profile, attempts, r.receivedAt, now)) return true;
-        return dsnAddressOf(profile, r.sender, r.isBounce) !== null && notifyWants(r.notify, 'DELAY') && delayWarningDue(profile, attempts, r.warningsSent, r.lastWarningAt, now);
-      });
+      const special = b.recipients.some((r) => noticeDueNow(profile, r, now));
       if (special) {
         this.record(b, b.recipients.map(() => o), policy);
         continue;
