@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, it } from 'node:test';
 import { QueueStore, type FsyncFn, type NewMessage } from '../src/queue/store.js';
 import { tempDir } from './harness.js';
@@ -113,8 +115,21 @@ describe('deliver now over a large backlog', () => {
       assert.equal(b.filter((r) => r.nextAttempt !== later).length, 0, 'b.test untouched');
       assert.deepEqual(q.takeControl().map((c) => [c.action, c.domain]), [['delivernow', 'a.test']]);
 
+      // The announcement (the CLI's mail-log line) runs once, before any reader can see the request.
+      const reader = new Database(join(dir, 'queue.db'), { readonly: true });
+      const seen: { made: { recipients: number; messages: number }; requests: number }[] = [];
       const all = now + 1;
-      assert.deepEqual(q.requestDeliverNow(all), { recipients: 45_000, messages: 45 });
+      try {
+        const count = reader.prepare('SELECT COUNT(*) AS n FROM queue_control');
+        assert.deepEqual(
+          q.requestDeliverNow(all, undefined, (made) => seen.push({ made, requests: (count.get() as { n: number }).n })),
+          { recipients: 45_000, messages: 45 },
+        );
+        assert.equal((count.get() as { n: number }).n, 1, 'the request is there once it returns');
+      } finally {
+        reader.close();
+      }
+      assert.deepEqual(seen, [{ made: { recipients: 45_000, messages: 45 }, requests: 0 }]);
       assert.equal(q.list({}).filter((r) => r.nextAttempt !== all).length, 0, 'the whole queue due now');
       assert.deepEqual(q.takeControl().map((c) => [c.action, c.domain]), [['delivernow', null]]);
 

@@ -25,6 +25,8 @@ export type Listener = (e: MailEvent, at: Date) => void;
 /** Where delivery writes its events: the mail log, or a command that prints them. */
 export interface EventSink {
   write(e: MailEvent): void;
+  /** Writes what is waiting now, where a sink buffers (the mail log's files). */
+  flush?(): void;
 }
 
 /** A place text lines go: a file by name, or a stream that is always there. */

@@ -172,15 +172,18 @@ export function parseQueueDomain(input: string): string {
 }
 
 export function deliverNow(queue: QueueStore, log: EventSink, domain?: string, now = Date.now()): { recipients: number; messages: number } {
-  const r = queue.requestDeliverNow(now, domain);
   const what = domain === undefined ? 'in the queue' : `for ${domain}`;
   const counters = domain === undefined ? 'all destination counters' : `the destination counters of ${domain}`;
-  log.write({
-    event: 'queue-action',
-    action: 'delivernow',
-    detail: `${recipientsText(r.recipients, r.messages)} ${what} made due now; ${counters} reset`,
+  // Written (and flushed) before the request is committed, so that the gateway's line about
+  // resetting the counters can only come after this one in the mail log.
+  return queue.requestDeliverNow(now, domain, (r) => {
+    log.write({
+      event: 'queue-action',
+      action: 'delivernow',
+      detail: `${recipientsText(r.recipients, r.messages)} ${what} made due now; ${counters} reset`,
+    });
+    log.flush?.();
   });
-  return r;
 }
 
 function toStoreSelection(sel: Selection): QueuedSelection {

@@ -741,27 +741,38 @@ export class QueueStore {
    * the last: a backlog of a million does not hold the queue's write lock for seconds, during
    * which the gateway could neither accept mail nor start delivering it. Stopped half-way, some
    * are due now and the rest keep their retry times (running it again finishes the job).
+   * `announce` runs inside the last transaction, before the request is written: what it logs
+   * is on disk before the gateway can see the request (and log what it does about it).
    */
-  requestDeliverNow(now: number, domain?: string): { recipients: number; messages: number } {
+  requestDeliverNow(
+    now: number,
+    domain?: string,
+    announce: (made: { recipients: number; messages: number }) => void = () => {},
+  ): { recipients: number; messages: number } {
     const byDomain = domain === undefined ? '' : ' AND domain = ?';
     const args = domain === undefined ? [] : [domain];
     const c = this.st(`SELECT COUNT(*) AS r, COUNT(DISTINCT message_id) AS m, MIN(id) AS lo, MAX(id) AS hi FROM recipients WHERE state = 'queued'${byDomain}`)
       .get(...args) as { r: number; m: number; lo: number | null; hi: number | null };
     const slice = this.st(`UPDATE recipients SET next_attempt = ? WHERE id >= ? AND id < ? AND state = 'queued'${byDomain}`);
     const request = this.st('INSERT INTO queue_control (action, domain, requested_at) VALUES (?, ?, ?)');
+    const made = { recipients: c.r, messages: c.m };
     const lo = c.lo ?? 0;
     const hi = c.hi ?? -1;
+    const finish = (): void => {
+      announce(made);
+      request.run('delivernow', domain ?? null, now);
+    };
     for (let from = lo; from <= hi; from += DELIVER_NOW_SLICE) {
       const to = from + DELIVER_NOW_SLICE;
       const last = to > hi;
       this.tx(() => {
         slice.run(now, from, to, ...args);
-        if (last) request.run('delivernow', domain ?? null, now);
+        if (last) finish();
       });
     }
-    if (hi < lo) this.tx(() => request.run('delivernow', domain ?? null, now));
+    if (hi < lo) this.tx(finish);
     this.syncNow();
-    return { recipients: c.r, messages: c.m };
+    return made;
   }
 
   /** Reads and removes the requests left for the running gateway, oldest first (cheap when none). */
