@@ -93,10 +93,11 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
   if (setup) await cp(setup.template, o.dataDir, { recursive: true });
   const listen = o.listen ?? { host: ADDR.posternListen, port: PORT.posternListen };
   const args = [
-    // POSTERN_BENCH_NODE_ARGS: node flags for every Postern the bench starts (experiments, e.g. V8 heap sizes).
-    ...(process.env.POSTERN_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
     // As `npm start` and contrib/postern.service start it.
     '--max-semi-space-size=2',
+    // POSTERN_BENCH_NODE_ARGS: node flags for every Postern the bench starts (experiments, e.g.
+    // V8 heap sizes); after the default, as the last of a flag given twice is the one V8 takes.
+    ...(process.env.POSTERN_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
     ...(o.nodeArgs ?? []),
     POSTERN_BIN,
     'start',
