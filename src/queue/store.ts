@@ -647,22 +647,23 @@ export class QueueStore {
   private recordIn(o: OutcomeRecord): number[] {
     const touched = new Set<number>();
     const now = Date.now();
-    // A final state for a list of recipients in two statements (ids as one JSON list), however
-    // many the list holds: a connection's batch of deliveries is one UPDATE and one INSERT.
+    // Two statements per recipient, by rowid. Measured: the same over the ids as one JSON list
+    // (UPDATE … RETURNING, INSERT … SELECT) took five times as long in the tls scenario.
     const st = this.st(
-      `UPDATE recipients SET state = ?, last_reply = ?, attempts = attempts + 1 WHERE id IN ${ID_LIST} AND +state = 'queued' RETURNING id, message_id`,
+      `UPDATE recipients SET state = ?, last_reply = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued' RETURNING message_id`,
     );
     const keep = this.st(
       `INSERT OR REPLACE INTO history (recipient_id, message_id, rid, sender, address, domain, state, attempts, reply, finished_at)
        SELECT r.id, r.message_id, r.rid, m.sender, r.address, r.domain, r.state, r.attempts, r.last_reply, ?
-       FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id IN ${ID_LIST}`,
+       FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`,
     );
     const mark = (ids: number[], state: RecipientState, reply: string) => {
-      if (ids.length === 0) return;
-      const changed = st.all(state, reply, idList(ids)) as { id: number; message_id: number }[];
-      if (changed.length === 0) return;
-      for (const r of changed) touched.add(r.message_id);
-      keep.run(now, idList(changed.map((r) => r.id)));
+      for (const id of ids) {
+        const r = st.get(state, reply, id) as { message_id: number } | undefined;
+        if (!r) continue;
+        touched.add(r.message_id);
+        keep.run(now, id);
+      }
     };
     if (o.delivered) mark(o.delivered.ids, 'delivered', o.delivered.reply);
     for (const f of o.failed ?? []) mark([f.id], o.failedState ?? 'bounced', f.reply);
