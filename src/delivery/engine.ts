@@ -990,13 +990,11 @@ class DestinationQueue {
         }
         sent++;
         // An operator may have bounced or deleted some recipients while they waited here.
-        const live = this.engine.o.queue.stillQueued(batch.recipients.map((r) => r.id));
+        const { live, message: info, body } = this.engine.o.queue.sendable(batch.messageId, batch.recipients.map((r) => r.id));
         if (live.size < batch.recipients.length) {
           this.engine.release({ messageId: batch.messageId, recipients: batch.recipients.filter((r) => !live.has(r.id)) }, true);
           batch = { messageId: batch.messageId, recipients: batch.recipients.filter((r) => live.has(r.id)) };
         }
-        const info = batch.recipients.length ? this.engine.o.queue.message(batch.messageId) : undefined;
-        const body = info ? this.engine.o.queue.body(batch.messageId) : undefined;
         if (!info || !body) {
           if (batch.recipients.length) this.engine.release(batch, true);
           continue;

@@ -307,6 +307,38 @@ const toRecipient = (r: RecipientRow): QueuedRecipient => ({
   lastWarningAt: r.last_warning_at,
 });
 
+const MESSAGE_INFO_COLUMNS = 'id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, tls_required';
+
+interface MessageInfoRow {
+  id: number;
+  sender: string;
+  received_at: number;
+  size: number;
+  eight_bit: number;
+  smtputf8: number;
+  ret: string | null;
+  envid: string | null;
+  client: string | null;
+  is_bounce: number;
+  inbound: number;
+  tls_required: string | null;
+}
+
+const toMessageInfo = (r: MessageInfoRow): MessageInfo => ({
+  id: r.id,
+  sender: r.sender,
+  receivedAt: r.received_at,
+  size: r.size,
+  eightBit: r.eight_bit === 1,
+  smtputf8: r.smtputf8 === 1,
+  ret: r.ret,
+  envid: r.envid,
+  client: r.client,
+  isBounce: r.is_bounce === 1,
+  inbound: r.inbound === 1,
+  tlsRequired: tlsRequiredOf(r.tls_required),
+});
+
 type LeaseRow = RecipientRow & { sender: string; tls_required: string | null; received_at: number; is_bounce: number };
 
 const toLeased = (r: LeaseRow): LeasedRecipient => ({
@@ -529,38 +561,8 @@ export class QueueStore {
   }
 
   message(id: number): MessageInfo | undefined {
-    const r = this.st('SELECT id, sender, received_at, size, eight_bit, smtputf8, ret, envid, client, is_bounce, inbound, tls_required FROM messages WHERE id = ?')
-      .get(id) as
-      | {
-          id: number;
-          sender: string;
-          received_at: number;
-          size: number;
-          eight_bit: number;
-          smtputf8: number;
-          ret: string | null;
-          envid: string | null;
-          client: string | null;
-          is_bounce: number;
-          inbound: number;
-          tls_required: string | null;
-        }
-      | undefined;
-    if (!r) return undefined;
-    return {
-      id: r.id,
-      sender: r.sender,
-      receivedAt: r.received_at,
-      size: r.size,
-      eightBit: r.eight_bit === 1,
-      smtputf8: r.smtputf8 === 1,
-      ret: r.ret,
-      envid: r.envid,
-      client: r.client,
-      isBounce: r.is_bounce === 1,
-      inbound: r.inbound === 1,
-      tlsRequired: tlsRequiredOf(r.tls_required),
-    };
+    const r = this.st(`SELECT ${MESSAGE_INFO_COLUMNS} FROM messages WHERE id = ?`).get(id) as MessageInfoRow | undefined;
+    return r && toMessageInfo(r);
   }
 
   body(id: number): Buffer | undefined {
@@ -844,12 +846,17 @@ export class QueueStore {
   }
 
   /**
-   * Which of these recipient ids are still queued: for a sender that held recipients in memory
-   * for a while (leased, waiting for a connection or a window) to drop those an operator bounced
-   * or deleted meanwhile before it sends to them.
+   * What a sender reads right before it sends one message, in two statements: which of these
+   * recipient ids of the message are still queued (it held them in memory for a while, leased,
+   * waiting for a connection or a window: an operator may have bounced or deleted some
+   * meanwhile), and the message with its body (undefined when it has left the queue).
    */
-  stillQueued(ids: readonly number[]): Set<number> {
-    const st = this.st(`SELECT 1 AS q FROM recipients WHERE id = ? AND state = 'queued'`);
-    return new Set(ids.filter((id) => st.get(id) !== undefined));
+  sendable(messageId: number, ids: readonly number[]): { live: Set<number>; message?: MessageInfo; body?: Buffer } {
+    const queued = this.st(`SELECT id FROM recipients WHERE message_id = ? AND state = 'queued'`).all(messageId) as { id: number }[];
+    const inQueue = new Set(queued.map((r) => r.id));
+    const live = new Set(ids.filter((id) => inQueue.has(id)));
+    if (live.size === 0) return { live };
+    const r = this.st(`SELECT ${MESSAGE_INFO_COLUMNS}, body FROM messages WHERE id = ?`).get(messageId) as (MessageInfoRow & { body: Buffer }) | undefined;
+    return r ? { live, message: toMessageInfo(r), body: r.body } : { live };
   }
 }
