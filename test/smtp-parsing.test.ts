@@ -143,13 +143,26 @@ describe('dotStuff', () => {
   ];
   for (const [name, body, wire] of GOLDEN) {
     test(`${name}: ${JSON.stringify(body)} → ${JSON.stringify(wire)}`, () => {
-      assert.equal(dotStuff(Buffer.from(body, 'latin1')).toString('latin1'), wire);
+      assert.equal(Buffer.concat(dotStuff(Buffer.from(body, 'latin1'))).toString('latin1'), wire);
     });
   }
 
   test('8-bit bytes pass unchanged', () => {
     const body = Buffer.from([0xc3, 0xa9, 0x0a, 0x2e, 0xff, 0x0d, 0x0a]);
-    assert.deepEqual(dotStuff(body), Buffer.from([0xc3, 0xa9, 0x0d, 0x0a, 0x2e, 0x2e, 0xff, 0x0d, 0x0a, 0x2e, 0x0d, 0x0a]));
+    assert.deepEqual(Buffer.concat(dotStuff(body)), Buffer.from([0xc3, 0xa9, 0x0d, 0x0a, 0x2e, 0x2e, 0xff, 0x0d, 0x0a, 0x2e, 0x0d, 0x0a]));
+  });
+
+  test('a body that needs no change is sent as it is, not copied; one that does is one new buffer', () => {
+    const clean = Buffer.from('Subject: x\r\n\r\nline one\r\nline .two\r\n');
+    const pieces = dotStuff(clean);
+    assert.equal(pieces.length, 2);
+    assert.equal(pieces[0], clean, 'the stored body itself');
+    assert.equal(pieces[1]!.toString(), '.\r\n');
+    const unterminated = dotStuff(Buffer.from('a\r\nb'));
+    assert.deepEqual(unterminated.map((p) => p.toString()), ['a\r\nb', '\r\n.\r\n']);
+    const dotted = dotStuff(Buffer.from('a\r\n.b\r\n'));
+    assert.equal(dotted.length, 1);
+    assert.equal(dotted[0]!.toString(), 'a\r\n..b\r\n.\r\n');
   });
 });
 

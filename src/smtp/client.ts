@@ -587,11 +587,20 @@ export class SmtpSession {
     return this.read(step, timeoutMs);
   }
 
-  private async writeBody(data: Buffer): Promise<void> {
+  private async writeBody(pieces: Buffer[]): Promise<void> {
     if (this.dead) throw this.dead;
     const CHUNK = 64 * 1024;
-    for (let off = 0; off < data.length; off += CHUNK) {
-      if (!this.socket.write(data.subarray(off, off + CHUNK))) {
+    const chunks = pieces.flatMap((p) => Array.from({ length: Math.ceil(p.length / CHUNK) }, (_, i) => p.subarray(i * CHUNK, (i + 1) * CHUNK)));
+    for (let i = 0; i < chunks.length; i++) {
+      let room: boolean;
+      if (i === chunks.length - 2 && pieces.length > 1) {
+        // The terminator (the last piece) goes out in one write with the body's last chunk.
+        this.socket.cork();
+        this.socket.write(chunks[i]!);
+        room = this.socket.write(chunks[++i]!);
+        this.socket.uncork();
+      } else room = this.socket.write(chunks[i]!);
+      if (!room) {
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => {
             this.socket.destroy();
@@ -618,10 +627,35 @@ function local(code: number, enhanced: string, text: string): Reply {
 
 /**
  * The message body as sent after DATA: CRLF line ends (a bare LF becomes CRLF), a dot doubled at
- * the start of each line (RFC 5321 §4.5.2), and the terminating `.` line.
+ * the start of each line (RFC 5321 §4.5.2), and the terminating `.` line — as the pieces to
+ * write in order. A body that needs no change (the usual case: the listener stores CRLF lines)
+ * is sent as it is, followed by the terminator, not copied: a copy per message in flight is
+ * 2–100 KB more for each of hundreds of connections.
  */
-export function dotStuff(body: Buffer): Buffer {
+export function dotStuff(body: Buffer): Buffer[] {
+  const end = terminator(body);
+  if (body.length === 0) return [end];
+  if (body[0] !== 0x2e && !needsStuffing(body)) return [body, end];
+  return [Buffer.concat([...stuffedParts(body), end])];
+}
+
+/** Whether some line starts with a dot or ends with a bare LF (each line end found natively). */
+function needsStuffing(body: Buffer): boolean {
+  for (let i = body.indexOf(0x0a); i !== -1; i = body.indexOf(0x0a, i + 1)) {
+    if (i === 0 || body[i - 1] !== 0x0d || body[i + 1] === 0x2e) return true;
+  }
+  return false;
+}
+
+/** The `.` line, after a CRLF unless the body ends with one (a bare LF becomes CRLF). */
+function terminator(body: Buffer): Buffer {
   if (body.length === 0) return END;
+  const endsWithCrlf = body.length >= 2 && body[body.length - 2] === 0x0d && body[body.length - 1] === 0x0a;
+  const endsWithLf = body[body.length - 1] === 0x0a;
+  return endsWithCrlf || endsWithLf ? END : CRLF_END;
+}
+
+function stuffedParts(body: Buffer): Buffer[] {
   const parts: Buffer[] = [];
   let start = 0;
   const insert = (at: number, what: Buffer): void => {
@@ -635,10 +669,7 @@ export function dotStuff(body: Buffer): Buffer {
     if (body[i + 1] === 0x2e) insert(i + 1, DOT);
   }
   parts.push(body.subarray(start));
-  const endsWithCrlf = body.length >= 2 && body[body.length - 2] === 0x0d && body[body.length - 1] === 0x0a;
-  const endsWithLf = body.length >= 1 && body[body.length - 1] === 0x0a;
-  parts.push(endsWithCrlf || endsWithLf ? END : CRLF_END);
-  return Buffer.concat(parts);
+  return parts;
 }
 
 const DOT = Buffer.from('.');
