@@ -176,6 +176,7 @@ export class Gateway {
       pollMs: options.pollMs,
       idleKeptBelow: options.idleKeptBelow,
       maxConnections: options.maxConnections,
+      ...(options.deliveryClock ? { now: options.deliveryClock } : {}),
       beforeLease: () => this.applyQueueControl(),
       onHoldsChanged: () => this.pushHolds(),
     });

@@ -42,7 +42,11 @@ describe('limits', () => {
     'mx.dropped.test': { A: [A(8)] },
     'shared.test': { MX: [{ preference: 10, exchange: 'mx.shared.test' }] },
     'mx.shared.test': { A: [A(9)] },
+    'step.test': { MX: [{ preference: 10, exchange: 'mx.step.test' }] },
+    'mx.step.test': { A: [A(10)] },
   };
+  /** Added to the delivery engine's wall clock: a step of the system clock (NTP, a VM resumed). */
+  let clockStep = 0;
 
   before(async () => {
     const add = async (name: string, o: SmtpPeerOptions) => (peer[name] = await startSmtpPeer({ port: PORT, ...o }));
@@ -55,6 +59,7 @@ describe('limits', () => {
     await add('vg', { host: A(6), hostname: 'mx.vg.test' });
     await add('reuse', { host: A(7), hostname: 'mx.reuse.test' });
     await add('shared', { host: A(9), hostname: 'mx.shared.test' });
+    await add('step', { host: A(10), hostname: 'mx.step.test' });
     // Drops a connection at its second MAIL FROM, as a server that timed out an idle client does.
     await add('dropped', {
       host: A(8),
@@ -72,12 +77,16 @@ describe('limits', () => {
         s.newEntry('dual4.test', { ipPreference: 'ipv4-preferred' });
         s.newEntry('v6only.test', { ipPreference: 'ipv4-required' });
         s.newEntry('shared.test', { concurrency: 1, limitPer: 'domain', enforce: 'system' });
+        s.newEntry('step.test', { recipientLimit: { recipients: 3, minutes: 1 }, limitPer: 'domain', enforce: 'system' });
         s.newEntry('vg.test', { recipientLimit: { recipients: 2, minutes: 1 }, limitPer: 'domain', enforce: 'virtual-gateway' });
         const g = new GatewayStore(s);
         g.put({ name: 'gw1', address: A(101), hostname: 'gw1.postern.test' });
         g.put({ name: 'gw2', address: A(102) });
         g.assign('one.test', 'gw1');
         g.assign('two.test', 'gw2');
+      },
+      tweak: (o) => {
+        o.deliveryClock = () => Date.now() + clockStep;
       },
     });
   });
@@ -104,6 +113,22 @@ describe('limits', () => {
     const perSession = peer.conc!.sessions.map((s) => s.commands.filter((c) => c.startsWith('MAIL FROM')).length);
     assert.ok(Math.max(...perSession) <= 2, `at most 2 messages per connection: ${perSession.join(',')}`);
     assert.ok(peer.conc!.sessions.every((s) => s.commands[s.commands.length - 1] === 'QUIT'), 'each connection ends with QUIT');
+  });
+
+  it('a step of the system clock does not shorten a recipient window: the window counts real seconds', async () => {
+    await send('s@client.test', 'c@step.test', 3);
+    await peer.step!.waitForMessages(3);
+    try {
+      // Two minutes later by the wall clock, a moment later in fact: the window is still full.
+      clockStep = 120_000;
+      await send('s@client.test', 'd@step.test', 2);
+      await waitFor('both queued', () => t.gw.queue.list({ domain: 'step.test' }).length === 2);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(peer.step!.messages.length, 3, 'nothing more within the real minute');
+      assert.equal(t.gw.queue.list({ domain: 'step.test' }).length, 2, 'both still wait in the queue');
+    } finally {
+      clockStep = 0;
+    }
   });
 
   it('recipients over the window wait in the queue without counting as a retry; deliver now resets the counters', async () => {

@@ -59,6 +59,8 @@ export interface GatewayOptions {
   idleKeptBelow?: number;
   /** Delivery connections open at most, over every destination (Postfix's default_process_limit). */
   maxConnections: number;
+  /** The delivery engine's wall clock (retry times, bounce deadlines); tests step it. Default Date.now. */
+  deliveryClock?: () => number;
 }
 
 /** Keys accepted in the config file (JSON). */

@@ -142,6 +142,13 @@ export class DeliveryEngine {
   private readonly dcids: IdSequence;
   private readonly suspended = new Map<string, Suspension>();
   readonly now: () => number;
+  /**
+   * The recipient windows' clock: milliseconds that only move forward at the rate time passes
+   * (the monotonic clock, from the process's start on the epoch scale), so that a step of the
+   * system clock (NTP, a virtual machine resumed) cannot shorten a window while its recipients'
+   * receivers count real seconds.
+   */
+  readonly windowNow: () => number;
   /** Connections started and not yet ended, over every destination. */
   private connections = 0;
   /** Destination queues that wanted a connection while maxConnections were open, in order. */
@@ -159,6 +166,7 @@ export class DeliveryEngine {
 
   constructor(readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
+    this.windowNow = () => performance.timeOrigin + performance.now();
     this.dcids = new IdSequence(o.queue, 'dcid');
     this.broken = new BrokenTlsMemory(o.queue, this.now());
   }
@@ -775,7 +783,7 @@ class DestinationQueue {
     const domainKey = limitKey(this.domain, { gateway: scope });
     if (s.recipientLimit && !perIp && this.pending.length > 0) {
       const { recipients, minutes } = s.recipientLimit;
-      const now = this.engine.now();
+      const now = this.engine.windowNow();
       if (this.engine.limits.recipientsAvailable(domainKey, now, recipients, minutes) === 0) {
         this.waitForWindow(this.engine.limits.recipientsFreeAt(domainKey, now, recipients, minutes) - now);
         return;
@@ -959,7 +967,7 @@ class DestinationQueue {
         /** Recipients counted in the local window for this transaction, and when. */
         let counted: { at: number; n: number } | null = null;
         if (s.recipientLimit) {
-          const now = this.engine.now();
+          const now = this.engine.windowNow();
           const { recipients: limit, minutes } = s.recipientLimit;
           const shared = s.enforce === 'system' ? this.engine.o.shared : undefined;
           let available: number;
@@ -1032,7 +1040,7 @@ class DestinationQueue {
           const reason = e instanceof SmtpFailureError ? `${remote}: ${e.message}` : `${remote}: ${(e as Error).message}`;
           outcomes = batch.recipients.map(() => ({ kind: 'soft' as const, enhanced: '4.4.2', reason }));
         }
-        if (counted) limits.moveRecipients(windowKey, counted.at, this.engine.now(), counted.n);
+        if (counted) limits.moveRecipients(windowKey, counted.at, this.engine.windowNow(), counted.n);
         this.engine.record(batch, outcomes, policy, conn.dcid, info);
       }
     } finally {
