@@ -1,44 +1,91 @@
 /**
  * A probe loaded into a Postern the bench starts, for diagnosis (not part of any figure):
  *   POSTERN_BENCH_NODE_ARGS="--import ./dist/bench/postern-probe.js" POSTERN_PROBE_FILE=/tmp/probe.txt npm run bench -- ...
- * Every second it appends one line: resident memory, V8 heap (total and used), external memory,
- * open handles, event-loop delay (p50 / p99 / max over that second) and the fsyncs and
- * fdatasyncs of that second (count, mean and longest, in ms). It wraps `fs.fsync` (the queue's
- * durable accept) and `fs.fdatasync`; a sync's time runs from the call to its callback, so it
- * includes any wait for the event loop after the disk is done. Since the listener thread, the
- * accepts' fsyncs are made there, so the main thread's line counts none. Each other thread
- * (listener, checkpointer) appends its own line to FILE.thread: its heap, external memory and
- * event-loop delay.
+ * Every second each thread appends one line: the main thread to FILE (resident memory, V8
+ * heap total and used, external memory, open handles), the others (listener, checkpointer) to
+ * FILE.thread (thread id, heap, external memory); and each its event-loop delay (p50 / p99 / max
+ * over that second), its fsyncs and fdatasyncs (count, mean and longest, in ms; the listener
+ * thread makes the accepts') and the queue's write lock (how often it waited for the lock and
+ * held it, mean and longest, in ms). It wraps `fs.fsync` and `fs.fdatasync` (a sync's time runs
+ * from the call to its callback, so it includes any wait for the event loop after the disk is
+ * done) and WriteLock's `run` and `acquire`.
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, threadId } from 'node:worker_threads';
+import { WriteLock } from '../src/queue/write-lock.js';
+
+// The queue's write lock, per thread: how long this thread waited for it and held it.
+const lock = { waits: 0, waitMs: 0, waitMax: 0, holds: 0, holdMs: 0, holdMax: 0, lastWait: 0 };
+{
+  type Patched = { run<T>(fn: () => T): T; acquire(): void; depth: number };
+  const proto = WriteLock.prototype as unknown as Patched;
+  const acquire = proto.acquire;
+  proto.acquire = function (this: Patched) {
+    const t = performance.now();
+    acquire.call(this);
+    const d = performance.now() - t;
+    lock.lastWait = d;
+    lock.waits++;
+    lock.waitMs += d;
+    lock.waitMax = Math.max(lock.waitMax, d);
+  };
+  const run = proto.run;
+  proto.run = function <T>(this: Patched, fn: () => T): T {
+    if (this.depth > 0) return run.call(this, fn) as T;
+    const t = performance.now();
+    lock.lastWait = 0;
+    try {
+      return run.call(this, fn) as T;
+    } finally {
+      const held = performance.now() - t - lock.lastWait;
+      lock.holds++;
+      lock.holdMs += held;
+      lock.holdMax = Math.max(lock.holdMax, held);
+    }
+  };
+}
+/** This second's lock figures (then reset): count, mean and longest wait and hold, in ms. */
+function lockLine(): string {
+  const l = lock;
+  const line = `lockWaits ${l.waits} waitMean ${(l.waitMs / Math.max(1, l.waits)).toFixed(1)} waitMax ${l.waitMax.toFixed(1)} holds ${l.holds} holdMean ${(l.holdMs / Math.max(1, l.holds)).toFixed(1)} holdMax ${l.holdMax.toFixed(1)}`;
+  Object.assign(lock, { waits: 0, waitMs: 0, waitMax: 0, holds: 0, holdMs: 0, holdMax: 0 });
+  return line;
+}
+
+// Each thread's syncs (the listener thread makes the accepts' fsyncs).
+let syncs = 0;
+let syncMs = 0;
+let syncMax = 0;
+type Sync = (fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => void;
+const timed =
+  (sync: Sync): Sync =>
+  (fd, cb) => {
+    const t = performance.now();
+    sync(fd, (e) => {
+      const d = performance.now() - t;
+      syncs++;
+      syncMs += d;
+      syncMax = Math.max(syncMax, d);
+      cb(e);
+    });
+  };
+const writable = fs as { fsync: Sync; fdatasync: Sync };
+writable.fsync = timed(fs.fsync);
+writable.fdatasync = timed(fs.fdatasync);
+syncBuiltinESMExports(); // ES module importers of node:fs see the wrapper too
+/** This second's syncs (then reset): count, mean and longest, in ms. */
+function syncLine(): string {
+  const line = `fsyncs ${syncs} fsyncMean ${(syncMs / Math.max(1, syncs)).toFixed(1)} fsyncMax ${syncMax.toFixed(1)}`;
+  syncs = syncMs = syncMax = 0;
+  return line;
+}
 
 if (isMainThread) {
   const file = process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`;
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
-  let syncs = 0;
-  let syncMs = 0;
-  let syncMax = 0;
-  type Sync = (fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => void;
-  const timed =
-    (sync: Sync): Sync =>
-    (fd, cb) => {
-      const t = performance.now();
-      sync(fd, (e) => {
-        const d = performance.now() - t;
-        syncs++;
-        syncMs += d;
-        syncMax = Math.max(syncMax, d);
-        cb(e);
-      });
-    };
-  const writable = fs as { fsync: Sync; fdatasync: Sync };
-  writable.fsync = timed(fs.fsync);
-  writable.fdatasync = timed(fs.fdatasync);
-  syncBuiltinESMExports(); // ES module importers of node:fs see the wrapper too
   const mb = (n: number): string => (n / 1048576).toFixed(0);
   const ms = (ns: number): string => (ns / 1e6).toFixed(1);
   setInterval(() => {
@@ -47,10 +94,9 @@ if (isMainThread) {
     fs.appendFileSync(
       file,
       `${Date.now()} rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} handles ${handles} ` +
-        `lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} fsyncs ${syncs} fsyncMean ${(syncMs / Math.max(1, syncs)).toFixed(1)} fsyncMax ${syncMax.toFixed(1)}\n`,
+        `lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} ${syncLine()} ${lockLine()}\n`,
     );
     loop.reset();
-    syncs = syncMs = syncMax = 0;
   }, 1000).unref();
 }
 else {
@@ -62,7 +108,7 @@ else {
   const ms = (ns: number): string => (ns / 1e6).toFixed(1);
   setInterval(() => {
     const m = process.memoryUsage();
-    fs.appendFileSync(file, `${Date.now()} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)} lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)}\n`);
+    fs.appendFileSync(file, `${Date.now()} thread ${threadId} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)} lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} ${syncLine()} ${lockLine()}\n`);
     loop.reset();
   }, 1000).unref();
 }
