@@ -589,36 +589,46 @@ export class SmtpSession {
 
   private async writeBody(pieces: Buffer[]): Promise<void> {
     if (this.dead) throw this.dead;
-    const CHUNK = 64 * 1024;
-    const chunks = pieces.flatMap((p) => Array.from({ length: Math.ceil(p.length / CHUNK) }, (_, i) => p.subarray(i * CHUNK, (i + 1) * CHUNK)));
-    for (let i = 0; i < chunks.length; i++) {
-      let room: boolean;
-      if (i === chunks.length - 2 && pieces.length > 1) {
-        // The terminator (the last piece) goes out in one write with the body's last chunk.
-        this.socket.cork();
-        this.socket.write(chunks[i]!);
-        room = this.socket.write(chunks[++i]!);
-        this.socket.uncork();
-      } else room = this.socket.write(chunks[i]!);
-      if (!room) {
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => {
-            this.socket.destroy();
-            reject(new SmtpFailureError({ kind: 'timeout', step: 'data block', waitedMs: this.timeouts.dataBlock }));
-          }, this.timeouts.dataBlock);
-          this.socket.once('drain', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          this.socket.once('close', () => {
-            clearTimeout(timer);
-            reject(this.dead ?? new SmtpFailureError({ kind: 'closed', step: 'data block', detail: '' }));
-          });
-        });
-      }
-      if (this.dead) throw this.dead;
-    }
+    const chunks = pieces.flatMap(chunksOf);
+    // After an unstuffed body the terminator is a piece of its own: it leaves with the body's last chunk.
+    const tail = pieces.length > 1 ? chunks.splice(-2) : [];
+    for (const chunk of chunks) await this.writeBlock([chunk]);
+    if (tail.length > 0) await this.writeBlock(tail);
   }
+
+  /** Writes `bufs` as one write (corked), then waits for the socket to drain if it is full. */
+  private async writeBlock(bufs: Buffer[]): Promise<void> {
+    this.socket.cork();
+    let room = true;
+    for (const b of bufs) room = this.socket.write(b);
+    this.socket.uncork();
+    if (!room) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.socket.destroy();
+          reject(new SmtpFailureError({ kind: 'timeout', step: 'data block', waitedMs: this.timeouts.dataBlock }));
+        }, this.timeouts.dataBlock);
+        this.socket.once('drain', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        this.socket.once('close', () => {
+          clearTimeout(timer);
+          reject(this.dead ?? new SmtpFailureError({ kind: 'closed', step: 'data block', detail: '' }));
+        });
+      });
+    }
+    if (this.dead) throw this.dead;
+  }
+}
+
+/** The body is written in blocks of this size, each waiting for room in the socket. */
+const BODY_CHUNK = 64 * 1024;
+
+function chunksOf(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let off = 0; off < b.length; off += BODY_CHUNK) out.push(b.subarray(off, off + BODY_CHUNK));
+  return out;
 }
 
 function local(code: number, enhanced: string, text: string): Reply {
