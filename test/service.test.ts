@@ -68,7 +68,7 @@ describe('contrib/postern.service and contrib/logrotate.d/postern, run directly'
     // The test's DNS server and MX port stand in for the internet's.
     // Environment= as systemd passes it (KEY=VALUE pairs separated by spaces).
     const environment = Object.fromEntries((unit.get('Environment') ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-    assert.equal(environment.MALLOC_MMAP_THRESHOLD_, '32768', 'the allocator setting of docs/running-as-a-service.md');
+    assert.equal(environment.MALLOC_MMAP_THRESHOLD_, '131072', 'the allocator setting of docs/running-as-a-service.md');
     const child = spawn(exec[0]!, [...exec.slice(1), '--dns-server', dns.address, '--smtp-port', String(MX_PORT), '--hostname', 'postern-svc.test'], {
       env: { ...process.env, ...environment },
       cwd: local(unit.get('WorkingDirectory')!),

@@ -368,6 +368,14 @@ interface SyncWaiter {
  */
 export const GATEWAY_CHECKPOINT_PAGES = 10_000;
 
+/**
+ * Page cache of a queue connection, in KB (SQLite's build default is 16,000). In WAL mode a
+ * connection empties its cache whenever another one has committed, which in a running gateway
+ * (the listener thread and delivery commit in turns) is almost every transaction: a larger cache
+ * only holds memory. Measured with the internet world: peak RSS 287 against 295 MB, no slower.
+ */
+const QUEUE_CACHE_KB = 4000;
+
 export class QueueStore {
   private batch: PendingAccept[] = [];
   private flushScheduled = false;
@@ -384,6 +392,7 @@ export class QueueStore {
   ) {
     // NORMAL: commits reach the WAL file without an fsync; `durable()` adds it where needed.
     db.pragma('synchronous = NORMAL');
+    db.pragma(`cache_size = -${QUEUE_CACHE_KB}`);
     this.walFd = openSync(`${db.name}-wal`, 'r');
   }
 
