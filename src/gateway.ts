@@ -21,7 +21,7 @@ import { TlsRptSendStore } from './tlsrpt/sends.js';
 import { effectiveTlsRptSettings } from './manage/tlsrpt-settings.js';
 import { secureContextFor } from './tls/trust.js';
 import { Conditions, QUEUE_STORAGE } from './observe/conditions.js';
-import { Checkpointer } from './queue/checkpointer.js';
+import { Checkpointer, CHECKPOINT_EVERY_MS } from './queue/checkpointer.js';
 import { MailLog, StdoutSink } from './observe/maillog.js';
 import { SyslogSink } from './observe/syslog.js';
 import { TlsCounter, TlsReportStore } from './observe/tls-report.js';
@@ -238,7 +238,7 @@ export class Gateway {
     this.publicAddress = bound.public ?? null;
     this.log.write({ event: 'gateway-start', version: VERSION, detail: `process ${process.pid}, listening on ${this.address.address}:${this.address.port}${this.publicAddress ? `, public listener on ${this.publicAddress.address}:${this.publicAddress.port}` : ''}, hostname ${this.options.hostname}` });
     this.queue.setFact('hostname', this.options.hostname); // the Reporting-MTA of `queue bounce` DSNs
-    this.checkpointer = new Checkpointer(join(this.options.dataDir, 'queue.db'), 100, (e) =>
+    this.checkpointer = new Checkpointer(join(this.options.dataDir, 'queue.db'), CHECKPOINT_EVERY_MS, (e) =>
       this.conditions.raise(QUEUE_STORAGE, `the queue's background checkpoints stopped (the gateway's own go on): ${e.message}`),
     );
     this.engine.start();

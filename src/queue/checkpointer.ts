@@ -16,11 +16,19 @@
  */
 import { Worker } from 'node:worker_threads';
 
+/**
+ * How often the worker checkpoints. Measured with the internet world (100,000 messages, 2.4 GB
+ * of bodies): every 500 ms accept p99 67.6 ms, 100 ms 50.1–54.8, 30 ms 43.7–44.0, 10 ms 50.2
+ * with more CPU. Smaller checkpoints leave less for each flush of the database file, which the
+ * accepts' flushes of the WAL queue behind on the disk.
+ */
+export const CHECKPOINT_EVERY_MS = 30;
+
 export class Checkpointer {
   private readonly worker: Worker;
   private stopped = false;
 
-  constructor(dbFile: string, everyMs = 100, onTrouble?: (e: Error) => void) {
+  constructor(dbFile: string, everyMs = CHECKPOINT_EVERY_MS, onTrouble?: (e: Error) => void) {
     this.worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { dbFile, everyMs } });
     // Never what keeps the process alive; a failure is told, and the gateway's own checkpoints go on.
     this.worker.unref();
