@@ -8,7 +8,11 @@
  * thread makes the accepts') and the queue's write lock (how often it waited for the lock and
  * held it, mean and longest, in ms). It wraps `fs.fsync` and `fs.fdatasync` (a sync's time runs
  * from the call to its callback, so it includes any wait for the event loop after the disk is
- * done) and WriteLock's `run` and `acquire`.
+ * done) and WriteLock's `run` and `acquire`. Each thread also appends to FILE.holds every hold
+ * of the write lock over 30 ms (where from; time on a CPU and on the run queue, from
+ * /proc/thread-self/schedstat; the end on CLOCK_MONOTONIC, to match against `perf record -k
+ * CLOCK_MONOTONIC`), its GC pauses of 10 ms or more, and for a slow `recordMany` what it held and
+ * which statements took its time.
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -16,6 +20,10 @@ import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { WriteLock } from '../src/queue/write-lock.js';
 import { QueueStore } from '../src/queue/store.js';
+
+const FILE = process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`;
+const mb = (n: number): string => (n / 1048576).toFixed(0);
+const ms = (ns: number): string => (ns / 1e6).toFixed(1);
 
 // The queue's write lock, per thread: how long this thread waited for it and held it.
 const lock = { waits: 0, waitMs: 0, waitMax: 0, holds: 0, holdMs: 0, holdMax: 0, lastWait: 0 };
@@ -78,7 +86,7 @@ new PerformanceObserver((list) => {
 /** Writes out and forgets this thread's long holds and long GC pauses. */
 function flushEvents(): void {
   if (longHolds.length + gcs.length === 0) return;
-  fs.appendFileSync(`${process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`}.holds`, [...longHolds, ...gcs].map((l) => `${l}\n`).join(''));
+  fs.appendFileSync(`${FILE}.holds`, [...longHolds, ...gcs].map((l) => `${l}\n`).join(''));
   longHolds.length = 0;
   gcs.length = 0;
 }
@@ -120,16 +128,13 @@ function syncLine(): string {
 }
 
 if (isMainThread) {
-  const file = process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`;
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
-  const mb = (n: number): string => (n / 1048576).toFixed(0);
-  const ms = (ns: number): string => (ns / 1e6).toFixed(1);
   setInterval(() => {
     const m = process.memoryUsage();
     const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
     fs.appendFileSync(
-      file,
+      FILE,
       `${Date.now()} rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} handles ${handles} ` +
         `lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} ${syncLine()} ${lockLine()}\n`,
     );
@@ -139,19 +144,15 @@ if (isMainThread) {
 }
 else {
   // Another thread of Postern (the listener thread): its own heap and event-loop delay.
-  const file = `${process.env.POSTERN_PROBE_FILE ?? `/tmp/postern-probe-${process.pid}.txt`}.thread`;
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
-  const mb = (n: number): string => (n / 1048576).toFixed(0);
-  const ms = (ns: number): string => (ns / 1e6).toFixed(1);
   setInterval(() => {
     const m = process.memoryUsage();
-    fs.appendFileSync(file, `${Date.now()} thread ${threadId} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)} lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} ${syncLine()} ${lockLine()}\n`);
+    fs.appendFileSync(`${FILE}.thread`, `${Date.now()} thread ${threadId} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)} lag50 ${ms(loop.percentile(50))} lag99 ${ms(loop.percentile(99))} lagMax ${ms(loop.max)} ${syncLine()} ${lockLine()}\n`);
     loop.reset();
     flushEvents();
   }, 1000).unref();
 }
-
 
 // What a slow recordMany spent its time on: the records' sizes and each statement's share.
 {
@@ -159,9 +160,12 @@ else {
   type StatementLike = Record<'run' | 'get' | 'all', (...a: unknown[]) => unknown>;
   const proto = QueueStore.prototype as unknown as Store;
   const perSql = new Map<string, { n: number; ms: number }>();
-  const wrapped = new Map<string, StatementLike>();
+  // Per store: the main thread may hold more than one (the admin page opens its own).
+  const wrappedBy = new WeakMap<Store, Map<string, StatementLike>>();
   const st = proto.st;
   proto.st = function (this: Store, sql: string) {
+    let wrapped = wrappedBy.get(this);
+    if (!wrapped) wrappedBy.set(this, (wrapped = new Map()));
     let w = wrapped.get(sql);
     if (!w) {
       const s = st.call(this, sql);

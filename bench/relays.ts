@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startPostfix, type PostfixInstance } from '../test/peers/postfix.js';
 import { POSTERN_BIN, runCliOk } from '../test/process.js';
-import { cleanup, cpuSeconds, groupMembers, startMemSampler, statusKb, stopChild } from './util.js';
+import { cleanup, cpuSeconds, environmentPairs, groupMembers, startMemSampler, statusKb, stopChild } from './util.js';
 
 export const ADDR = {
   posternListen: '127.0.40.1',
@@ -88,9 +88,6 @@ export interface PosternRunOptions {
 
 /** As package.json's start script and contrib/postern.service set them. */
 const POSTERN_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
-/** POSTERN_BENCH_ENV="NAME=value ...": variables over those, for experiments (e.g. the allocator's). */
-const benchEnv = (): Record<string, string> =>
-  Object.fromEntries((process.env.POSTERN_BENCH_ENV ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 export async function startPosternRelay(setup: PosternSetup | undefined, o: PosternRunOptions): Promise<Relay & { child: ChildProcess; output: () => string; startedAt: number; readyAt: number; dataDir: string }> {
   if (setup) await cp(setup.template, o.dataDir, { recursive: true });
@@ -123,7 +120,8 @@ export async function startPosternRelay(setup: PosternSetup | undefined, o: Post
   }
   const startedAt = Date.now();
   // The allocator settings `npm start` and contrib/postern.service give (docs/running-as-a-service.md).
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...POSTERN_MALLOC_ENV, ...benchEnv() } });
+  // POSTERN_BENCH_ENV="NAME=value ...": variables over those, for experiments (e.g. the allocator's).
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...POSTERN_MALLOC_ENV, ...environmentPairs(process.env.POSTERN_BENCH_ENV ?? '') } });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };

@@ -274,6 +274,11 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** `NAME=value` pairs separated by white space (systemd's `Environment=`, POSTERN_BENCH_ENV). */
+export function environmentPairs(text: string): Record<string, string> {
+  return Object.fromEntries(text.split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
 export function fmt(n: number, digits = 0): string {
   if (!Number.isFinite(n)) return 'n/a';
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });

@@ -19,6 +19,7 @@ import { startDnsServer, type DnsServer } from './peers/dns-server.js';
 import { startSmtpPeer, type SmtpPeer } from './peers/smtp-peer.js';
 import { sendMail, tempDir, waitFor } from './harness.js';
 import { logFile, POSTERN_BIN } from './process.js';
+import { environmentPairs } from '../bench/util.js';
 
 const ROOT = dirname(dirname(POSTERN_BIN));
 const MX = '127.0.71.20';
@@ -67,7 +68,7 @@ describe('contrib/postern.service and contrib/logrotate.d/postern, run directly'
     const exec = local(unit.get('ExecStart')!).replace('127.0.0.1:2525', '127.0.0.1:0').replace('127.0.0.1:8443', '127.0.0.1:0').split(/\s+/);
     // The test's DNS server and MX port stand in for the internet's.
     // Environment= as systemd passes it (KEY=VALUE pairs separated by spaces).
-    const environment = Object.fromEntries((unit.get('Environment') ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const environment = environmentPairs(unit.get('Environment') ?? '');
     assert.equal(environment.MALLOC_MMAP_THRESHOLD_, '131072', 'the allocator setting of docs/running-as-a-service.md');
     const child = spawn(exec[0]!, [...exec.slice(1), '--dns-server', dns.address, '--smtp-port', String(MX_PORT), '--hostname', 'postern-svc.test'], {
       env: { ...process.env, ...environment },
