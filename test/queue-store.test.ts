@@ -140,3 +140,32 @@ describe('deliver now over a large backlog', () => {
     }
   });
 });
+
+describe('the lease and what runs first in it', () => {
+  it('runs `first` inside the lease transaction: another process cannot commit between the two', async () => {
+    const dir = tempDir();
+    const q = QueueStore.open(dir);
+    // Another process's connection (the CLI's), not waiting for locks.
+    const cli = new Database(join(dir, 'queue.db'));
+    cli.pragma('busy_timeout = 0');
+    try {
+      await q.accept(msg(1));
+      let during: string | undefined;
+      const got = q.lease(Date.now(), 10, undefined, () => {
+        try {
+          cli.prepare("INSERT INTO queue_control (action, domain, requested_at) VALUES ('delivernow', 'dest.test', 0)").run();
+          during = 'committed';
+        } catch (e) {
+          during = (e as { code?: string }).code;
+        }
+      });
+      assert.equal(during, 'SQLITE_BUSY', "the CLI's commit waits for the lease's transaction to end");
+      assert.equal(got.leased.length, 1);
+      cli.prepare("INSERT INTO queue_control (action, domain, requested_at) VALUES ('delivernow', 'dest.test', 0)").run();
+      assert.deepEqual(q.takeControl().map((c) => c.domain), ['dest.test'], 'and goes through after it');
+    } finally {
+      cli.close();
+      q.close();
+    }
+  });
+});

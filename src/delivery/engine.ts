@@ -33,7 +33,7 @@ import { resolvePolicy, type DeliveryPolicy } from './policy.js';
 import { outboundSender } from '../bounce/tagging.js';
 import { QUEUE_STORAGE, type Conditions } from '../observe/conditions.js';
 import { domainOfAddress } from '../controls/names.js';
-import { deferArrivals, deferDue, destinationKey, noticeDueNow, notTried, type ArrivalHold, type ArrivalView } from './arrival.js';
+import { deferArrivals, deferDue, destinationKey, noticeDueNow, notTried, type ArrivalHold, type ArrivalView, type DueDeferral } from './arrival.js';
 
 export interface EngineOptions {
   queue: QueueStore;
@@ -55,9 +55,9 @@ export interface EngineOptions {
   now?: () => number;
   random?: () => number;
   /**
-   * Called before due recipients are taken: requests other processes left (deliver now) are
-   * applied first, so what they made due is not taken under the state they were meant to end
-   * (a suspended destination).
+   * Called before due recipients are taken, inside the same transaction: requests other
+   * processes left (deliver now) are applied first, so what they made due is not taken under the
+   * state they were meant to end (a suspended destination).
    */
   beforeLease?: () => void;
   /** How often the queue is polled when nothing wakes the engine (ms). */
@@ -272,7 +272,6 @@ export class DeliveryEngine {
     this.lastTick = Date.now();
     if (!this.running) return;
     let full = false;
-    this.o.beforeLease?.();
     try {
       const room = (this.o.maxInFlight ?? 20_000) - this.inflight;
       const limit = Math.min(2000, room);
@@ -285,8 +284,14 @@ export class DeliveryEngine {
         if (!holds.has(key)) holds.set(key, this.hold(key, snapshot));
         return holds.get(key);
       };
-      const settle = this.suspended.size > 0 ? (all: LeasedRecipient[]) => deferDue(all, snapshot.gateways, held, now) : undefined;
-      const got = limit > 0 ? this.o.queue.lease(now, limit, settle) : { leased: [], deferred: [], selected: 0 };
+      // Whether anything is held is asked inside the lease, after `beforeLease` (which can end holds).
+      const settle = (all: LeasedRecipient[]) => (this.suspended.size > 0 ? deferDue(all, snapshot.gateways, held, now) : { keep: all, deferred: [] });
+      // `beforeLease` inside the lease's transaction: `queue delivernow` makes recipients due and
+      // leaves its request in one commit, so the lease cannot see the first without the second
+      // and defer them again under the suspension the request ends.
+      let got: { leased: LeasedRecipient[]; deferred: DueDeferral[]; selected: number } = { leased: [], deferred: [], selected: 0 };
+      if (limit > 0) got = this.o.queue.lease(now, limit, settle, this.o.beforeLease);
+      else this.o.beforeLease?.();
       const rows = got.leased;
       full = limit > 0 && got.selected >= limit;
       this.inflight += rows.length;

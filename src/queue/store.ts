@@ -476,14 +476,18 @@ export class QueueStore {
    * this commit skips the fsync that accepted mail gets. With `settle` the caller sorts the due
    * rows first, in the same transaction: those it defers (a held destination's: deferDue in
    * delivery/arrival.ts) get their new retry time, one attempt counted, instead of a lease — one
-   * write each instead of a lease and a deferral after it.
+   * write each instead of a lease and a deferral after it. `first` runs at the start of the same
+   * transaction (the gateway takes the CLI's requests there: see Gateway.applyQueueControl), so
+   * that a commit of another process falls wholly before both or wholly after both.
    */
   lease<D extends { ids: number[]; reply: string; nextAttempt: number }>(
     now: number,
     limit: number,
     settle?: (rows: LeasedRecipient[]) => { keep: LeasedRecipient[]; deferred: D[] },
+    first?: () => void,
   ): { leased: LeasedRecipient[]; deferred: D[]; selected: number } {
     return this.tx(() => {
+      first?.();
       const rows = (this.st(LEASE_SELECT).all(now, limit) as LeaseRow[]).map(toLeased);
       const { keep, deferred } = settle ? settle(rows) : { keep: rows, deferred: [] as D[] };
       const defer = this.st(`UPDATE recipients SET last_reply = ?, next_attempt = ?, attempts = attempts + 1 WHERE id IN ${ID_LIST} AND +state = 'queued'`);
